@@ -1,0 +1,232 @@
+//! The GPU context: instance, adapter choice, device, queue, the limits the kernels
+//! plan with, error scopes that turn wgpu errors into typed errors, and the pipeline cache.
+
+use std::sync::{Arc, Mutex};
+
+use crate::error::{Error, Result};
+use crate::kernels::Pipelines;
+
+/// Environment variable naming an adapter by (case-insensitive) substring of its name.
+pub const ADAPTER_ENV: &str = "WGPU_RNN_ADAPTER";
+
+/// llvmpipe stops every loop of an invocation after 65535 iterations in total (DESIGN.md §5).
+/// Kernels with a time loop are chunked so one invocation stays under this budget; the
+/// margin covers loop bookkeeping we do not count exactly. Applied on every adapter: a
+/// shorter dispatch also keeps real drivers clear of watchdog timeouts.
+pub const LOOP_BUDGET: u32 = 48_000;
+
+/// What the crate tells users about the adapter it runs on.
+#[derive(Clone, Debug)]
+pub struct AdapterSummary {
+    /// Adapter name as the driver reports it (e.g. "llvmpipe (LLVM 15.0.6, 256 bits)").
+    pub name: String,
+    /// Backend: Vulkan, Metal, Dx12, Gl.
+    pub backend: String,
+    /// Discrete, integrated, virtual, CPU or other.
+    pub device_type: String,
+    /// Driver name and version information.
+    pub driver: String,
+}
+
+impl AdapterSummary {
+    fn from_info(info: &wgpu::AdapterInfo) -> Self {
+        Self {
+            name: info.name.clone(),
+            backend: format!("{:?}", info.backend),
+            device_type: format!("{:?}", info.device_type),
+            driver: format!("{} {}", info.driver, info.driver_info).trim().to_string(),
+        }
+    }
+}
+
+/// A device and queue ready to run the crate's kernels.
+///
+/// Create one with [`Context::new`] (adapter chosen for you) or [`Context::from_device`]
+/// (bring your own wgpu device). Cheap to share: wrap it in an `Arc`.
+pub struct Context {
+    pub(crate) adapter: wgpu::Adapter,
+    pub(crate) device: wgpu::Device,
+    pub(crate) queue: wgpu::Queue,
+    pub(crate) limits: wgpu::Limits,
+    pub(crate) pipelines: Pipelines,
+    summary: AdapterSummary,
+    /// Errors no scope caught (reported by the uncaptured-error handler instead of panicking).
+    uncaptured: Arc<Mutex<Vec<String>>>,
+}
+
+fn rank(info: &wgpu::AdapterInfo) -> (u8, u8) {
+    let ty = match info.device_type {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Cpu => 3,
+        wgpu::DeviceType::Other => 4,
+    };
+    // Native APIs before GL: GL lacks features the kernels may use later (f16, subgroups).
+    let backend = match info.backend {
+        wgpu::Backend::Vulkan | wgpu::Backend::Metal | wgpu::Backend::Dx12 => 0,
+        _ => 1,
+    };
+    (ty, backend)
+}
+
+fn instance() -> wgpu::Instance {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+    if std::env::var_os("WGPU_BACKEND").is_none() {
+        desc.backends = wgpu::Backends::all();
+    }
+    wgpu::Instance::new(desc)
+}
+
+impl Context {
+    /// Every adapter wgpu can see on this machine.
+    pub fn list_adapters() -> Vec<AdapterSummary> {
+        let inst = instance();
+        pollster::block_on(inst.enumerate_adapters(wgpu::Backends::all()))
+            .iter()
+            .map(|a| AdapterSummary::from_info(&a.get_info()))
+            .collect()
+    }
+
+    /// Picks an adapter (high performance first; `WGPU_RNN_ADAPTER=<substring>` to choose one;
+    /// software adapters allowed) and opens a device with the adapter's own limits.
+    pub fn new() -> Result<Self> {
+        let inst = instance();
+        let mut adapters = pollster::block_on(inst.enumerate_adapters(wgpu::Backends::all()));
+        if adapters.is_empty() {
+            return Err(Error::NoAdapter(
+                "wgpu found no adapter (install a Vulkan driver, e.g. Mesa lavapipe: \
+                 apt-get install mesa-vulkan-drivers libvulkan1)"
+                    .into(),
+            ));
+        }
+        if let Ok(want) = std::env::var(ADAPTER_ENV) {
+            let want_lc = want.to_lowercase();
+            let names: Vec<String> = adapters.iter().map(|a| a.get_info().name).collect();
+            adapters.retain(|a| a.get_info().name.to_lowercase().contains(&want_lc));
+            if adapters.is_empty() {
+                return Err(Error::NoAdapter(format!(
+                    "{ADAPTER_ENV}={want:?} matches none of the adapters {names:?}"
+                )));
+            }
+        }
+        adapters.sort_by_key(|a| rank(&a.get_info()));
+        let adapter = adapters.swap_remove(0);
+        Self::open(adapter)
+    }
+
+    fn open(adapter: wgpu::Adapter) -> Result<Self> {
+        let wanted = wgpu::Features::TIMESTAMP_QUERY;
+        let features = adapter.features() & wanted;
+        let limits = adapter.limits();
+        let desc = wgpu::DeviceDescriptor {
+            label: Some("wgpu-rnn"),
+            required_features: features,
+            required_limits: limits.clone(),
+            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            trace: wgpu::Trace::Off,
+        };
+        let (device, queue) = pollster::block_on(adapter.request_device(&desc))
+            .map_err(|e| Error::RequestDevice(e.to_string()))?;
+        Ok(Self::assemble(adapter, device, queue))
+    }
+
+    /// Wraps a device the caller already has (bring your own wgpu device). The kernels plan
+    /// with `device.limits()`, so request the adapter's limits when creating it.
+    pub fn from_device(adapter: wgpu::Adapter, device: wgpu::Device, queue: wgpu::Queue) -> Self {
+        Self::assemble(adapter, device, queue)
+    }
+
+    fn assemble(adapter: wgpu::Adapter, device: wgpu::Device, queue: wgpu::Queue) -> Self {
+        let uncaptured = Arc::new(Mutex::new(Vec::new()));
+        let sink = uncaptured.clone();
+        // The default handler panics; we keep the message and report it as an error instead.
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            if let Ok(mut v) = sink.lock() {
+                v.push(e.to_string());
+            }
+        }));
+        let lost = uncaptured.clone();
+        device.set_device_lost_callback(move |reason, msg| {
+            if let Ok(mut v) = lost.lock() {
+                v.push(format!("device lost ({reason:?}): {msg}"));
+            }
+        });
+        let limits = device.limits();
+        let summary = AdapterSummary::from_info(&adapter.get_info());
+        Self {
+            adapter,
+            device,
+            queue,
+            limits,
+            pipelines: Pipelines::default(),
+            summary,
+            uncaptured,
+        }
+    }
+
+    /// The adapter this context runs on.
+    pub fn adapter(&self) -> &AdapterSummary {
+        &self.summary
+    }
+
+    /// The wgpu adapter (for callers that bring their own buffers).
+    pub fn wgpu_adapter(&self) -> &wgpu::Adapter {
+        &self.adapter
+    }
+
+    /// The wgpu device.
+    pub fn device(&self) -> &wgpu::Device {
+        &self.device
+    }
+
+    /// The wgpu queue.
+    pub fn queue(&self) -> &wgpu::Queue {
+        &self.queue
+    }
+
+    /// The device limits kernels plan with.
+    pub fn limits(&self) -> &wgpu::Limits {
+        &self.limits
+    }
+
+    /// Runs `f` inside validation and out-of-memory error scopes; any error they catch, or
+    /// any uncaptured error reported meanwhile, becomes a typed [`Error`].
+    pub(crate) fn scoped<R>(&self, f: impl FnOnce() -> Result<R>) -> Result<R> {
+        let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let val = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let out = f();
+        let val_err = pollster::block_on(val.pop());
+        let oom_err = pollster::block_on(oom.pop());
+        if let Some(e) = val_err {
+            return Err(Error::Validation(e.to_string()));
+        }
+        if let Some(e) = oom_err {
+            return Err(Error::OutOfMemory(e.to_string()));
+        }
+        self.take_uncaptured()?;
+        out
+    }
+
+    fn take_uncaptured(&self) -> Result<()> {
+        let mut v = self
+            .uncaptured
+            .lock()
+            .map_err(|_| Error::Device("error log poisoned".into()))?;
+        if v.is_empty() {
+            return Ok(());
+        }
+        let msg = v.join("; ");
+        v.clear();
+        Err(Error::Device(msg))
+    }
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("adapter", &self.summary)
+            .finish()
+    }
+}

@@ -1,0 +1,98 @@
+//! The scalar type of the CPU reference and its numerically stable activations.
+//!
+//! The reference is generic so the same code runs in `f32` (to compare with the GPU, which
+//! computes in `f32`) and in `f64` (so finite-difference gradient checks are accurate enough
+//! to catch real mistakes rather than rounding noise).
+
+use std::fmt::Debug;
+use std::iter::Sum;
+
+use ndarray::{LinalgScalar, ScalarOperand};
+use num_traits::Float;
+
+/// A floating-point scalar the CPU reference can compute in: `f32` or `f64`.
+///
+/// `LinalgScalar` lets ndarray route `.dot()` to its fast `f32`/`f64` matrix kernels;
+/// `ScalarOperand` allows `array * scalar`.
+pub trait Real: Float + LinalgScalar + ScalarOperand + Debug + Sum + Send + Sync + 'static {
+    /// Converts from `f64`, rounding to nearest for `f32`.
+    ///
+    /// A plain method instead of `NumCast::from`, because the latter returns an `Option`
+    /// that can never be `None` for these two types.
+    fn from_f64(v: f64) -> Self;
+
+    /// Converts to `f64` (exact for both `f32` and `f64`).
+    ///
+    /// Not called `to_f64` so it does not clash with `ToPrimitive::to_f64`, which `Float`
+    /// brings into scope and which returns an `Option`.
+    fn as_f64(self) -> f64;
+}
+
+impl Real for f32 {
+    fn from_f64(v: f64) -> Self {
+        v as f32
+    }
+
+    fn as_f64(self) -> f64 {
+        f64::from(self)
+    }
+}
+
+impl Real for f64 {
+    fn from_f64(v: f64) -> Self {
+        v
+    }
+
+    fn as_f64(self) -> f64 {
+        self
+    }
+}
+
+/// The logistic function `1 / (1 + e^-x)`, computed without overflow.
+///
+/// For large negative `x`, `e^-x` overflows to infinity; the result would still be 0, but
+/// the branch keeps every intermediate finite, so no `inf` can leak into a later product
+/// such as `inf * 0 = NaN`. Each branch only ever calls `exp` on a non-positive argument.
+pub fn sigmoid<T: Real>(x: T) -> T {
+    if x >= T::zero() {
+        T::one() / (T::one() + (-x).exp())
+    } else {
+        let e = x.exp();
+        e / (T::one() + e)
+    }
+}
+
+/// The hyperbolic tangent.
+///
+/// `Float::tanh` from the standard library already saturates to ±1 without overflow; this
+/// wrapper exists so the LSTM code names both of its activations the same way.
+pub fn tanh<T: Real>(x: T) -> T {
+    x.tanh()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sigmoid_is_finite_and_symmetric() {
+        for &x in &[-1000.0f64, -50.0, -1.0, 0.0, 1.0, 50.0, 1000.0] {
+            let s = sigmoid(x);
+            assert!(
+                s.is_finite() && (0.0..=1.0).contains(&s),
+                "sigmoid({x}) = {s}"
+            );
+            assert!((s + sigmoid(-x) - 1.0).abs() < 1e-15);
+        }
+        assert_eq!(sigmoid(0.0f32), 0.5);
+        assert!(sigmoid(-200.0f32) >= 0.0 && sigmoid(200.0f32) == 1.0);
+        assert!((sigmoid(2.0f64) - 1.0 / (1.0 + (-2.0f64).exp())).abs() < 1e-16);
+    }
+
+    #[test]
+    fn conversions_round_trip() {
+        assert_eq!(<f32 as Real>::from_f64(0.5).as_f64(), 0.5);
+        assert_eq!(<f64 as Real>::from_f64(0.1).as_f64(), 0.1);
+        assert_eq!(tanh(0.0f64), 0.0);
+    }
+}

@@ -1,0 +1,391 @@
+//! `Lstm`: a multi-layer, optionally bidirectional LSTM with PyTorch semantics, loadable from
+//! PyTorch state_dict tensors, Keras kernels or a safetensors file.
+
+use std::path::Path;
+
+use ndarray::{Array3, ArrayView3, Axis, s};
+
+use super::Backend;
+use crate::algorithm::Algorithm;
+use crate::cpu::lstm::{self as cpu, LstmDims, LstmGrads, LstmParams, LstmTape};
+use crate::error::{Error, Result};
+use crate::gpu::lstm::{self as gpu, GpuLstmWeights, GpuTape};
+use crate::kernels::RecordStats;
+use crate::weights::{self, TensorMap, WeightFormat, lookup};
+
+/// Configuration of an [`Lstm`], named as in PyTorch (`nn.LSTM`) with Keras' `go_backwards`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LstmConfig {
+    /// Features per input step (`I`).
+    pub input_size: usize,
+    /// Hidden units (`H`, Keras `units`).
+    pub hidden_size: usize,
+    /// Stacked layers (default 1).
+    pub num_layers: usize,
+    /// Run a reverse direction too; outputs are `[forward | reverse]` on the last axis.
+    pub bidirectional: bool,
+    /// Projection size `P` of `h` (0 = none; PyTorch `proj_size`).
+    pub proj_size: usize,
+    /// Inputs and outputs are `(B, T, ·)` instead of `(T, B, ·)`.
+    pub batch_first: bool,
+    /// Whether the layer has biases (PyTorch `bias`, Keras `use_bias`).
+    pub bias: bool,
+    /// Keras `go_backwards`: process the sequence last step first and return outputs in
+    /// processing order (as Keras does). One unidirectional layer only.
+    pub go_backwards: bool,
+}
+
+impl LstmConfig {
+    /// One unidirectional layer with biases, time-major, no projection.
+    pub fn new(input_size: usize, hidden_size: usize) -> Self {
+        Self {
+            input_size,
+            hidden_size,
+            num_layers: 1,
+            bidirectional: false,
+            proj_size: 0,
+            batch_first: false,
+            bias: true,
+            go_backwards: false,
+        }
+    }
+
+    /// The sizes the kernels and the CPU reference work with.
+    pub fn dims(&self) -> LstmDims {
+        LstmDims {
+            input_size: self.input_size,
+            hidden_size: self.hidden_size,
+            proj_size: self.proj_size,
+            num_layers: self.num_layers,
+            bidirectional: self.bidirectional,
+        }
+    }
+
+    /// Checks sizes and option combinations.
+    pub fn validate(&self) -> Result<()> {
+        self.dims().validate()?;
+        if self.go_backwards && (self.bidirectional || self.num_layers != 1) {
+            return Err(Error::Config(format!(
+                "go_backwards is a Keras option for one unidirectional layer; got num_layers {} \
+                 and bidirectional {}",
+                self.num_layers, self.bidirectional
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Outputs of a forward pass. `out` is `(T, B, D·P)` (`(B, T, D·P)` with `batch_first`),
+/// `h_n` is `(L·D, B, P)` and `c_n` is `(L·D, B, H)`, as in PyTorch.
+#[derive(Clone, Debug)]
+pub struct LstmOutput {
+    /// Output sequence (zero at padded steps; processing order with `go_backwards`).
+    pub out: Array3<f32>,
+    /// Final hidden state of each layer-direction.
+    pub h_n: Array3<f32>,
+    /// Final cell state of each layer-direction.
+    pub c_n: Array3<f32>,
+}
+
+enum TraceInner {
+    Cpu(LstmTape<f32>),
+    Gpu(GpuTape),
+}
+
+/// What `forward_train` saved for `backward` (on the device for the GPU backend).
+pub struct LstmTrace {
+    inner: TraceInner,
+    t: usize,
+    b: usize,
+}
+
+/// Gradients from [`Lstm::backward`].
+#[derive(Clone, Debug)]
+pub struct LstmGradients {
+    /// dL/dx, shaped like `x` (zero at padded steps).
+    pub dx: Array3<f32>,
+    /// dL/dh0, `(L·D, B, P)`.
+    pub dh0: Array3<f32>,
+    /// dL/dc0, `(L·D, B, H)`.
+    pub dc0: Array3<f32>,
+    /// Weight gradients under the names the weights were loaded with.
+    pub weights: TensorMap,
+}
+
+/// A multi-layer LSTM on a [`Backend`].
+pub struct Lstm {
+    config: LstmConfig,
+    params: LstmParams<f32>,
+    format: WeightFormat,
+    backend: Backend,
+    gpu: Option<GpuLstmWeights>,
+    algorithm: Algorithm,
+    last_stats: std::sync::Mutex<RecordStats>,
+}
+
+impl Lstm {
+    /// A layer with PyTorch's default initialisation, U(-1/√H, 1/√H), from a fixed seed.
+    pub fn new(config: LstmConfig, backend: Backend, seed: u64) -> Result<Self> {
+        config.validate()?;
+        let scale = 1.0 / (config.hidden_size as f64).sqrt();
+        let params = LstmParams::<f32>::random(config.dims(), seed, scale)?;
+        Self::with_params(config, params, WeightFormat::Torch, backend)
+    }
+
+    /// A layer from PyTorch state_dict tensors (`weight_ih_l0`, `bias_hh_l1_reverse`, ...).
+    pub fn from_torch(config: LstmConfig, tensors: &TensorMap, backend: Backend) -> Result<Self> {
+        config.validate()?;
+        let params = weights::lstm::from_torch(config.dims(), config.bias, tensors)?;
+        Self::with_params(config, params, WeightFormat::Torch, backend)
+    }
+
+    /// A layer from Keras tensors `kernel` `(I, 4U)`, `recurrent_kernel` `(U, 4U)`, `bias` `(4U)`.
+    pub fn from_keras(config: LstmConfig, tensors: &TensorMap, backend: Backend) -> Result<Self> {
+        config.validate()?;
+        let params = weights::lstm::from_keras(config.dims(), config.bias, tensors)?;
+        Self::with_params(config, params, WeightFormat::Keras, backend)
+    }
+
+    /// A layer from a `.safetensors` file holding PyTorch names (possibly under a module
+    /// prefix such as `lstm.weight_ih_l0`) or Keras names.
+    pub fn from_safetensors(config: LstmConfig, path: &Path, backend: Backend) -> Result<Self> {
+        let file = weights::safetensors_io::read(path)?;
+        if lookup(&file.tensors, "weight_ih_l0")?.is_some() {
+            Self::from_torch(config, &file.tensors, backend)
+        } else if lookup(&file.tensors, "kernel")?.is_some() {
+            Self::from_keras(config, &file.tensors, backend)
+        } else {
+            Err(Error::Weights(format!(
+                "{}: neither weight_ih_l0 (PyTorch) nor kernel (Keras) found",
+                path.display()
+            )))
+        }
+    }
+
+    fn with_params(
+        config: LstmConfig,
+        params: LstmParams<f32>,
+        format: WeightFormat,
+        backend: Backend,
+    ) -> Result<Self> {
+        let gpu = match &backend {
+            Backend::Gpu(ctx) => Some(GpuLstmWeights::upload(ctx, &params)?),
+            Backend::Cpu => None,
+        };
+        Ok(Self {
+            config,
+            params,
+            format,
+            backend,
+            gpu,
+            algorithm: Algorithm::Auto,
+            last_stats: Default::default(),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &LstmConfig {
+        &self.config
+    }
+
+    /// The backend this layer runs on.
+    pub fn backend(&self) -> &Backend {
+        &self.backend
+    }
+
+    /// Forces a recurrence algorithm (GPU only; `Auto` lets the heuristic choose). A forced
+    /// algorithm that cannot run at some shape makes that call return an error naming the limit.
+    pub fn set_algorithm(&mut self, algorithm: Algorithm) {
+        self.algorithm = algorithm;
+    }
+
+    /// Dispatches, passes and submits of the last GPU forward or backward.
+    pub fn last_stats(&self) -> RecordStats {
+        self.last_stats.lock().map(|s| *s).unwrap_or_default()
+    }
+
+    /// The weights under the names they were loaded with (PyTorch or Keras).
+    pub fn weights(&self) -> TensorMap {
+        match self.format {
+            WeightFormat::Torch => {
+                weights::lstm::to_torch(&self.params.dims, self.config.bias, &self.params.cells)
+            }
+            WeightFormat::Keras => weights::lstm::to_keras(self.config.bias, &self.params.cells, false),
+        }
+    }
+
+    /// Inference forward. `state` is `(h0, c0)` shaped `(L·D, B, P)` and `(L·D, B, H)` (zeros
+    /// when `None`); `lengths` gives each sequence's valid length (PyTorch packed semantics).
+    pub fn forward(
+        &self,
+        x: ArrayView3<f32>,
+        state: Option<(ArrayView3<f32>, ArrayView3<f32>)>,
+        lengths: Option<&[usize]>,
+    ) -> Result<LstmOutput> {
+        self.run(x, state, lengths, false).map(|(o, _)| o)
+    }
+
+    /// Training forward: as [`Lstm::forward`], plus what [`Lstm::backward`] needs.
+    pub fn forward_train(
+        &self,
+        x: ArrayView3<f32>,
+        state: Option<(ArrayView3<f32>, ArrayView3<f32>)>,
+        lengths: Option<&[usize]>,
+    ) -> Result<(LstmOutput, LstmTrace)> {
+        let (o, t) = self.run(x, state, lengths, true)?;
+        let t = t.ok_or_else(|| Error::Device("training forward kept no trace".into()))?;
+        Ok((o, t))
+    }
+
+    /// Time-major view of an input-layout tensor, reversed in time for `go_backwards`.
+    fn time_major<'a>(&self, a: ArrayView3<'a, f32>) -> ArrayView3<'a, f32> {
+        let a = if self.config.batch_first {
+            a.permuted_axes([1, 0, 2])
+        } else {
+            a
+        };
+        if self.config.go_backwards {
+            a.slice_move(s![..;-1, .., ..])
+        } else {
+            a
+        }
+    }
+
+    /// Back from time-major to the caller's layout (`flip`: undo the go_backwards reversal).
+    fn caller_layout(&self, a: Array3<f32>, flip: bool) -> Array3<f32> {
+        let a = if flip && self.config.go_backwards {
+            a.slice_move(s![..;-1, .., ..])
+        } else {
+            a
+        };
+        let a = if self.config.batch_first {
+            a.permuted_axes([1, 0, 2])
+        } else {
+            a
+        };
+        a.as_standard_layout().into_owned()
+    }
+
+    fn run(
+        &self,
+        x: ArrayView3<f32>,
+        state: Option<(ArrayView3<f32>, ArrayView3<f32>)>,
+        lengths: Option<&[usize]>,
+        train: bool,
+    ) -> Result<(LstmOutput, Option<LstmTrace>)> {
+        let d = self.config.dims();
+        if lengths.is_some() && self.config.go_backwards {
+            return Err(Error::Unsupported(
+                "variable lengths with go_backwards (Keras masks instead of packing)".into(),
+            ));
+        }
+        let xt = self.time_major(x);
+        let (t, b, _) = xt.dim();
+        let zeros_h;
+        let zeros_c;
+        let (h0, c0) = match state {
+            Some(s) => s,
+            None => {
+                zeros_h = Array3::zeros((d.cell_count(), b, d.out_size()));
+                zeros_c = Array3::zeros((d.cell_count(), b, d.hidden_size));
+                (zeros_h.view(), zeros_c.view())
+            }
+        };
+        let lens = cpu::check_inputs(&d, xt.shape(), h0.shape(), c0.shape(), lengths)?;
+        let (out, h_n, c_n, inner) = match (&self.backend, &self.gpu) {
+            (Backend::Gpu(ctx), Some(w)) => {
+                let f = gpu::forward(ctx, w, xt, (h0, c0), &lens, self.algorithm, train)?;
+                self.set_stats(f.stats);
+                (f.out, f.h_n, f.c_n, f.tape.map(TraceInner::Gpu))
+            }
+            _ => {
+                let f = cpu::lstm_forward(&self.params, xt, h0, c0, lengths)?;
+                (f.out, f.h_n, f.c_n, train.then_some(TraceInner::Cpu(f.tape)))
+            }
+        };
+        let output = LstmOutput {
+            out: self.caller_layout(out, false),
+            h_n,
+            c_n,
+        };
+        Ok((output, inner.map(|inner| LstmTrace { inner, t, b })))
+    }
+
+    fn set_stats(&self, s: RecordStats) {
+        if let Ok(mut g) = self.last_stats.lock() {
+            *g = s;
+        }
+    }
+
+    /// Backward through time from the upstream gradients of `out` (caller's layout), `h_n`
+    /// and `c_n` (zeros when `None`). Returns dx, dh0, dc0 and every weight gradient under
+    /// the names the weights were loaded with.
+    pub fn backward(
+        &self,
+        trace: &LstmTrace,
+        dy_out: ArrayView3<f32>,
+        dy_h_n: Option<ArrayView3<f32>>,
+        dy_c_n: Option<ArrayView3<f32>>,
+    ) -> Result<LstmGradients> {
+        let d = self.config.dims();
+        let (t, b) = (trace.t, trace.b);
+        let (ld, p, h) = (d.cell_count(), d.out_size(), d.hidden_size);
+        let dy = self.time_major_out(dy_out);
+        let want = [t, b, d.directions() * p];
+        if dy.shape() != want {
+            return Err(Error::Shape(format!(
+                "dy_out has time-major shape {:?}; expected {want:?} (the shape of out)",
+                dy.shape()
+            )));
+        }
+        let zh = Array3::zeros((ld, b, p));
+        let zc = Array3::zeros((ld, b, h));
+        let dyh = dy_h_n.unwrap_or(zh.view());
+        let dyc = dy_c_n.unwrap_or(zc.view());
+        for (name, a, w) in [("dy_h_n", &dyh, [ld, b, p]), ("dy_c_n", &dyc, [ld, b, h])] {
+            if a.shape() != w {
+                return Err(Error::Shape(format!(
+                    "{name} has shape {:?}; expected {w:?}",
+                    a.shape()
+                )));
+            }
+        }
+        let grads: LstmGrads<f32> = match (&trace.inner, &self.backend, &self.gpu) {
+            (TraceInner::Gpu(tape), Backend::Gpu(ctx), Some(w)) => {
+                let (g, stats) = gpu::backward(ctx, w, tape, dy, dyh, dyc)?;
+                self.set_stats(stats);
+                g
+            }
+            (TraceInner::Cpu(tape), _, _) => cpu::lstm_backward(&self.params, tape, dy, dyh, dyc)?,
+            _ => {
+                return Err(Error::Config(
+                    "this trace was recorded on another backend".into(),
+                ));
+            }
+        };
+        let weights = match self.format {
+            WeightFormat::Torch => weights::lstm::to_torch(&d, self.config.bias, &grads.cells),
+            WeightFormat::Keras => weights::lstm::to_keras(self.config.bias, &grads.cells, true),
+        };
+        Ok(LstmGradients {
+            dx: self.caller_layout(grads.dx, true),
+            dh0: grads.dh0,
+            dc0: grads.dc0,
+            weights,
+        })
+    }
+
+    /// Time-major view of an output-layout tensor (outputs are already in processing order).
+    fn time_major_out<'a>(&self, a: ArrayView3<'a, f32>) -> ArrayView3<'a, f32> {
+        if self.config.batch_first {
+            a.permuted_axes([1, 0, 2])
+        } else {
+            a
+        }
+    }
+}
+
+/// Splits a `(B, ·)` Keras state into the crate's `(1, B, ·)` layout.
+pub fn keras_state(a: ndarray::ArrayView2<f32>) -> ArrayView3<f32> {
+    a.insert_axis(Axis(0))
+}

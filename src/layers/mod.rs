@@ -1,0 +1,48 @@
+//! The layer API: config structs, weights, `forward` / `forward_train` / `backward` with
+//! ndarray in and out, on the GPU or on the CPU reference.
+
+pub mod lstm;
+
+use std::sync::Arc;
+
+use crate::context::Context;
+use crate::error::{Error, Result};
+
+/// Where a layer runs.
+#[derive(Clone, Debug)]
+pub enum Backend {
+    /// The fused WGSL kernels on a wgpu device.
+    Gpu(Arc<Context>),
+    /// The ndarray CPU reference (also the fallback when no adapter exists).
+    Cpu,
+}
+
+impl Backend {
+    /// A GPU backend on the adapter [`Context::new`] picks; an error when there is none.
+    pub fn gpu() -> Result<Self> {
+        Ok(Backend::Gpu(Arc::new(Context::new()?)))
+    }
+
+    /// The GPU when an adapter exists, else the CPU reference with a one-line warning.
+    pub fn gpu_or_cpu() -> Self {
+        match Context::new() {
+            Ok(ctx) => Backend::Gpu(Arc::new(ctx)),
+            Err(e @ Error::NoAdapter(_)) => {
+                eprintln!("wgpu-rnn: warning: {e}; running on the CPU reference");
+                Backend::Cpu
+            }
+            Err(e) => {
+                eprintln!("wgpu-rnn: warning: GPU unavailable ({e}); running on the CPU reference");
+                Backend::Cpu
+            }
+        }
+    }
+
+    /// "gpu" or "cpu".
+    pub fn name(&self) -> &'static str {
+        match self {
+            Backend::Gpu(_) => "gpu",
+            Backend::Cpu => "cpu",
+        }
+    }
+}

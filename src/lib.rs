@@ -1,0 +1,23 @@
+//! wgpu-rnn: fused recurrent kernels in WGSL, run through wgpu, with an ndarray CPU
+//! reference of every forward and backward.
+//!
+//! Start with [`Lstm`]: build it from a config and PyTorch or Keras weights, pick a
+//! [`Backend`], then call `forward`, or `forward_train` and `backward`.
+
+pub mod algorithm;
+pub mod context;
+pub mod cpu;
+pub mod error;
+pub(crate) mod gpu;
+pub(crate) mod kernels;
+
+pub use algorithm::Algorithm;
+pub use context::{AdapterSummary, Context};
+pub use error::{Error, Result};
+pub use kernels::RecordStats;
+pub mod layers;
+pub mod weights;
+
+pub use layers::Backend;
+pub use layers::lstm::{Lstm, LstmConfig, LstmGradients, LstmOutput, LstmTrace};
+pub use weights::{TensorMap, WeightFormat};

@@ -1,0 +1,47 @@
+//! Helpers shared by the integration tests: one GPU context per test binary, seeded random
+//! tensors, and the `atol + rtol·|ref|` comparison of DESIGN.md §4.
+#![allow(dead_code)]
+
+use std::sync::{Arc, OnceLock};
+
+use ndarray::{Array3, ArrayViewD, Dimension};
+use wgpu_rnn::{Backend, Context};
+
+/// The GPU backend of this test binary. Panics (fails the test) when no adapter exists:
+/// a GPU test must never skip silently.
+pub fn gpu() -> Backend {
+    static CTX: OnceLock<Arc<Context>> = OnceLock::new();
+    let ctx = CTX.get_or_init(|| {
+        Arc::new(Context::new().unwrap_or_else(|e| {
+            panic!("GPU tests need an adapter (scripts/test.sh installs Mesa lavapipe): {e}")
+        }))
+    });
+    Backend::Gpu(ctx.clone())
+}
+
+/// Deterministic values in [-scale, scale).
+pub fn rand3(shape: (usize, usize, usize), seed: u64, scale: f32) -> Array3<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(1);
+    Array3::from_shape_fn(shape, |_| {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        ((s >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0) as f32 * scale
+    })
+}
+
+/// Asserts |got - want| ≤ atol + rtol·|want| everywhere, naming the worst element.
+pub fn assert_close<D: Dimension>(what: &str, got: ArrayViewD<f32>, want: ndarray::ArrayView<f32, D>, atol: f32, rtol: f32) {
+    let want = want.into_dyn();
+    assert_eq!(got.shape(), want.shape(), "{what}: shape");
+    let mut worst: Option<(f32, Vec<usize>, f32, f32)> = None;
+    for ((idx, g), w) in got.indexed_iter().zip(want.iter()) {
+        let excess = (g - w).abs() - (atol + rtol * w.abs());
+        if !(excess <= 0.0) && worst.as_ref().is_none_or(|x| excess > x.0 || excess.is_nan()) {
+            worst = Some((excess, idx.slice().to_vec(), *g, *w));
+        }
+    }
+    if let Some((_, idx, g, w)) = worst {
+        panic!("{what}: element {idx:?} is {g}, reference {w} (atol {atol}, rtol {rtol})");
+    }
+}
