@@ -21,3 +21,4 @@ pub mod weights;
 pub use layers::Backend;
 pub use layers::lstm::{Lstm, LstmConfig, LstmGradients, LstmOutput, LstmTrace};
 pub use weights::{TensorMap, WeightFormat};
+pub mod golden;

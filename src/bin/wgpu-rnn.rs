@@ -1,0 +1,152 @@
+//! `wgpu-rnn` command line: `info` (adapters, limits) and `verify FILE...` (golden cases).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use serde::Serialize;
+use wgpu_rnn::golden::{Golden, run_case};
+use wgpu_rnn::{Backend, Context};
+
+#[derive(Parser)]
+#[command(name = "wgpu-rnn", version, about = "Fused recurrent kernels on wgpu: info and golden verification")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum BackendArg {
+    Gpu,
+    Cpu,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Adapters seen, the chosen one, and the features and limits the kernels use.
+    Info,
+    /// Runs golden files (format rnn-golden-v1) forward and backward and compares every tensor.
+    Verify {
+        /// Golden `.safetensors` files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Where to run.
+        #[arg(long, value_enum, default_value = "gpu")]
+        backend: BackendArg,
+    },
+}
+
+#[derive(Serialize)]
+struct Line<'a> {
+    case: &'a str,
+    backend: &'a str,
+    tensor: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_abs: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ref_max_abs: Option<f64>,
+    pass: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+fn print_line(l: &Line) {
+    match serde_json::to_string(l) {
+        Ok(s) => println!("{s}"),
+        Err(e) => println!("{{\"error\":\"cannot encode line: {e}\",\"pass\":false}}"),
+    }
+}
+
+fn verify(files: &[PathBuf], backend: BackendArg) -> ExitCode {
+    let backend = match backend {
+        BackendArg::Cpu => Backend::Cpu,
+        BackendArg::Gpu => match Backend::gpu() {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!("wgpu-rnn: {e}");
+                println!("0 passed, {} failed", files.len());
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    let name = backend.name();
+    let (mut passed, mut failed) = (0usize, 0usize);
+    for f in files {
+        let stem = f.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let result = Golden::load(f).and_then(|g| run_case(&g, &backend).map(|r| (g.case, r)));
+        match result {
+            Ok((case, reports)) => {
+                for r in reports {
+                    if r.pass {
+                        passed += 1;
+                    } else {
+                        failed += 1;
+                    }
+                    print_line(&Line {
+                        case: &case,
+                        backend: name,
+                        tensor: Some(&r.tensor),
+                        max_abs: Some(r.max_abs),
+                        ref_max_abs: Some(r.ref_max_abs),
+                        pass: r.pass,
+                        error: None,
+                    });
+                }
+            }
+            Err(e) => {
+                failed += 1;
+                print_line(&Line {
+                    case: &stem,
+                    backend: name,
+                    tensor: None,
+                    max_abs: None,
+                    ref_max_abs: None,
+                    pass: false,
+                    error: Some(e.to_string()),
+                });
+            }
+        }
+    }
+    println!("{passed} passed, {failed} failed");
+    if failed == 0 && passed > 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn info() -> ExitCode {
+    println!("adapters:");
+    for a in Context::list_adapters() {
+        println!("  - {} ({}, {}, driver: {})", a.name, a.backend, a.device_type, a.driver);
+    }
+    match Context::new() {
+        Ok(ctx) => {
+            let a = ctx.adapter();
+            println!("chosen: {} ({}, {}, driver: {})", a.name, a.backend, a.device_type, a.driver);
+            println!("features: {:?}", ctx.device().features());
+            let l = ctx.limits();
+            println!("limits:");
+            println!("  max_compute_workgroup_storage_size: {}", l.max_compute_workgroup_storage_size);
+            println!("  max_compute_invocations_per_workgroup: {}", l.max_compute_invocations_per_workgroup);
+            println!("  max_compute_workgroups_per_dimension: {}", l.max_compute_workgroups_per_dimension);
+            println!("  max_storage_buffer_binding_size: {}", l.max_storage_buffer_binding_size);
+            println!("  max_storage_buffers_per_shader_stage: {}", l.max_storage_buffers_per_shader_stage);
+            println!("  max_buffer_size: {}", l.max_buffer_size);
+            println!("  min_uniform_buffer_offset_alignment: {}", l.min_uniform_buffer_offset_alignment);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            println!("chosen: none ({e})");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Info => info(),
+        Cmd::Verify { files, backend } => verify(&files, backend),
+    }
+}
