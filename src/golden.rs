@@ -6,6 +6,7 @@ use std::path::Path;
 use ndarray::{ArrayD, ArrayView3, Axis, Ix2, Ix3};
 use serde_json::Value;
 
+use crate::algorithm::Algorithm;
 use crate::error::{Error, Result};
 use crate::layers::Backend;
 use crate::layers::lstm::{Lstm, LstmConfig};
@@ -117,8 +118,13 @@ pub fn compare(name: &str, got: &ArrayD<f32>, want: &ArrayD<f32>) -> TensorRepor
 /// Builds the layer a golden describes, runs forward and backward on `backend`, and compares
 /// every output and gradient the file holds. Unsupported configs are `Error::Unsupported`.
 pub fn run_case(g: &Golden, backend: &Backend) -> Result<Vec<TensorReport>> {
+    run_case_with(g, backend, Algorithm::Auto)
+}
+
+/// As [`run_case`] with a forced recurrence algorithm (GPU backend).
+pub fn run_case_with(g: &Golden, backend: &Backend, algorithm: Algorithm) -> Result<Vec<TensorReport>> {
     match g.str_key("cell") {
-        Some("lstm") => run_lstm(g, backend),
+        Some("lstm") => run_lstm(g, backend, algorithm),
         Some(other) => Err(Error::Unsupported(format!("cell {other:?} (this build runs lstm)"))),
         None => Err(Error::Format(format!("{}: config has no cell", g.case))),
     }
@@ -151,7 +157,7 @@ fn reject_nonzero(g: &Golden, keys: &[&str]) -> Result<()> {
     Ok(())
 }
 
-fn run_lstm(g: &Golden, backend: &Backend) -> Result<Vec<TensorReport>> {
+fn run_lstm(g: &Golden, backend: &Backend, algorithm: Algorithm) -> Result<Vec<TensorReport>> {
     let keras = match g.str_key("framework") {
         Some("keras") => true,
         Some("torch") | None => false,
@@ -182,11 +188,12 @@ fn run_lstm(g: &Golden, backend: &Backend) -> Result<Vec<TensorReport>> {
     cfg.batch_first = layout == "BTI" || g.bool_key("batch_first", false);
     cfg.bias = g.bool_key(if keras { "use_bias" } else { "bias" }, true);
     cfg.go_backwards = g.bool_key("go_backwards", false);
-    let layer = if keras {
+    let mut layer = if keras {
         Lstm::from_keras(cfg, &g.tensors, backend.clone())?
     } else {
         Lstm::from_torch(cfg, &g.tensors, backend.clone())?
     };
+    layer.set_algorithm(algorithm);
     let lengths: Option<Vec<usize>> = match g.config.get("lengths") {
         None | Some(Value::Null) => None,
         Some(Value::Array(v)) => Some(

@@ -1,0 +1,55 @@
+//! The `wgpu-rnn verify` contract of DESIGN.md §3: one JSON object per compared tensor, a
+//! final `N passed, M failed` line, exit status 0 only when everything passed.
+
+use std::path::Path;
+use std::process::Command;
+
+fn data(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+fn run(args: &[&str]) -> (bool, Vec<String>) {
+    let out = Command::new(env!("CARGO_BIN_EXE_wgpu-rnn"))
+        .args(args)
+        .output()
+        .expect("run wgpu-rnn");
+    let text = String::from_utf8(out.stdout).expect("utf8");
+    (out.status.success(), text.lines().map(str::to_string).collect())
+}
+
+#[test]
+fn verify_prints_json_lines_and_a_summary() {
+    for backend in ["gpu", "cpu"] {
+        let (ok, lines) = run(&["verify", "--backend", backend, &data("torch_lstm_small.safetensors"), &data("keras_lstm.safetensors")]);
+        assert!(ok, "{backend}: {lines:?}");
+        let (summary, json) = lines.split_last().expect("output");
+        // small: out h_n c_n + grad_x h0 c0 + 4 params = 10; keras: 3 + 3 + 3 = 9
+        assert_eq!(summary, "19 passed, 0 failed", "{backend}");
+        for l in json {
+            let v: serde_json::Value = serde_json::from_str(l).expect("JSON line");
+            assert_eq!(v["backend"], backend);
+            assert_eq!(v["pass"], true);
+            assert!(v["max_abs"].as_f64().unwrap() <= 1e-4 * v["ref_max_abs"].as_f64().unwrap().max(1.0));
+            assert!(v["case"].as_str().unwrap().contains("lstm"));
+            assert!(v["tensor"].is_string());
+        }
+    }
+}
+
+#[test]
+fn verify_fails_on_a_bad_file() {
+    let dir = std::env::temp_dir().join("wgpu_rnn_cli_test");
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("not_a_golden.safetensors");
+    std::fs::write(&bad, b"garbage").unwrap();
+    let (ok, lines) = run(&["verify", "--backend", "cpu", &data("torch_lstm_small.safetensors"), bad.to_str().unwrap()]);
+    assert!(!ok, "a broken file must make verify fail");
+    assert_eq!(lines.last().unwrap(), "10 passed, 1 failed");
+    let err: serde_json::Value = serde_json::from_str(&lines[lines.len() - 2]).unwrap();
+    assert_eq!(err["pass"], false);
+    assert!(err["error"].is_string());
+}
