@@ -34,7 +34,9 @@ impl AdapterSummary {
             name: info.name.clone(),
             backend: format!("{:?}", info.backend),
             device_type: format!("{:?}", info.device_type),
-            driver: format!("{} {}", info.driver, info.driver_info).trim().to_string(),
+            driver: format!("{} {}", info.driver, info.driver_info)
+                .trim()
+                .to_string(),
         }
     }
 }
@@ -54,8 +56,8 @@ pub struct Context {
     uncaptured: Arc<Mutex<Vec<String>>>,
 }
 
-fn rank(info: &wgpu::AdapterInfo) -> (u8, u8) {
-    let ty = match info.device_type {
+fn rank(device_type: wgpu::DeviceType, backend: wgpu::Backend) -> (u8, u8) {
+    let ty = match device_type {
         wgpu::DeviceType::DiscreteGpu => 0,
         wgpu::DeviceType::IntegratedGpu => 1,
         wgpu::DeviceType::VirtualGpu => 2,
@@ -63,7 +65,7 @@ fn rank(info: &wgpu::AdapterInfo) -> (u8, u8) {
         wgpu::DeviceType::Other => 4,
     };
     // Native APIs before GL: GL lacks features the kernels may use later (f16, subgroups).
-    let backend = match info.backend {
+    let backend = match backend {
         wgpu::Backend::Vulkan | wgpu::Backend::Metal | wgpu::Backend::Dx12 => 0,
         _ => 1,
     };
@@ -110,7 +112,10 @@ impl Context {
                 )));
             }
         }
-        adapters.sort_by_key(|a| rank(&a.get_info()));
+        adapters.sort_by_key(|a| {
+            let i = a.get_info();
+            rank(i.device_type, i.backend)
+        });
         let adapter = adapters.swap_remove(0);
         Self::open(adapter)
     }
@@ -228,5 +233,40 @@ impl std::fmt::Debug for Context {
         f.debug_struct("Context")
             .field("adapter", &self.summary)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validation_errors_become_typed_errors() {
+        let ctx =
+            Context::new().expect("GPU tests need an adapter (scripts/test.sh installs lavapipe)");
+        // MAP_READ may only be combined with COPY_DST: wgpu reports a validation error,
+        // which the scope must turn into Error::Validation instead of a panic.
+        let r = ctx.scoped(|| {
+            Ok(ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("invalid"),
+                size: 16,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::STORAGE,
+                mapped_at_creation: false,
+            }))
+        });
+        match r {
+            Err(Error::Validation(msg)) => assert!(!msg.is_empty()),
+            other => panic!("expected a validation error, got {other:?}"),
+        }
+        // The context stays usable afterwards.
+        ctx.scoped(|| Ok(())).expect("clean scope after an error");
+    }
+
+    #[test]
+    fn adapter_ranking_prefers_discrete_native_gpus() {
+        let discrete = rank(wgpu::DeviceType::DiscreteGpu, wgpu::Backend::Vulkan);
+        let cpu_vk = rank(wgpu::DeviceType::Cpu, wgpu::Backend::Vulkan);
+        let cpu_gl = rank(wgpu::DeviceType::Cpu, wgpu::Backend::Gl);
+        assert!(discrete < cpu_vk && cpu_vk < cpu_gl);
     }
 }

@@ -27,17 +27,29 @@ impl Golden {
     pub fn load(path: &Path) -> Result<Self> {
         let file = safetensors_io::read(path)?;
         let raw = file.metadata.get("config").ok_or_else(|| {
-            Error::Format(format!("{}: no `config` in the safetensors metadata", path.display()))
+            Error::Format(format!(
+                "{}: no `config` in the safetensors metadata",
+                path.display()
+            ))
         })?;
         let config: Value = serde_json::from_str(raw)
             .map_err(|e| Error::Format(format!("{}: config is not JSON: {e}", path.display())))?;
         if let Some(f) = config.get("format").and_then(Value::as_str)
             && f != "rnn-golden-v1"
         {
-            return Err(Error::Format(format!("{}: format {f:?}, expected rnn-golden-v1", path.display())));
+            return Err(Error::Format(format!(
+                "{}: format {f:?}, expected rnn-golden-v1",
+                path.display()
+            )));
         }
-        let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-        let case = config.get("case").and_then(Value::as_str).map_or(stem, str::to_string);
+        let stem = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let case = config
+            .get("case")
+            .and_then(Value::as_str)
+            .map_or(stem, str::to_string);
         Ok(Self {
             case,
             config,
@@ -54,15 +66,17 @@ impl Golden {
     fn usize_key(&self, key: &str) -> Result<Option<usize>> {
         match self.config.get(key) {
             None | Some(Value::Null) => Ok(None),
-            Some(v) => v
-                .as_u64()
-                .map(|x| Some(x as usize))
-                .ok_or_else(|| Error::Format(format!("{}: config {key} = {v} is not a count", self.case))),
+            Some(v) => v.as_u64().map(|x| Some(x as usize)).ok_or_else(|| {
+                Error::Format(format!("{}: config {key} = {v} is not a count", self.case))
+            }),
         }
     }
 
     fn bool_key(&self, key: &str, default: bool) -> bool {
-        self.config.get(key).and_then(Value::as_bool).unwrap_or(default)
+        self.config
+            .get(key)
+            .and_then(Value::as_bool)
+            .unwrap_or(default)
     }
 
     fn str_key(&self, key: &str) -> Option<&str> {
@@ -88,7 +102,11 @@ pub struct TensorReport {
 /// Compares against a reference with the DESIGN.md §4 rule: outputs
 /// `max_abs ≤ 1e-5·max(1, ref_max_abs)`, gradients (`grad_*`) `≤ 1e-4·max(1, ref_max_abs)`.
 pub fn compare(name: &str, got: &ArrayD<f32>, want: &ArrayD<f32>) -> TensorReport {
-    let rel = if name.starts_with("grad_") { 1e-4 } else { 1e-5 };
+    let rel = if name.starts_with("grad_") {
+        1e-4
+    } else {
+        1e-5
+    };
     let ref_max_abs = want.iter().fold(0.0f64, |m, v| m.max(f64::from(v.abs())));
     let tol = rel * ref_max_abs.max(1.0);
     if got.shape() != want.shape() {
@@ -104,7 +122,13 @@ pub fn compare(name: &str, got: &ArrayD<f32>, want: &ArrayD<f32>) -> TensorRepor
     for (g, w) in got.iter().zip(want.iter()) {
         let d = f64::from((g - w).abs());
         // NaN must fail, so it is not folded away by max.
-        max_abs = if d.is_nan() { f64::NAN } else if max_abs.is_nan() { max_abs } else { max_abs.max(d) };
+        max_abs = if d.is_nan() {
+            f64::NAN
+        } else if max_abs.is_nan() {
+            max_abs
+        } else {
+            max_abs.max(d)
+        };
     }
     TensorReport {
         tensor: name.into(),
@@ -122,10 +146,16 @@ pub fn run_case(g: &Golden, backend: &Backend) -> Result<Vec<TensorReport>> {
 }
 
 /// As [`run_case`] with a forced recurrence algorithm (GPU backend).
-pub fn run_case_with(g: &Golden, backend: &Backend, algorithm: Algorithm) -> Result<Vec<TensorReport>> {
+pub fn run_case_with(
+    g: &Golden,
+    backend: &Backend,
+    algorithm: Algorithm,
+) -> Result<Vec<TensorReport>> {
     match g.str_key("cell") {
         Some("lstm") => run_lstm(g, backend, algorithm),
-        Some(other) => Err(Error::Unsupported(format!("cell {other:?} (this build runs lstm)"))),
+        Some(other) => Err(Error::Unsupported(format!(
+            "cell {other:?} (this build runs lstm)"
+        ))),
         None => Err(Error::Format(format!("{}: config has no cell", g.case))),
     }
 }
@@ -139,10 +169,17 @@ fn view3<'a>(a: &'a ArrayD<f32>, name: &str) -> Result<ArrayView3<'a, f32>> {
 /// A `(B, ·)` Keras state as the crate's `(1, B, ·)` one; `(L·D, B, ·)` is kept.
 fn state3(a: &ArrayD<f32>, name: &str) -> Result<ArrayD<f32>> {
     match a.ndim() {
-        2 => Ok(a.view().into_dimensionality::<Ix2>().map_err(|e| Error::Format(format!("{name}: {e}")))?
-            .insert_axis(Axis(0)).to_owned().into_dyn()),
+        2 => Ok(a
+            .view()
+            .into_dimensionality::<Ix2>()
+            .map_err(|e| Error::Format(format!("{name}: {e}")))?
+            .insert_axis(Axis(0))
+            .to_owned()
+            .into_dyn()),
         3 => Ok(a.clone()),
-        n => Err(Error::Format(format!("{name} has {n} dimensions; expected 2 or 3"))),
+        n => Err(Error::Format(format!(
+            "{name} has {n} dimensions; expected 2 or 3"
+        ))),
     }
 }
 
@@ -151,7 +188,9 @@ fn reject_nonzero(g: &Golden, keys: &[&str]) -> Result<()> {
         if let Some(v) = g.config.get(*k).and_then(Value::as_f64)
             && v != 0.0
         {
-            return Err(Error::Unsupported(format!("{k} = {v} (training-time dropout)")));
+            return Err(Error::Unsupported(format!(
+                "{k} = {v} (training-time dropout)"
+            )));
         }
     }
     Ok(())
@@ -168,19 +207,25 @@ fn run_lstm(g: &Golden, backend: &Backend, algorithm: Algorithm) -> Result<Vec<T
         if let Some(a) = g.str_key(key)
             && a != want
         {
-            return Err(Error::Unsupported(format!("LSTM {key} {a:?} (only {want:?})")));
+            return Err(Error::Unsupported(format!(
+                "LSTM {key} {a:?} (only {want:?})"
+            )));
         }
     }
     let x = g.tensor("x")?;
     let hidden = match g.usize_key("hidden_size")? {
         Some(h) => h,
-        None => g.usize_key("units")?.ok_or_else(|| Error::Format("no hidden_size/units".into()))?,
+        None => g
+            .usize_key("units")?
+            .ok_or_else(|| Error::Format("no hidden_size/units".into()))?,
     };
     let input = match g.usize_key("input_size")? {
         Some(i) => i,
         None => *x.shape().last().unwrap_or(&0),
     };
-    let layout = g.str_key("x_layout").unwrap_or(if keras { "BTI" } else { "TBI" });
+    let layout = g
+        .str_key("x_layout")
+        .unwrap_or(if keras { "BTI" } else { "TBI" });
     let mut cfg = LstmConfig::new(input, hidden);
     cfg.num_layers = g.usize_key("num_layers")?.unwrap_or(1);
     cfg.bidirectional = g.bool_key("bidirectional", false);
@@ -198,7 +243,11 @@ fn run_lstm(g: &Golden, backend: &Backend, algorithm: Algorithm) -> Result<Vec<T
         None | Some(Value::Null) => None,
         Some(Value::Array(v)) => Some(
             v.iter()
-                .map(|l| l.as_u64().map(|x| x as usize).ok_or_else(|| Error::Format(format!("lengths entry {l}"))))
+                .map(|l| {
+                    l.as_u64()
+                        .map(|x| x as usize)
+                        .ok_or_else(|| Error::Format(format!("lengths entry {l}")))
+                })
                 .collect::<Result<_>>()?,
         ),
         Some(v) => return Err(Error::Format(format!("lengths = {v}"))),
@@ -219,7 +268,10 @@ fn run_lstm(g: &Golden, backend: &Backend, algorithm: Algorithm) -> Result<Vec<T
         out.out.clone().into_dyn()
     } else {
         let last = out.out.len_of(Axis(time_axis)) - 1;
-        out.out.index_axis(Axis(time_axis), last).to_owned().into_dyn()
+        out.out
+            .index_axis(Axis(time_axis), last)
+            .to_owned()
+            .into_dyn()
     };
     let zeros = |shape: &[usize]| ArrayD::<f32>::zeros(shape.to_vec());
     let dy_out = match g.tensors.get("dy_out") {
@@ -232,8 +284,16 @@ fn run_lstm(g: &Golden, backend: &Backend, algorithm: Algorithm) -> Result<Vec<T
         }
         None => zeros(out.out.shape()),
     };
-    let dyh = g.tensors.get("dy_h_n").map(|a| state3(a, "dy_h_n")).transpose()?;
-    let dyc = g.tensors.get("dy_c_n").map(|a| state3(a, "dy_c_n")).transpose()?;
+    let dyh = g
+        .tensors
+        .get("dy_h_n")
+        .map(|a| state3(a, "dy_h_n"))
+        .transpose()?;
+    let dyc = g
+        .tensors
+        .get("dy_c_n")
+        .map(|a| state3(a, "dy_c_n"))
+        .transpose()?;
     let grads = layer.backward(
         &trace,
         view3(&dy_out, "dy_out")?,

@@ -18,13 +18,22 @@ fn run(args: &[&str]) -> (bool, Vec<String>) {
         .output()
         .expect("run wgpu-rnn");
     let text = String::from_utf8(out.stdout).expect("utf8");
-    (out.status.success(), text.lines().map(str::to_string).collect())
+    (
+        out.status.success(),
+        text.lines().map(str::to_string).collect(),
+    )
 }
 
 #[test]
 fn verify_prints_json_lines_and_a_summary() {
     for backend in ["gpu", "cpu"] {
-        let (ok, lines) = run(&["verify", "--backend", backend, &data("torch_lstm_small.safetensors"), &data("keras_lstm.safetensors")]);
+        let (ok, lines) = run(&[
+            "verify",
+            "--backend",
+            backend,
+            &data("torch_lstm_small.safetensors"),
+            &data("keras_lstm.safetensors"),
+        ]);
         assert!(ok, "{backend}: {lines:?}");
         let (summary, json) = lines.split_last().expect("output");
         // small: out h_n c_n + grad_x h0 c0 + 4 params = 10; keras: 3 + 3 + 3 = 9
@@ -33,7 +42,10 @@ fn verify_prints_json_lines_and_a_summary() {
             let v: serde_json::Value = serde_json::from_str(l).expect("JSON line");
             assert_eq!(v["backend"], backend);
             assert_eq!(v["pass"], true);
-            assert!(v["max_abs"].as_f64().unwrap() <= 1e-4 * v["ref_max_abs"].as_f64().unwrap().max(1.0));
+            assert!(
+                v["max_abs"].as_f64().unwrap()
+                    <= 1e-4 * v["ref_max_abs"].as_f64().unwrap().max(1.0)
+            );
             assert!(v["case"].as_str().unwrap().contains("lstm"));
             assert!(v["tensor"].is_string());
         }
@@ -46,10 +58,43 @@ fn verify_fails_on_a_bad_file() {
     std::fs::create_dir_all(&dir).unwrap();
     let bad = dir.join("not_a_golden.safetensors");
     std::fs::write(&bad, b"garbage").unwrap();
-    let (ok, lines) = run(&["verify", "--backend", "cpu", &data("torch_lstm_small.safetensors"), bad.to_str().unwrap()]);
+    let (ok, lines) = run(&[
+        "verify",
+        "--backend",
+        "cpu",
+        &data("torch_lstm_small.safetensors"),
+        bad.to_str().unwrap(),
+    ]);
     assert!(!ok, "a broken file must make verify fail");
     assert_eq!(lines.last().unwrap(), "10 passed, 1 failed");
     let err: serde_json::Value = serde_json::from_str(&lines[lines.len() - 2]).unwrap();
     assert_eq!(err["pass"], false);
     assert!(err["error"].is_string());
+}
+
+#[test]
+fn unknown_adapter_name_is_reported() {
+    let out = Command::new(env!("CARGO_BIN_EXE_wgpu-rnn"))
+        .arg("info")
+        .env("WGPU_RNN_ADAPTER", "no-such-adapter-xyz")
+        .output()
+        .expect("run wgpu-rnn");
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("WGPU_RNN_ADAPTER=\"no-such-adapter-xyz\" matches none"),
+        "{text}"
+    );
+}
+
+#[test]
+fn info_names_the_chosen_adapter() {
+    let (ok, lines) = run(&["info"]);
+    assert!(ok, "{lines:?}");
+    assert!(lines.iter().any(|l| l.starts_with("chosen: ")));
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("max_compute_workgroup_storage_size"))
+    );
 }

@@ -25,12 +25,16 @@ fn lstm_goldens() -> Vec<PathBuf> {
 
 fn check_all(backend: &Backend, algo: Algorithm) {
     let files = lstm_goldens();
-    assert!(files.len() >= 7, "expected the 7 LSTM goldens, found {files:?}");
+    assert!(
+        files.len() >= 7,
+        "expected the 7 LSTM goldens, found {files:?}"
+    );
     let mut failures = Vec::new();
     let mut compared = 0;
     for f in &files {
         let g = Golden::load(f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
-        let reports = run_case_with(&g, backend, algo).unwrap_or_else(|e| panic!("{}: {e}", g.case));
+        let reports =
+            run_case_with(&g, backend, algo).unwrap_or_else(|e| panic!("{}: {e}", g.case));
         // Every output and gradient in the file must have been compared.
         let expected = g
             .tensors
@@ -41,7 +45,10 @@ fn check_all(backend: &Backend, algo: Algorithm) {
         for r in reports {
             compared += 1;
             if !r.pass {
-                failures.push(format!("{} {}: max_abs {:e} > {:e}", g.case, r.tensor, r.max_abs, r.tol));
+                failures.push(format!(
+                    "{} {}: max_abs {:e} > {:e}",
+                    g.case, r.tensor, r.max_abs, r.tol
+                ));
             }
         }
     }
@@ -94,6 +101,6 @@ fn unsupported_cells_are_errors_not_skips() {
     let f = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/torch_lstm_small.safetensors");
     let mut g = Golden::load(&f).unwrap();
     g.config["cell"] = "gru_future".into();
-    let e = run_case(&g, &Backend::Cpu).err().expect("must be an error");
+    let e = run_case(&g, &Backend::Cpu).expect_err("must be an error");
     assert!(e.to_string().starts_with("unsupported: "), "{e}");
 }

@@ -20,19 +20,38 @@ struct Case {
 }
 
 fn case() -> impl Strategy<Value = Case> {
-    (1usize..7, 1usize..14, 1usize..3, any::<bool>(), 1usize..9, 1usize..5, any::<bool>(), any::<bool>(), any::<bool>(), any::<u64>())
-        .prop_flat_map(|(i, h, layers, bidir, t, b, proj, packed, batch_first, seed)| {
-            let p = if proj && h > 1 { 1..h } else { 0..1 };
-            let lens = proptest::collection::vec(1..=t, b);
-            (p, lens).prop_map(move |(p, lens)| {
-                let mut cfg = LstmConfig::new(i, h);
-                cfg.num_layers = layers;
-                cfg.bidirectional = bidir;
-                cfg.proj_size = p;
-                cfg.batch_first = batch_first;
-                Case { cfg, t, b, lengths: packed.then_some(lens), seed }
-            })
-        })
+    (
+        1usize..7,
+        1usize..14,
+        1usize..3,
+        any::<bool>(),
+        1usize..9,
+        1usize..5,
+        any::<bool>(),
+        any::<bool>(),
+        any::<bool>(),
+        any::<u64>(),
+    )
+        .prop_flat_map(
+            |(i, h, layers, bidir, t, b, proj, packed, batch_first, seed)| {
+                let p = if proj && h > 1 { 1..h } else { 0..1 };
+                let lens = proptest::collection::vec(1..=t, b);
+                (p, lens).prop_map(move |(p, lens)| {
+                    let mut cfg = LstmConfig::new(i, h);
+                    cfg.num_layers = layers;
+                    cfg.bidirectional = bidir;
+                    cfg.proj_size = p;
+                    cfg.batch_first = batch_first;
+                    Case {
+                        cfg,
+                        t,
+                        b,
+                        lengths: packed.then_some(lens),
+                        seed,
+                    }
+                })
+            },
+        )
 }
 
 fn check(c: &Case, algo: Algorithm) {
@@ -41,7 +60,11 @@ fn check(c: &Case, algo: Algorithm) {
     let mut gpu = Lstm::new(c.cfg, common::gpu(), c.seed).unwrap();
     gpu.set_algorithm(algo);
     let cpu = Lstm::new(c.cfg, Backend::Cpu, c.seed).unwrap();
-    let x_shape = if c.cfg.batch_first { (c.b, c.t, d.input_size) } else { (c.t, c.b, d.input_size) };
+    let x_shape = if c.cfg.batch_first {
+        (c.b, c.t, d.input_size)
+    } else {
+        (c.t, c.b, d.input_size)
+    };
     let x = common::rand3(x_shape, c.seed ^ 1, 1.0);
     let h0 = common::rand3((ld, c.b, p), c.seed ^ 2, 0.5);
     let c0 = common::rand3((ld, c.b, h), c.seed ^ 3, 0.5);
@@ -54,14 +77,30 @@ fn check(c: &Case, algo: Algorithm) {
     common::assert_close("c_n", og.c_n.view().into_dyn(), oc.c_n.view(), ATOL, RTOL);
     // Inference forward (state ring of 2 slots) must agree with the training forward.
     let inf = gpu.forward(x.view(), state, lens).unwrap();
-    common::assert_close("inference out", inf.out.view().into_dyn(), oc.out.view(), ATOL, RTOL);
-    common::assert_close("inference h_n", inf.h_n.view().into_dyn(), oc.h_n.view(), ATOL, RTOL);
+    common::assert_close(
+        "inference out",
+        inf.out.view().into_dyn(),
+        oc.out.view(),
+        ATOL,
+        RTOL,
+    );
+    common::assert_close(
+        "inference h_n",
+        inf.h_n.view().into_dyn(),
+        oc.h_n.view(),
+        ATOL,
+        RTOL,
+    );
 
     let dy: Array3<f32> = common::rand3(og.out.dim(), c.seed ^ 4, 1.0);
     let dyh = common::rand3(og.h_n.dim(), c.seed ^ 5, 1.0);
     let dyc = common::rand3(og.c_n.dim(), c.seed ^ 6, 1.0);
-    let gg = gpu.backward(&tg, dy.view(), Some(dyh.view()), Some(dyc.view())).unwrap();
-    let gc = cpu.backward(&tc, dy.view(), Some(dyh.view()), Some(dyc.view())).unwrap();
+    let gg = gpu
+        .backward(&tg, dy.view(), Some(dyh.view()), Some(dyc.view()))
+        .unwrap();
+    let gc = cpu
+        .backward(&tc, dy.view(), Some(dyh.view()), Some(dyc.view()))
+        .unwrap();
     common::assert_close("dx", gg.dx.view().into_dyn(), gc.dx.view(), ATOL, RTOL);
     common::assert_close("dh0", gg.dh0.view().into_dyn(), gc.dh0.view(), ATOL, RTOL);
     common::assert_close("dc0", gg.dc0.view().into_dyn(), gc.dc0.view(), ATOL, RTOL);
@@ -92,7 +131,13 @@ fn wide_batch_spans_several_workgroups() {
     // B·H beyond one 64-wide step workgroup and B beyond one persistent tile.
     let mut cfg = LstmConfig::new(5, 40);
     cfg.bidirectional = true;
-    let c = Case { cfg, t: 5, b: 33, lengths: None, seed: 11 };
+    let c = Case {
+        cfg,
+        t: 5,
+        b: 33,
+        lengths: None,
+        seed: 11,
+    };
     check(&c, Algorithm::Persistent);
     check(&c, Algorithm::Stepwise);
 }

@@ -6,15 +6,20 @@ use std::path::Path;
 fn validate(path: &Path) -> Result<(), String> {
     let src = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
     let name = path.display().to_string();
-    let module = naga::front::wgsl::parse_str(&src).map_err(|e| e.emit_to_string_with_path(&src, &name))?;
+    let module =
+        naga::front::wgsl::parse_str(&src).map_err(|e| e.emit_to_string_with_path(&src, &name))?;
     let mut v = naga::valid::Validator::new(
         naga::valid::ValidationFlags::all(),
         naga::valid::Capabilities::all(),
     );
-    v.validate(&module).map_err(|e| e.emit_to_string_with_path(&src, &name))?;
+    v.validate(&module)
+        .map_err(|e| e.emit_to_string_with_path(&src, &name))?;
     let header: Vec<&str> = src.lines().take_while(|l| l.starts_with("//")).collect();
     if header.len() < 10 {
-        return Err(format!("{name}: header comment has {} lines; DESIGN.md §7 wants equations, bindings, memory plan, limits", header.len()));
+        return Err(format!(
+            "{name}: header comment has {} lines; DESIGN.md §7 wants equations, bindings, memory plan, limits",
+            header.len()
+        ));
     }
     for word in ["Bindings", "binding"] {
         if !src.contains(word) {
@@ -33,7 +38,10 @@ fn every_shader_validates_with_naga() {
         .filter(|p| p.extension().is_some_and(|x| x == "wgsl"))
         .collect();
     files.sort();
-    assert!(files.len() >= 3, "expected gemm and lstm shaders, found {files:?}");
+    assert!(
+        files.len() >= 3,
+        "expected gemm and lstm shaders, found {files:?}"
+    );
     let errors: Vec<String> = files.iter().filter_map(|f| validate(f).err()).collect();
     assert!(errors.is_empty(), "{}", errors.join("\n\n"));
 }

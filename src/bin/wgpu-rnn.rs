@@ -9,7 +9,11 @@ use wgpu_rnn::golden::{Golden, run_case};
 use wgpu_rnn::{Backend, Context};
 
 #[derive(Parser)]
-#[command(name = "wgpu-rnn", version, about = "Fused recurrent kernels on wgpu: info and golden verification")]
+#[command(
+    name = "wgpu-rnn",
+    version,
+    about = "Fused recurrent kernels on wgpu: info and golden verification"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -72,7 +76,10 @@ fn verify(files: &[PathBuf], backend: BackendArg) -> ExitCode {
     let name = backend.name();
     let (mut passed, mut failed) = (0usize, 0usize);
     for f in files {
-        let stem = f.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let stem = f
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let result = Golden::load(f).and_then(|g| run_case(&g, &backend).map(|r| (g.case, r)));
         match result {
             Ok((case, reports)) => {
@@ -118,22 +125,46 @@ fn verify(files: &[PathBuf], backend: BackendArg) -> ExitCode {
 fn info() -> ExitCode {
     println!("adapters:");
     for a in Context::list_adapters() {
-        println!("  - {} ({}, {}, driver: {})", a.name, a.backend, a.device_type, a.driver);
+        println!(
+            "  - {} ({}, {}, driver: {})",
+            a.name, a.backend, a.device_type, a.driver
+        );
     }
     match Context::new() {
         Ok(ctx) => {
             let a = ctx.adapter();
-            println!("chosen: {} ({}, {}, driver: {})", a.name, a.backend, a.device_type, a.driver);
+            println!(
+                "chosen: {} ({}, {}, driver: {})",
+                a.name, a.backend, a.device_type, a.driver
+            );
             println!("features: {:?}", ctx.device().features());
             let l = ctx.limits();
             println!("limits:");
-            println!("  max_compute_workgroup_storage_size: {}", l.max_compute_workgroup_storage_size);
-            println!("  max_compute_invocations_per_workgroup: {}", l.max_compute_invocations_per_workgroup);
-            println!("  max_compute_workgroups_per_dimension: {}", l.max_compute_workgroups_per_dimension);
-            println!("  max_storage_buffer_binding_size: {}", l.max_storage_buffer_binding_size);
-            println!("  max_storage_buffers_per_shader_stage: {}", l.max_storage_buffers_per_shader_stage);
+            println!(
+                "  max_compute_workgroup_storage_size: {}",
+                l.max_compute_workgroup_storage_size
+            );
+            println!(
+                "  max_compute_invocations_per_workgroup: {}",
+                l.max_compute_invocations_per_workgroup
+            );
+            println!(
+                "  max_compute_workgroups_per_dimension: {}",
+                l.max_compute_workgroups_per_dimension
+            );
+            println!(
+                "  max_storage_buffer_binding_size: {}",
+                l.max_storage_buffer_binding_size
+            );
+            println!(
+                "  max_storage_buffers_per_shader_stage: {}",
+                l.max_storage_buffers_per_shader_stage
+            );
             println!("  max_buffer_size: {}", l.max_buffer_size);
-            println!("  min_uniform_buffer_offset_alignment: {}", l.min_uniform_buffer_offset_alignment);
+            println!(
+                "  min_uniform_buffer_offset_alignment: {}",
+                l.min_uniform_buffer_offset_alignment
+            );
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -138,7 +138,9 @@ pub(crate) fn forward(
             let s = shape_of(&d, t, b, dir);
             let algo = klstm::resolve(ctx, algo, &s, train)?;
             let gx = buffers::zeros(ctx, "gates", t * b * 4 * h)?;
-            let input = inputs.last().ok_or_else(|| Error::Device("no input".into()))?;
+            let input = inputs
+                .last()
+                .ok_or_else(|| Error::Device("no input".into()))?;
             gemm::record(
                 &mut rec,
                 (t * b, 4 * h, in_w),
@@ -146,7 +148,11 @@ pub(crate) fn forward(
                 Mat::rows(input, 0, in_w),
                 Mat::rows_t(&cell.w_ih, 0, in_w),
                 0.0,
-                Out { buf: &gx, off: 0, rs: 4 * h },
+                Out {
+                    buf: &gx,
+                    off: 0,
+                    rs: 4 * h,
+                },
                 Some((&cell.bias, 0)),
             )?;
             let hseq = buffers::zeros(ctx, "hseq", slots * b * p)?;
@@ -155,8 +161,20 @@ pub(crate) fn forward(
             let hraw = buffers::zeros(ctx, "hraw", if s.proj { hraw_rows * h } else { 1 })?;
             // State before the first processed step: slot (t_first + dir) % slots.
             let first = (if dir == 0 { 0 } else { t }) % slots;
-            rec.copy(&h0_buf, (ci * b * p * 4) as u64, &hseq, (first * b * p * 4) as u64, (b * p * 4) as u64);
-            rec.copy(&c0_buf, (ci * b * h * 4) as u64, &cseq, (first * b * h * 4) as u64, (b * h * 4) as u64);
+            rec.copy(
+                &h0_buf,
+                (ci * b * p * 4) as u64,
+                &hseq,
+                (first * b * p * 4) as u64,
+                (b * p * 4) as u64,
+            );
+            rec.copy(
+                &c0_buf,
+                (ci * b * h * 4) as u64,
+                &cseq,
+                (first * b * h * 4) as u64,
+                (b * h * 4) as u64,
+            );
             let bufs = FwdBufs {
                 gx: &gx,
                 w_rec: &cell.w_rec,
@@ -168,8 +186,20 @@ pub(crate) fn forward(
             };
             klstm::record_forward(&mut rec, &s, algo, train, slots, (dn * p, dir * p), &bufs)?;
             let last = (if dir == 0 { t } else { 0 }) % slots;
-            rec.copy(&hseq, (last * b * p * 4) as u64, &hn_buf, (ci * b * p * 4) as u64, (b * p * 4) as u64);
-            rec.copy(&cseq, (last * b * h * 4) as u64, &cn_buf, (ci * b * h * 4) as u64, (b * h * 4) as u64);
+            rec.copy(
+                &hseq,
+                (last * b * p * 4) as u64,
+                &hn_buf,
+                (ci * b * p * 4) as u64,
+                (b * p * 4) as u64,
+            );
+            rec.copy(
+                &cseq,
+                (last * b * h * 4) as u64,
+                &cn_buf,
+                (ci * b * h * 4) as u64,
+                (b * h * 4) as u64,
+            );
             cells.push(CellTape {
                 gates: gx,
                 hseq,
@@ -264,7 +294,13 @@ pub(crate) fn backward(
             let state = buffers::zeros(ctx, "bwd state", b * p + b * h)?;
             let dhtot = buffers::zeros(ctx, "dhtot", if s.proj { t * b * p } else { 1 })?;
             rec.copy(&dyh, (ci * b * p * 4) as u64, &state, 0, (b * p * 4) as u64);
-            rec.copy(&dyc, (ci * b * h * 4) as u64, &state, (b * p * 4) as u64, (b * h * 4) as u64);
+            rec.copy(
+                &dyc,
+                (ci * b * h * 4) as u64,
+                &state,
+                (b * p * 4) as u64,
+                (b * h * 4) as u64,
+            );
             let bufs = BwdBufs {
                 gates: &ct.gates,
                 w_rec: &cell.w_rec,
@@ -277,7 +313,13 @@ pub(crate) fn backward(
             };
             klstm::record_backward(&mut rec, &s, ct.algo, (dn * p, dir * p), &bufs)?;
             rec.copy(&state, 0, &dh0, (ci * b * p * 4) as u64, (b * p * 4) as u64);
-            rec.copy(&state, (b * p * 4) as u64, &dc0, (ci * b * h * 4) as u64, (b * h * 4) as u64);
+            rec.copy(
+                &state,
+                (b * p * 4) as u64,
+                &dc0,
+                (ci * b * h * 4) as u64,
+                (b * h * 4) as u64,
+            );
 
             let g = CellGradBufs {
                 dw_ih: buffers::zeros(ctx, "dw_ih", 4 * h * in_w)?,
@@ -287,36 +329,110 @@ pub(crate) fn backward(
             let rows = t * b;
             let dg_t = Mat::rows_t(&dgates, 0, 4 * h);
             // dW_ih = dGᵀ · X
-            gemm::record(&mut rec, (4 * h, in_w, rows), 1.0, dg_t, Mat::rows(input, 0, in_w), 0.0,
-                Out { buf: &g.dw_ih, off: 0, rs: in_w }, None)?;
+            gemm::record(
+                &mut rec,
+                (4 * h, in_w, rows),
+                1.0,
+                dg_t,
+                Mat::rows(input, 0, in_w),
+                0.0,
+                Out {
+                    buf: &g.dw_ih,
+                    off: 0,
+                    rs: in_w,
+                },
+                None,
+            )?;
             // dW_hh = dGᵀ · H_prev; H_prev of time t is hseq slot t + dir.
-            gemm::record(&mut rec, (4 * h, p, rows), 1.0, dg_t, Mat::rows(&ct.hseq, dir * b * p, p), 0.0,
-                Out { buf: &g.dw_rec, off: 0, rs: p }, None)?;
+            gemm::record(
+                &mut rec,
+                (4 * h, p, rows),
+                1.0,
+                dg_t,
+                Mat::rows(&ct.hseq, dir * b * p, p),
+                0.0,
+                Out {
+                    buf: &g.dw_rec,
+                    off: 0,
+                    rs: p,
+                },
+                None,
+            )?;
             if s.proj {
                 // dW_hr = dhᵀ · H_raw
-                gemm::record(&mut rec, (p, h, rows), 1.0, Mat::rows_t(&dhtot, 0, p), Mat::rows(&ct.hraw, 0, h), 0.0,
-                    Out { buf: &g.dw_rec, off: 4 * h * p, rs: h }, None)?;
+                gemm::record(
+                    &mut rec,
+                    (p, h, rows),
+                    1.0,
+                    Mat::rows_t(&dhtot, 0, p),
+                    Mat::rows(&ct.hraw, 0, h),
+                    0.0,
+                    Out {
+                        buf: &g.dw_rec,
+                        off: 4 * h * p,
+                        rs: h,
+                    },
+                    None,
+                )?;
             }
             // db = Σ_rows dG (a 1×rows matrix of ones times dG)
-            let ones_row = Mat { buf: &ones, off: 0, rs: 0, cs: 0 };
-            gemm::record(&mut rec, (1, 4 * h, rows), 1.0, ones_row, Mat::rows(&dgates, 0, 4 * h), 0.0,
-                Out { buf: &g.db, off: 0, rs: 4 * h }, None)?;
+            let ones_row = Mat {
+                buf: &ones,
+                off: 0,
+                rs: 0,
+                cs: 0,
+            };
+            gemm::record(
+                &mut rec,
+                (1, 4 * h, rows),
+                1.0,
+                ones_row,
+                Mat::rows(&dgates, 0, 4 * h),
+                0.0,
+                Out {
+                    buf: &g.db,
+                    off: 0,
+                    rs: 4 * h,
+                },
+                None,
+            )?;
             // dX += dG · W_ih (the two directions add into the same input gradient)
-            gemm::record(&mut rec, (rows, in_w, 4 * h), 1.0, Mat::rows(&dgates, 0, 4 * h),
-                Mat::rows(&cell.w_ih, 0, in_w), if dir == 0 { 0.0 } else { 1.0 },
-                Out { buf: &d_in, off: 0, rs: in_w }, None)?;
+            gemm::record(
+                &mut rec,
+                (rows, in_w, 4 * h),
+                1.0,
+                Mat::rows(&dgates, 0, 4 * h),
+                Mat::rows(&cell.w_ih, 0, in_w),
+                if dir == 0 { 0.0 } else { 1.0 },
+                Out {
+                    buf: &d_in,
+                    off: 0,
+                    rs: in_w,
+                },
+                None,
+            )?;
             grads[ci] = Some(g);
         }
         d_out = d_in;
     }
     let stats = rec.submit()?;
 
-    let mut ranges = vec![(&dx, 0, t * b * i0), (&dh0, 0, cells_n * b * p), (&dc0, 0, cells_n * b * h)];
+    let mut ranges = vec![
+        (&dx, 0, t * b * i0),
+        (&dh0, 0, cells_n * b * p),
+        (&dc0, 0, cells_n * b * h),
+    ];
     for (ci, g) in grads.iter().enumerate() {
-        let g = g.as_ref().ok_or_else(|| Error::Device(format!("cell {ci} has no gradients")))?;
+        let g = g
+            .as_ref()
+            .ok_or_else(|| Error::Device(format!("cell {ci} has no gradients")))?;
         let in_w = d.layer_input_size(ci / dn);
         ranges.push((&g.dw_ih, 0, 4 * h * in_w));
-        ranges.push((&g.dw_rec, 0, 4 * h * p + if d.proj_size > 0 { p * h } else { 0 }));
+        ranges.push((
+            &g.dw_rec,
+            0,
+            4 * h * p + if d.proj_size > 0 { p * h } else { 0 },
+        ));
         ranges.push((&g.db, 0, 4 * h));
     }
     let mut got = buffers::read_f32(ctx, &ranges)?.into_iter();
@@ -327,7 +443,8 @@ pub(crate) fn backward(
     let mut cells = Vec::with_capacity(cells_n);
     for ci in 0..cells_n {
         let in_w = d.layer_input_size(ci / dn);
-        let w_ih = Array2::from_shape_vec((4 * h, in_w), next()?).map_err(|e| Error::Shape(e.to_string()))?;
+        let w_ih = Array2::from_shape_vec((4 * h, in_w), next()?)
+            .map_err(|e| Error::Shape(e.to_string()))?;
         let mut rec = next()?;
         let w_hr = if d.proj_size > 0 {
             let tail = rec.split_off(4 * h * p);
@@ -335,7 +452,8 @@ pub(crate) fn backward(
         } else {
             None
         };
-        let w_hh = Array2::from_shape_vec((4 * h, p), rec).map_err(|e| Error::Shape(e.to_string()))?;
+        let w_hh =
+            Array2::from_shape_vec((4 * h, p), rec).map_err(|e| Error::Shape(e.to_string()))?;
         let db = Array1::from_vec(next()?);
         cells.push(LstmCellParams {
             w_ih,
@@ -345,5 +463,13 @@ pub(crate) fn backward(
             w_hr,
         });
     }
-    Ok((LstmGrads { dx, dh0, dc0, cells }, stats))
+    Ok((
+        LstmGrads {
+            dx,
+            dh0,
+            dc0,
+            cells,
+        },
+        stats,
+    ))
 }

@@ -37,7 +37,11 @@ pub(crate) fn zeros(ctx: &Context, what: &str, len: usize) -> Result<wgpu::Buffe
 }
 
 /// A storage buffer holding `data` (a one-element zero buffer when `data` is empty).
-pub(crate) fn upload<T: bytemuck::Pod>(ctx: &Context, what: &str, data: &[T]) -> Result<wgpu::Buffer> {
+pub(crate) fn upload<T: bytemuck::Pod>(
+    ctx: &Context,
+    what: &str,
+    data: &[T],
+) -> Result<wgpu::Buffer> {
     if data.is_empty() {
         return zeros(ctx, what, 1);
     }

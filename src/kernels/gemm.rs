@@ -47,11 +47,21 @@ pub(crate) struct Mat<'a> {
 impl<'a> Mat<'a> {
     /// Row-major with row stride `ld`, starting at element `off`.
     pub fn rows(buf: &'a wgpu::Buffer, off: usize, ld: usize) -> Self {
-        Self { buf, off, rs: ld, cs: 1 }
+        Self {
+            buf,
+            off,
+            rs: ld,
+            cs: 1,
+        }
     }
     /// The transpose of a row-major matrix with row stride `ld`.
     pub fn rows_t(buf: &'a wgpu::Buffer, off: usize, ld: usize) -> Self {
-        Self { buf, off, rs: 1, cs: ld }
+        Self {
+            buf,
+            off,
+            rs: 1,
+            cs: ld,
+        }
     }
 }
 

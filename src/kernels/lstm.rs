@@ -128,7 +128,12 @@ fn persistent_device_ok(ctx: &Context) -> Result<()> {
 
 /// Decides the algorithm for one shape: the caller's choice when it can run (an error naming
 /// the limit when it cannot), else the heuristic. `train` also requires the backward tile.
-pub(crate) fn resolve(ctx: &Context, algo: Algorithm, s: &RecShape, train: bool) -> Result<Algorithm> {
+pub(crate) fn resolve(
+    ctx: &Context,
+    algo: Algorithm,
+    s: &RecShape,
+    train: bool,
+) -> Result<Algorithm> {
     let fits = || -> Result<()> {
         persistent_device_ok(ctx)?;
         let ft = forward_tile(s.h, s.p);
@@ -168,7 +173,13 @@ fn u32_of(v: usize, what: &str) -> Result<u32> {
     u32::try_from(v).map_err(|_| Error::Limit(format!("{what} = {v} exceeds u32 indexing")))
 }
 
-fn base_params(s: &RecShape, slots: usize, stride: usize, col: usize, flags: u32) -> Result<Params> {
+fn base_params(
+    s: &RecShape,
+    slots: usize,
+    stride: usize,
+    col: usize,
+    flags: u32,
+) -> Result<Params> {
     Ok(Params {
         t_len: u32_of(s.t, "seq_len")?,
         batch: u32_of(s.b, "batch")?,
@@ -321,7 +332,8 @@ pub(crate) fn record_backward(
             let per_step = (bt * s.p).div_ceil(wg) * (4 * s.h + 6)
                 + (bt * s.h).div_ceil(wg) * (if s.proj { s.p + 6 } else { 6 })
                 + 4;
-            let load = 2 * (bt * s.p).div_ceil(wg) + 2 * (bt * s.h).div_ceil(wg)
+            let load = 2 * (bt * s.p).div_ceil(wg)
+                + 2 * (bt * s.h).div_ceil(wg)
                 + (bt * 4 * s.h).div_ceil(wg)
                 + 4;
             let n = chunk_steps(load, per_step)?;

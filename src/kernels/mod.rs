@@ -80,7 +80,10 @@ impl Pipelines {
             return Ok(p.clone());
         }
         let pipe = ctx.scoped(|| Ok(Arc::new(build_pipe(ctx, self, k)?)))?;
-        self.pipes.lock().map_err(lock_err)?.insert(key, pipe.clone());
+        self.pipes
+            .lock()
+            .map_err(lock_err)?
+            .insert(key, pipe.clone());
         Ok(pipe)
     }
 }
@@ -201,7 +204,12 @@ impl<'c> Recorder<'c> {
         groups: u32,
     ) -> Result<()> {
         debug_assert_eq!(buffers.len(), k.storage.len(), "{}", k.entry);
-        debug_assert_eq!(std::mem::size_of::<P>() as u64, k.params_size, "{}", k.entry);
+        debug_assert_eq!(
+            std::mem::size_of::<P>() as u64,
+            k.params_size,
+            "{}",
+            k.entry
+        );
         if groups == 0 {
             return Ok(());
         }
@@ -258,6 +266,8 @@ impl<'c> Recorder<'c> {
         ctx.scoped(|| {
             let dev = &ctx.device;
             let arena = buffers::create_uniform(ctx, &self.arena)?;
+            // wgpu handles hash and compare by resource identity, which never changes.
+            #[allow(clippy::mutable_key_type)]
             let mut groups_cache: HashMap<(usize, Vec<wgpu::Buffer>), wgpu::BindGroup> =
                 HashMap::new();
             let mut enc = dev.create_command_encoder(&wgpu::CommandEncoderDescriptor {

@@ -210,7 +210,9 @@ impl Lstm {
             WeightFormat::Torch => {
                 weights::lstm::to_torch(&self.params.dims, self.config.bias, &self.params.cells)
             }
-            WeightFormat::Keras => weights::lstm::to_keras(self.config.bias, &self.params.cells, false),
+            WeightFormat::Keras => {
+                weights::lstm::to_keras(self.config.bias, &self.params.cells, false)
+            }
         }
     }
 
@@ -300,7 +302,12 @@ impl Lstm {
             }
             _ => {
                 let f = cpu::lstm_forward(&self.params, xt, h0, c0, lengths)?;
-                (f.out, f.h_n, f.c_n, train.then_some(TraceInner::Cpu(f.tape)))
+                (
+                    f.out,
+                    f.h_n,
+                    f.c_n,
+                    train.then_some(TraceInner::Cpu(f.tape)),
+                )
             }
         };
         let output = LstmOutput {

@@ -46,8 +46,14 @@ pub fn from_torch(dims: LstmDims, bias: bool, map: &TensorMap) -> Result<LstmPar
         for dir in 0..dn {
             let sfx = torch_suffix(layer, dir);
             let name = |base: &str| format!("{base}{sfx}");
-            let w_ih = to2(require(map, &name("weight_ih"), &[4 * h, inp])?, &name("weight_ih"))?;
-            let w_hh = to2(require(map, &name("weight_hh"), &[4 * h, p])?, &name("weight_hh"))?;
+            let w_ih = to2(
+                require(map, &name("weight_ih"), &[4 * h, inp])?,
+                &name("weight_ih"),
+            )?;
+            let w_hh = to2(
+                require(map, &name("weight_hh"), &[4 * h, p])?,
+                &name("weight_hh"),
+            )?;
             let (b_ih, b_hh) = if bias {
                 (
                     to1(require(map, &name("bias_ih"), &[4 * h])?, &name("bias_ih"))?,
@@ -58,7 +64,10 @@ pub fn from_torch(dims: LstmDims, bias: bool, map: &TensorMap) -> Result<LstmPar
                 (Array1::zeros(4 * h), Array1::zeros(4 * h))
             };
             let w_hr = if dims.proj_size > 0 {
-                Some(to2(require(map, &name("weight_hr"), &[p, h])?, &name("weight_hr"))?)
+                Some(to2(
+                    require(map, &name("weight_hr"), &[p, h])?,
+                    &name("weight_hr"),
+                )?)
             } else {
                 reject(map, &name("weight_hr"), "the config says proj_size = 0")?;
                 None
@@ -72,7 +81,11 @@ pub fn from_torch(dims: LstmDims, bias: bool, map: &TensorMap) -> Result<LstmPar
             });
         }
         if dn == 1 {
-            reject(map, &format!("weight_ih{}", torch_suffix(layer, 1)), "the config is not bidirectional")?;
+            reject(
+                map,
+                &format!("weight_ih{}", torch_suffix(layer, 1)),
+                "the config is not bidirectional",
+            )?;
         }
     }
     reject(
@@ -121,7 +134,10 @@ pub fn from_keras(dims: LstmDims, bias: bool, map: &TensorMap) -> Result<LstmPar
     keras_dims_ok(&dims)?;
     let (i, u) = (dims.input_size, dims.hidden_size);
     let kernel = to2(require(map, "kernel", &[i, 4 * u])?, "kernel")?;
-    let rk = to2(require(map, "recurrent_kernel", &[u, 4 * u])?, "recurrent_kernel")?;
+    let rk = to2(
+        require(map, "recurrent_kernel", &[u, 4 * u])?,
+        "recurrent_kernel",
+    )?;
     let b = if bias {
         to1(require(map, "bias", &[4 * u])?, "bias")?
     } else {
@@ -148,11 +164,16 @@ pub fn from_keras(dims: LstmDims, bias: bool, map: &TensorMap) -> Result<LstmPar
 pub fn to_keras(bias: bool, cells: &[LstmCellParams<f32>], gradients: bool) -> TensorMap {
     let mut m = TensorMap::new();
     if let Some(c) = cells.first() {
-        let t = |a: &Array2<f32>| -> ArrayD<f32> { a.t().as_standard_layout().into_owned().into_dyn() };
+        let t =
+            |a: &Array2<f32>| -> ArrayD<f32> { a.t().as_standard_layout().into_owned().into_dyn() };
         m.insert("kernel".into(), t(&c.w_ih));
         m.insert("recurrent_kernel".into(), t(&c.w_hh));
         if bias {
-            let b = if gradients { c.b_ih.clone() } else { &c.b_ih + &c.b_hh };
+            let b = if gradients {
+                c.b_ih.clone()
+            } else {
+                &c.b_ih + &c.b_hh
+            };
             m.insert("bias".into(), b.into_dyn());
         }
     }

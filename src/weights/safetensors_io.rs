@@ -65,7 +65,11 @@ pub fn read(path: &Path) -> Result<SafetensorsFile> {
 }
 
 /// Writes named f32 tensors (e.g. weights or gradients) to a safetensors file.
-pub fn write(path: &Path, tensors: &TensorMap, metadata: Option<HashMap<String, String>>) -> Result<()> {
+pub fn write(
+    path: &Path,
+    tensors: &TensorMap,
+    metadata: Option<HashMap<String, String>>,
+) -> Result<()> {
     let owned: Vec<(String, Vec<u8>, Vec<usize>)> = tensors
         .iter()
         .map(|(k, v)| {

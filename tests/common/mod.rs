@@ -31,13 +31,25 @@ pub fn rand3(shape: (usize, usize, usize), seed: u64, scale: f32) -> Array3<f32>
 }
 
 /// Asserts |got - want| ≤ atol + rtol·|want| everywhere, naming the worst element.
-pub fn assert_close<D: Dimension>(what: &str, got: ArrayViewD<f32>, want: ndarray::ArrayView<f32, D>, atol: f32, rtol: f32) {
+pub fn assert_close<D: Dimension>(
+    what: &str,
+    got: ArrayViewD<f32>,
+    want: ndarray::ArrayView<f32, D>,
+    atol: f32,
+    rtol: f32,
+) {
     let want = want.into_dyn();
     assert_eq!(got.shape(), want.shape(), "{what}: shape");
     let mut worst: Option<(f32, Vec<usize>, f32, f32)> = None;
     for ((idx, g), w) in got.indexed_iter().zip(want.iter()) {
         let excess = (g - w).abs() - (atol + rtol * w.abs());
-        if !(excess <= 0.0) && worst.as_ref().is_none_or(|x| excess > x.0 || excess.is_nan()) {
+        // NaN counts as a failure, so test "within bounds" rather than "beyond".
+        let within = excess <= 0.0;
+        if !within
+            && worst
+                .as_ref()
+                .is_none_or(|x| excess > x.0 || excess.is_nan())
+        {
             worst = Some((excess, idx.slice().to_vec(), *g, *w));
         }
     }

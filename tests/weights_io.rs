@@ -1,0 +1,84 @@
+//! Weight import and export: PyTorch names (with a module prefix) and Keras kernels through
+//! safetensors files give the same layer; gradients come back under the loading names.
+
+use ndarray::{Array3, ArrayD};
+use wgpu_rnn::weights::safetensors_io;
+use wgpu_rnn::{Backend, Lstm, LstmConfig, TensorMap};
+
+fn x() -> Array3<f32> {
+    Array3::from_shape_fn((4, 2, 3), |(t, b, i)| {
+        ((t * 7 + b * 3 + i) as f32 * 0.37).sin()
+    })
+}
+
+#[test]
+fn torch_state_dict_round_trips_through_safetensors_with_a_prefix() {
+    let mut cfg = LstmConfig::new(3, 5);
+    cfg.num_layers = 2;
+    cfg.bidirectional = true;
+    cfg.proj_size = 2;
+    let a = Lstm::new(cfg, Backend::Cpu, 42).unwrap();
+    let w = a.weights();
+    assert!(w.contains_key("weight_hr_l1_reverse"));
+    let prefixed: TensorMap = w
+        .iter()
+        .map(|(k, v)| (format!("encoder.lstm.{k}"), v.clone()))
+        .collect();
+    let path = std::env::temp_dir().join("wgpu_rnn_torch_prefixed.safetensors");
+    safetensors_io::write(&path, &prefixed, None).unwrap();
+    let b = Lstm::from_safetensors(cfg, &path, Backend::Cpu).unwrap();
+    assert_eq!(b.weights(), w);
+    let (ya, yb) = (
+        a.forward(x().view(), None, None).unwrap(),
+        b.forward(x().view(), None, None).unwrap(),
+    );
+    assert_eq!(ya.out, yb.out);
+}
+
+#[test]
+fn keras_kernels_equal_transposed_torch_weights() {
+    // CONVENTIONS.md §3: kernel = W_ihᵀ, recurrent_kernel = W_hhᵀ, bias = b_ih + b_hh.
+    let cfg = LstmConfig::new(3, 5);
+    let t = Lstm::new(cfg, Backend::Cpu, 8).unwrap();
+    let w = t.weights();
+    let tr = |a: &ArrayD<f32>| a.t().as_standard_layout().into_owned();
+    let mut keras = TensorMap::new();
+    keras.insert("kernel".into(), tr(&w["weight_ih_l0"]));
+    keras.insert("recurrent_kernel".into(), tr(&w["weight_hh_l0"]));
+    keras.insert("bias".into(), &w["bias_ih_l0"] + &w["bias_hh_l0"]);
+    let path = std::env::temp_dir().join("wgpu_rnn_keras.safetensors");
+    safetensors_io::write(&path, &keras, None).unwrap();
+    let k = Lstm::from_safetensors(cfg, &path, Backend::Cpu).unwrap();
+    assert_eq!(k.weights(), keras, "weights come back under Keras names");
+    let (yt, tt) = t.forward_train(x().view(), None, None).unwrap();
+    let (yk, tk) = k.forward_train(x().view(), None, None).unwrap();
+    for (a, b) in yt.out.iter().zip(yk.out.iter()) {
+        assert!((a - b).abs() < 1e-6, "{a} vs {b}");
+    }
+    let dy = Array3::from_elem(yt.out.dim(), 0.5f32);
+    let gt = t.backward(&tt, dy.view(), None, None).unwrap();
+    let gk = k.backward(&tk, dy.view(), None, None).unwrap();
+    let names: Vec<&String> = gk.weights.keys().collect();
+    assert_eq!(names, ["bias", "kernel", "recurrent_kernel"]);
+    let diff = (&gk.weights["kernel"] - &tr(&gt.weights["weight_ih_l0"])).mapv(f32::abs);
+    assert!(diff.iter().all(|d| *d < 1e-6));
+    let db = (&gk.weights["bias"] - &gt.weights["bias_ih_l0"]).mapv(f32::abs);
+    assert!(db.iter().all(|d| *d < 1e-6));
+    assert!(
+        gk.weights["bias"].iter().any(|v| v.abs() > 1e-3),
+        "bias gradient is not zero"
+    );
+}
+
+#[test]
+fn layers_without_bias_export_no_bias() {
+    let mut cfg = LstmConfig::new(3, 4);
+    cfg.bias = false;
+    let l = Lstm::new(cfg, Backend::Cpu, 1).unwrap();
+    assert!(l.weights().keys().all(|k| !k.starts_with("bias")));
+    let (y, tr) = l.forward_train(x().view(), None, None).unwrap();
+    let g = l
+        .backward(&tr, Array3::from_elem(y.out.dim(), 1.0).view(), None, None)
+        .unwrap();
+    assert_eq!(g.weights.len(), 2);
+}
