@@ -52,6 +52,8 @@ pub struct Context {
     pub(crate) limits: wgpu::Limits,
     pub(crate) pipelines: Pipelines,
     summary: AdapterSummary,
+    /// The adapter runs on the CPU (lavapipe, WARP, SwiftShader): the heuristic differs.
+    pub(crate) software: bool,
     /// Errors no scope caught (reported by the uncaptured-error handler instead of panicking).
     uncaptured: Arc<Mutex<Vec<String>>>,
 }
@@ -159,8 +161,10 @@ impl Context {
             }
         });
         let limits = device.limits();
-        let summary = AdapterSummary::from_info(&adapter.get_info());
+        let info = adapter.get_info();
+        let summary = AdapterSummary::from_info(&info);
         Self {
+            software: info.device_type == wgpu::DeviceType::Cpu,
             adapter,
             device,
             queue,

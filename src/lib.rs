@@ -22,3 +22,8 @@ pub use layers::Backend;
 pub use layers::lstm::{Lstm, LstmConfig, LstmGradients, LstmOutput, LstmTrace};
 pub use weights::{TensorMap, WeightFormat};
 pub mod golden;
+
+/// The README's API example is compiled and run as a doctest, so it stays true.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
