@@ -12,7 +12,7 @@
 // after the loop (dW_ih = dGᵀX, dW_hh = dGᵀH_prev, dX = dG W_ih, db = Σ dG, dW_hr = dhtotᵀH_raw).
 //
 // Bindings (group 0):
-//   0 p       uniform Params (dynamic offset)
+//   0 p       uniform Params (rnn_common.wgsl, prepended; stride/col = dy row stride/column)
 //   1 gates   storage r   f32[T,B,4H]   activated gates saved by the training forward
 //   2 w_rec   storage r   f32[4H·P + P·H] W_hh (4H×P) then W_hr (P×H) when projecting
 //   3 lens    storage r   u32[B]        valid lengths
@@ -29,32 +29,14 @@
 //   fused       (no projection) one step, one invocation per (b, j): R, dh and dG together.
 //   recur       one step's R and dh per (b, q<P) (projection), or with FINAL the dh0 pass.
 //   gates       one step's dG per (b, j<H) from dhtot (projection).
+// Limits: persistent needs b_tile·(4H + 2P + H) ≤ 4000 (H ≤ 571 without projection) and 256
+// invocations per workgroup; the per-step kernels have none beyond u32 indexing.
 // The host chunks steps per dispatch under the loop budget (DESIGN.md §5).
 // Caveats: barriers only in uniform control flow; f32 accumulation.
-
-struct Params {
-    t_len: u32,
-    batch: u32,
-    hidden: u32,
-    out_size: u32,
-    dir: u32,
-    s_begin: u32,
-    n_steps: u32,
-    slots: u32,
-    dy_stride: u32,
-    dy_col: u32,
-    b_tile: u32,
-    flags: u32, // bit 1: projection; bit 3: final (dh0) pass
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-    _pad3: u32,
-}
 
 const PROJ: u32 = 2u;
 const FINAL: u32 = 8u;
 
-@group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> gates: array<f32>;
 @group(0) @binding(2) var<storage, read> w_rec: array<f32>;
 @group(0) @binding(3) var<storage, read> lens: array<u32>;
@@ -68,24 +50,8 @@ const WG: u32 = 256u;
 const POOL: u32 = 4000u;
 var<workgroup> pool: array<f32, POOL>;
 
-fn tanh_s(x: f32) -> f32 {
-    return tanh(clamp(x, -15.0, 15.0));
-}
-
-fn time_of(s: u32) -> u32 {
-    return select(s, p.t_len - 1u - s, p.dir == 1u);
-}
-
-fn slot_before(t: u32) -> u32 {
-    return (t + p.dir) % p.slots;
-}
-
-fn slot_after(t: u32) -> u32 {
-    return (t + 1u - p.dir) % p.slots;
-}
-
 fn dy_at(t: u32, b: u32, q: u32) -> f32 {
-    return dy[(t * p.batch + b) * p.dy_stride + p.dy_col + q];
+    return dy[(t * p.batch + b) * p.stride + p.col + q];
 }
 
 struct CellGrad {
@@ -265,10 +231,6 @@ fn persistent(
             state[B * P + b * H + e % H] = pool[dc_base + e];
         }
     }
-}
-
-fn flat_id(gid: vec3<u32>, lid: u32, nwg: vec3<u32>) -> u32 {
-    return (gid.y * nwg.x + gid.x) * 64u + lid;
 }
 
 // R for (b, q) at the current step: from dG of the next-processed step when it was active.

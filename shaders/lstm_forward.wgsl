@@ -9,7 +9,7 @@
 // unchanged and writes out = 0, so the reverse direction starts at each sequence's own end.
 //
 // Bindings (group 0):
-//   0 p      uniform Params (dynamic offset)
+//   0 p      uniform Params (rnn_common.wgsl, prepended; stride/col = out row stride/column)
 //   1 gx     storage rw  f32[T,B,4H]    in: pre-activations; out (train): activated gates
 //   2 w_rec  storage r   f32[4H·P + P·H] W_hh (4H×P, row-major) then W_hr (P×H) when P≠H
 //   3 lens   storage r   u32[B]         valid length per sequence (T when not packed)
@@ -29,35 +29,17 @@
 //   step        one step, one invocation per (b, j<H) (64 per workgroup): reads h from the
 //               ring in storage, fuses the recurrent mat-vec with the cell update.
 //   project     (P > 0 only) one step, one invocation per (b, q<P): h = h_raw W_hrᵀ.
+// Limits: persistent needs b_tile·(P + 2H) ≤ 4000 (H ≤ 1333 without projection) and 256
+// invocations per workgroup; step/project have none beyond u32 indexing and buffer sizes.
 // The host chunks the time loop (n_steps per dispatch) so one invocation stays under
 // llvmpipe's 65535-iterations-per-invocation cap; state is carried in hseq/cseq.
 // Caveats: sigmoid and tanh are written to be finite for any |x| (tanh argument clamped to
 // ±15, where f32 tanh is already ±1). Barriers are only in uniform control flow.
 
-struct Params {
-    t_len: u32,
-    batch: u32,
-    hidden: u32,
-    out_size: u32,
-    dir: u32,
-    s_begin: u32,
-    n_steps: u32,
-    slots: u32,
-    out_stride: u32,
-    out_col: u32,
-    b_tile: u32,
-    flags: u32, // bit 0: training (save activations); bit 1: projection; bit 2: hraw per time
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-    _pad3: u32,
-}
-
 const TRAIN: u32 = 1u;
 const PROJ: u32 = 2u;
 const HRAW_PER_T: u32 = 4u;
 
-@group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> gx: array<f32>;
 @group(0) @binding(2) var<storage, read> w_rec: array<f32>;
 @group(0) @binding(3) var<storage, read> lens: array<u32>;
@@ -69,30 +51,6 @@ const HRAW_PER_T: u32 = 4u;
 const WG: u32 = 256u;
 const POOL: u32 = 4000u;
 var<workgroup> pool: array<f32, POOL>;
-
-fn sigmoid(x: f32) -> f32 {
-    if (x >= 0.0) {
-        return 1.0 / (1.0 + exp(-x));
-    }
-    let e = exp(x);
-    return e / (1.0 + e);
-}
-
-fn tanh_s(x: f32) -> f32 {
-    return tanh(clamp(x, -15.0, 15.0));
-}
-
-fn time_of(s: u32) -> u32 {
-    return select(s, p.t_len - 1u - s, p.dir == 1u);
-}
-
-fn slot_before(t: u32) -> u32 {
-    return (t + p.dir) % p.slots;
-}
-
-fn slot_after(t: u32) -> u32 {
-    return (t + 1u - p.dir) % p.slots;
-}
 
 fn hraw_index(t: u32, b: u32, j: u32) -> u32 {
     let tt = select(0u, t, (p.flags & HRAW_PER_T) != 0u);
@@ -219,7 +177,7 @@ fn persistent(
             let b = b0 + bl;
             if (b < B) {
                 var h = pool[h_base + e];
-                let o_at = (t * B + b) * p.out_stride + p.out_col + q;
+                let o_at = (t * B + b) * p.stride + p.col + q;
                 if (t < lens[b]) {
                     if (proj) {
                         var acc = 0.0;
@@ -241,10 +199,6 @@ fn persistent(
         }
         workgroupBarrier();
     }
-}
-
-fn flat_id(gid: vec3<u32>, lid: u32, nwg: vec3<u32>) -> u32 {
-    return (gid.y * nwg.x + gid.x) * 64u + lid;
 }
 
 @compute @workgroup_size(64, 1, 1)
@@ -276,11 +230,11 @@ fn step(
             hraw[hraw_index(t, b, j)] = r.y;
         } else {
             hseq[(ws * B + b) * P + j] = r.y;
-            out[(t * B + b) * p.out_stride + p.out_col + j] = r.y;
+            out[(t * B + b) * p.stride + p.col + j] = r.y;
         }
     } else if (!proj) {
         hseq[(ws * B + b) * P + j] = hseq[(rs * B + b) * P + j];
-        out[(t * B + b) * p.out_stride + p.out_col + j] = 0.0;
+        out[(t * B + b) * p.stride + p.col + j] = 0.0;
     }
     cseq[(ws * B + b) * H + j] = c;
 }
@@ -303,7 +257,7 @@ fn project(
     let t = time_of(p.s_begin);
     let rs = slot_before(t);
     let ws = slot_after(t);
-    let o_at = (t * B + b) * p.out_stride + p.out_col + q;
+    let o_at = (t * B + b) * p.stride + p.col + q;
     if (t < lens[b]) {
         var acc = 0.0;
         let wr = 4u * H * P + q * H;

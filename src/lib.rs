@@ -14,7 +14,7 @@ pub(crate) mod kernels;
 pub use algorithm::Algorithm;
 pub use context::{AdapterSummary, Context};
 pub use error::{Error, Result};
-pub use kernels::RecordStats;
+pub use kernels::{RecordStats, ShaderModuleSource, shader_modules};
 pub mod layers;
 pub mod weights;
 

@@ -25,21 +25,59 @@ pub(crate) enum Shader {
 }
 
 impl Shader {
+    const ALL: [Shader; 3] = [Shader::Gemm, Shader::LstmForward, Shader::LstmBackward];
+
+    /// The WGSL module: recurrent cells get `rnn_common.wgsl` prepended (WGSL has no include).
     fn source(self) -> &'static str {
         match self {
             Shader::Gemm => include_str!("../../shaders/gemm.wgsl"),
-            Shader::LstmForward => include_str!("../../shaders/lstm_forward.wgsl"),
-            Shader::LstmBackward => include_str!("../../shaders/lstm_backward.wgsl"),
+            Shader::LstmForward => concat!(
+                include_str!("../../shaders/rnn_common.wgsl"),
+                include_str!("../../shaders/lstm_forward.wgsl")
+            ),
+            Shader::LstmBackward => concat!(
+                include_str!("../../shaders/rnn_common.wgsl"),
+                include_str!("../../shaders/lstm_backward.wgsl")
+            ),
+        }
+    }
+
+    /// The files the module is made of, in order.
+    fn files(self) -> &'static [&'static str] {
+        match self {
+            Shader::Gemm => &["gemm.wgsl"],
+            Shader::LstmForward => &["rnn_common.wgsl", "lstm_forward.wgsl"],
+            Shader::LstmBackward => &["rnn_common.wgsl", "lstm_backward.wgsl"],
         }
     }
 
     fn name(self) -> &'static str {
-        match self {
-            Shader::Gemm => "gemm.wgsl",
-            Shader::LstmForward => "lstm_forward.wgsl",
-            Shader::LstmBackward => "lstm_backward.wgsl",
-        }
+        self.files().last().copied().unwrap_or("shader")
     }
+}
+
+/// One WGSL module as the GPU compiles it: its name, the `shaders/` files it is made of,
+/// and the assembled source. Lets tools (and the offline naga test) see exactly what runs.
+#[derive(Clone, Copy, Debug)]
+pub struct ShaderModuleSource {
+    /// Main file name, e.g. `lstm_forward.wgsl`.
+    pub name: &'static str,
+    /// Files concatenated into the module, in order.
+    pub files: &'static [&'static str],
+    /// The assembled WGSL.
+    pub source: &'static str,
+}
+
+/// Every shader module the crate compiles.
+pub fn shader_modules() -> Vec<ShaderModuleSource> {
+    Shader::ALL
+        .iter()
+        .map(|s| ShaderModuleSource {
+            name: s.name(),
+            files: s.files(),
+            source: s.source(),
+        })
+        .collect()
 }
 
 /// How a kernel uses one storage binding.

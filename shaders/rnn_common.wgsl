@@ -1,0 +1,67 @@
+// rnn_common.wgsl — prelude shared by every recurrent kernel (prepended by the launcher:
+// the module the GPU compiles is this file followed by the cell's own file).
+//
+// What it provides:
+//   Params        the recurrence parameter block (uniform, group 0 binding 0, dynamic offset)
+//   sigmoid(x)    logistic function, finite for any x (exp of a non-positive argument only)
+//   tanh_s(x)     tanh with its argument clamped to ±15 (f32 tanh is ±1 there), so backends
+//                 that build tanh from exp never overflow
+//   time_of(s)    time index of processing step s: s forward, T-1-s reverse (dir = 1)
+//   slot_before/slot_after(t)  state-ring slots holding the state before/after time t:
+//                 (t + dir) % S and (t + 1 - dir) % S. With S = T+1 (training) slot t holds
+//                 the state before time t in the forward direction; S = 2 is a ping-pong.
+//   flat_id       flattened invocation index of a 64-wide 1-D kernel over a 2-D grid
+//                 (grids above 65535 workgroups are split by the launcher).
+// Bindings: only `p` (group 0, binding 0); every storage binding belongs to the cell file.
+// Memory: no workgroup memory here. Limits: none. Params layout must match
+// `kernels::rec::Params` in Rust (16 × u32 = 64 bytes).
+
+struct Params {
+    t_len: u32,     // T
+    batch: u32,     // B
+    hidden: u32,    // H
+    out_size: u32,  // P: projection size, or H
+    dir: u32,       // 0 forward, 1 reverse
+    s_begin: u32,   // first processing step of this dispatch (backward: the highest)
+    n_steps: u32,   // steps in this dispatch
+    slots: u32,     // S: state-ring length
+    stride: u32,    // row stride of the output (forward) or of dy (backward)
+    col: u32,       // first column of this direction in that row
+    b_tile: u32,    // persistent kernels: batch rows per workgroup
+    flags: u32,     // cell-specific bits
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+    _pad3: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+
+fn sigmoid(x: f32) -> f32 {
+    if (x >= 0.0) {
+        return 1.0 / (1.0 + exp(-x));
+    }
+    let e = exp(x);
+    return e / (1.0 + e);
+}
+
+fn tanh_s(x: f32) -> f32 {
+    return tanh(clamp(x, -15.0, 15.0));
+}
+
+fn time_of(s: u32) -> u32 {
+    return select(s, p.t_len - 1u - s, p.dir == 1u);
+}
+
+fn slot_before(t: u32) -> u32 {
+    return (t + p.dir) % p.slots;
+}
+
+fn slot_after(t: u32) -> u32 {
+    return (t + 1u - p.dir) % p.slots;
+}
+
+fn flat_id(gid: vec3<u32>, lid: u32, nwg: vec3<u32>) -> u32 {
+    return (gid.y * nwg.x + gid.x) * 64u + lid;
+}
+
