@@ -1,1 +1,2 @@
-pub(crate) mod lstm;
+pub(crate) mod cell;
+pub(crate) mod stack;

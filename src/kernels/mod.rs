@@ -8,7 +8,10 @@
 
 pub(crate) mod buffers;
 pub(crate) mod gemm;
+pub(crate) mod gru;
 pub(crate) mod lstm;
+pub(crate) mod rec;
+pub(crate) mod rnn;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -22,10 +25,22 @@ pub(crate) enum Shader {
     Gemm,
     LstmForward,
     LstmBackward,
+    GruForward,
+    GruBackward,
+    RnnForward,
+    RnnBackward,
 }
 
 impl Shader {
-    const ALL: [Shader; 3] = [Shader::Gemm, Shader::LstmForward, Shader::LstmBackward];
+    const ALL: [Shader; 7] = [
+        Shader::Gemm,
+        Shader::LstmForward,
+        Shader::LstmBackward,
+        Shader::GruForward,
+        Shader::GruBackward,
+        Shader::RnnForward,
+        Shader::RnnBackward,
+    ];
 
     /// The WGSL module: recurrent cells get `rnn_common.wgsl` prepended (WGSL has no include).
     fn source(self) -> &'static str {
@@ -39,6 +54,22 @@ impl Shader {
                 include_str!("../../shaders/rnn_common.wgsl"),
                 include_str!("../../shaders/lstm_backward.wgsl")
             ),
+            Shader::GruForward => concat!(
+                include_str!("../../shaders/rnn_common.wgsl"),
+                include_str!("../../shaders/gru_forward.wgsl")
+            ),
+            Shader::GruBackward => concat!(
+                include_str!("../../shaders/rnn_common.wgsl"),
+                include_str!("../../shaders/gru_backward.wgsl")
+            ),
+            Shader::RnnForward => concat!(
+                include_str!("../../shaders/rnn_common.wgsl"),
+                include_str!("../../shaders/rnn_forward.wgsl")
+            ),
+            Shader::RnnBackward => concat!(
+                include_str!("../../shaders/rnn_common.wgsl"),
+                include_str!("../../shaders/rnn_backward.wgsl")
+            ),
         }
     }
 
@@ -48,6 +79,10 @@ impl Shader {
             Shader::Gemm => &["gemm.wgsl"],
             Shader::LstmForward => &["rnn_common.wgsl", "lstm_forward.wgsl"],
             Shader::LstmBackward => &["rnn_common.wgsl", "lstm_backward.wgsl"],
+            Shader::GruForward => &["rnn_common.wgsl", "gru_forward.wgsl"],
+            Shader::GruBackward => &["rnn_common.wgsl", "gru_backward.wgsl"],
+            Shader::RnnForward => &["rnn_common.wgsl", "rnn_forward.wgsl"],
+            Shader::RnnBackward => &["rnn_common.wgsl", "rnn_backward.wgsl"],
         }
     }
 

@@ -9,7 +9,8 @@ use super::Backend;
 use crate::algorithm::Algorithm;
 use crate::cpu::lstm::{self as cpu, LstmDims, LstmGrads, LstmParams, LstmTape};
 use crate::error::{Error, Result};
-use crate::gpu::lstm::{self as gpu, GpuLstmWeights, GpuTape};
+use crate::gpu::cell::{CellKind, CellWeights};
+use crate::gpu::stack::{self as gpu, GpuTape, GpuWeights};
 use crate::kernels::RecordStats;
 use crate::weights::{self, TensorMap, WeightFormat, lookup};
 
@@ -118,7 +119,7 @@ pub struct Lstm {
     params: LstmParams<f32>,
     format: WeightFormat,
     backend: Backend,
-    gpu: Option<GpuLstmWeights>,
+    gpu: Option<GpuWeights>,
     algorithm: Algorithm,
     last_stats: std::sync::Mutex<RecordStats>,
 }
@@ -169,7 +170,15 @@ impl Lstm {
         backend: Backend,
     ) -> Result<Self> {
         let gpu = match &backend {
-            Backend::Gpu(ctx) => Some(GpuLstmWeights::upload(ctx, &params)?),
+            Backend::Gpu(ctx) => {
+                let cells: Vec<CellWeights> = params.cells.iter().map(CellWeights::from).collect();
+                Some(GpuWeights::upload(
+                    ctx,
+                    CellKind::Lstm,
+                    params.dims,
+                    &cells,
+                )?)
+            }
             Backend::Cpu => None,
         };
         Ok(Self {
@@ -296,9 +305,12 @@ impl Lstm {
         let lens = cpu::check_inputs(&d, xt.shape(), h0.shape(), c0.shape(), lengths)?;
         let (out, h_n, c_n, inner) = match (&self.backend, &self.gpu) {
             (Backend::Gpu(ctx), Some(w)) => {
-                let f = gpu::forward(ctx, w, xt, (h0, c0), &lens, self.algorithm, train)?;
+                let f = gpu::forward(ctx, w, xt, (h0, Some(c0)), &lens, self.algorithm, train)?;
                 self.set_stats(f.stats);
-                (f.out, f.h_n, f.c_n, f.tape.map(TraceInner::Gpu))
+                let c_n = f
+                    .c_n
+                    .ok_or_else(|| Error::Device("LSTM forward returned no c_n".into()))?;
+                (f.out, f.h_n, c_n, f.tape.map(TraceInner::Gpu))
             }
             _ => {
                 let f = cpu::lstm_forward(&self.params, xt, h0, c0, lengths)?;
@@ -359,9 +371,16 @@ impl Lstm {
         }
         let grads: LstmGrads<f32> = match (&trace.inner, &self.backend, &self.gpu) {
             (TraceInner::Gpu(tape), Backend::Gpu(ctx), Some(w)) => {
-                let (g, stats) = gpu::backward(ctx, w, tape, dy, dyh, dyc)?;
-                self.set_stats(stats);
-                g
+                let g = gpu::backward(ctx, w, tape, dy, dyh, Some(dyc))?;
+                self.set_stats(g.stats);
+                LstmGrads {
+                    dx: g.dx,
+                    dh0: g.dh0,
+                    dc0: g
+                        .dc0
+                        .ok_or_else(|| Error::Device("LSTM backward returned no dc0".into()))?,
+                    cells: g.cells.into_iter().map(Into::into).collect(),
+                }
             }
             (TraceInner::Cpu(tape), _, _) => cpu::lstm_backward(&self.params, tape, dy, dyh, dyc)?,
             _ => {

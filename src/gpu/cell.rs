@@ -1,0 +1,220 @@
+//! What distinguishes the cells inside the shared GPU stack plan: gate counts, device weight
+//! layouts, saved buffers, kernel launchers, and how the recurrent-weight gradient is
+//! assembled from the gate gradients.
+
+use ndarray::{Array1, Array2};
+
+use crate::algorithm::Algorithm;
+use crate::error::Result;
+use crate::kernels::rec::{BwdBufs, FwdBufs, PoolNeed, RecShape};
+use crate::kernels::{Recorder, gru, lstm, rnn};
+
+/// One layer-direction's weights (or gradients) in PyTorch layout, for any cell:
+/// `w_ih (G·H, In)`, `w_hh (G·H, P)`, `b_ih`, `b_hh (G·H)`, `w_hr (P, H)` (LSTM projection).
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct CellWeights {
+    pub w_ih: Array2<f32>,
+    pub w_hh: Array2<f32>,
+    pub b_ih: Array1<f32>,
+    pub b_hh: Array1<f32>,
+    pub w_hr: Option<Array2<f32>>,
+}
+
+/// The recurrent cell a GPU stack runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum CellKind {
+    /// Gates i, f, g, o; has a cell state; optional projection.
+    Lstm,
+    /// Gates r, z, n; `reset_before` is Keras `reset_after=False`.
+    Gru { reset_before: bool },
+    /// Elman RNN, tanh or relu.
+    Rnn { relu: bool },
+}
+
+/// Which matrix the gate-gradient columns of a recurrent-weight block multiply.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Rhs {
+    /// The state before each step (the h ring).
+    HPrev,
+    /// The forward's aux rows (GRU reset-before: r ⊙ h).
+    Aux,
+}
+
+/// One block of rows of dW_hh: `dW_hh[w_row..w_row+rows] = dG[:, dg_col..dg_col+rows]ᵀ · rhs`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct HBlock {
+    pub w_row: usize,
+    pub dg_col: usize,
+    pub rows: usize,
+    pub rhs: Rhs,
+}
+
+impl CellKind {
+    /// Gate blocks of the input projection (G).
+    pub fn gates(self) -> usize {
+        match self {
+            CellKind::Lstm => 4,
+            CellKind::Gru { .. } => 3,
+            CellKind::Rnn { .. } => 1,
+        }
+    }
+
+    /// Whether the cell carries a c state (LSTM).
+    pub fn has_c(self) -> bool {
+        self == CellKind::Lstm
+    }
+
+    /// Width of a gate-gradient row in units of H.
+    pub fn dgate_blocks(self) -> usize {
+        match self {
+            CellKind::Lstm => 4,
+            CellKind::Gru { reset_before } => gru::dgate_blocks(reset_before),
+            CellKind::Rnn { .. } => 1,
+        }
+    }
+
+    /// Workgroup-pool needs of the persistent kernels.
+    pub fn pool_need(self, s: &RecShape) -> PoolNeed {
+        match self {
+            CellKind::Lstm => lstm::pool_need(s),
+            CellKind::Gru { reset_before } => gru::pool_need(s, reset_before),
+            CellKind::Rnn { .. } => rnn::pool_need(s),
+        }
+    }
+
+    /// f32s of the forward's aux buffer: LSTM h_raw (projection), GRU hn or r⊙h.
+    pub fn forward_aux_len(self, s: &RecShape, train: bool) -> usize {
+        let rows = if train { s.t * s.b } else { s.b };
+        match self {
+            CellKind::Lstm if s.proj => rows * s.h,
+            CellKind::Gru { .. } => rows * s.h,
+            _ => 1,
+        }
+    }
+
+    /// Recurrent weights as the shader reads them: W_hh, then W_hr (LSTM projection) or
+    /// b_hn (GRU: it sits inside the reset product, so it cannot be folded into gx).
+    pub fn w_rec(self, c: &CellWeights) -> Vec<f32> {
+        let mut v: Vec<f32> = c.w_hh.iter().copied().collect();
+        match self {
+            CellKind::Lstm => {
+                if let Some(w) = &c.w_hr {
+                    v.extend(w.iter().copied());
+                }
+            }
+            CellKind::Gru { .. } => {
+                let h = c.b_hh.len() / 3;
+                v.extend(c.b_hh.iter().skip(2 * h).copied());
+            }
+            CellKind::Rnn { .. } => {}
+        }
+        v
+    }
+
+    /// The bias the input projection adds: b_ih + b_hh, except GRU's b_hn.
+    pub fn folded_bias(self, c: &CellWeights) -> Vec<f32> {
+        let n_start = match self {
+            CellKind::Gru { .. } => 2 * (c.b_hh.len() / 3),
+            _ => c.b_hh.len(),
+        };
+        c.b_ih
+            .iter()
+            .zip(&c.b_hh)
+            .enumerate()
+            .map(|(k, (a, b))| if k < n_start { a + b } else { *a })
+            .collect()
+    }
+
+    /// How dW_hh is assembled from dG after the loop.
+    pub fn hh_blocks(self, h: usize) -> Vec<HBlock> {
+        let blk = |w_row, dg_col, rows, rhs| HBlock {
+            w_row,
+            dg_col,
+            rows,
+            rhs,
+        };
+        match self {
+            CellKind::Lstm => vec![blk(0, 0, 4 * h, Rhs::HPrev)],
+            CellKind::Gru {
+                reset_before: false,
+            } => {
+                vec![
+                    blk(0, 0, 2 * h, Rhs::HPrev),
+                    blk(2 * h, 3 * h, h, Rhs::HPrev),
+                ]
+            }
+            CellKind::Gru { reset_before: true } => {
+                vec![blk(0, 0, 2 * h, Rhs::HPrev), blk(2 * h, 2 * h, h, Rhs::Aux)]
+            }
+            CellKind::Rnn { .. } => vec![blk(0, 0, h, Rhs::HPrev)],
+        }
+    }
+
+    /// Whether b_hh has a gradient (Keras reset-before GRU has no recurrent bias).
+    pub fn has_b_hh_grad(self) -> bool {
+        self != CellKind::Gru { reset_before: true }
+    }
+
+    /// Records one layer-direction's forward recurrence.
+    #[allow(clippy::too_many_arguments)]
+    pub fn record_forward(
+        self,
+        rec: &mut Recorder<'_>,
+        s: &RecShape,
+        algo: Algorithm,
+        train: bool,
+        slots: usize,
+        out_at: (usize, usize),
+        bufs: &FwdBufs<'_>,
+    ) -> Result<()> {
+        match self {
+            CellKind::Lstm => lstm::record_forward(rec, s, algo, train, slots, out_at, bufs),
+            CellKind::Gru { reset_before } => {
+                gru::record_forward(rec, s, reset_before, algo, train, slots, out_at, bufs)
+            }
+            CellKind::Rnn { relu } => rnn::record_forward(rec, s, relu, algo, slots, out_at, bufs),
+        }
+    }
+
+    /// Records one layer-direction's backward recurrence (and the dh0 pass).
+    pub fn record_backward(
+        self,
+        rec: &mut Recorder<'_>,
+        s: &RecShape,
+        algo: Algorithm,
+        dy_at: (usize, usize),
+        bufs: &BwdBufs<'_>,
+    ) -> Result<()> {
+        match self {
+            CellKind::Lstm => lstm::record_backward(rec, s, algo, dy_at, bufs),
+            CellKind::Gru { reset_before } => {
+                gru::record_backward(rec, s, reset_before, algo, dy_at, bufs)
+            }
+            CellKind::Rnn { relu } => rnn::record_backward(rec, s, relu, algo, dy_at, bufs),
+        }
+    }
+}
+
+impl From<&crate::cpu::lstm::LstmCellParams<f32>> for CellWeights {
+    fn from(c: &crate::cpu::lstm::LstmCellParams<f32>) -> Self {
+        Self {
+            w_ih: c.w_ih.clone(),
+            w_hh: c.w_hh.clone(),
+            b_ih: c.b_ih.clone(),
+            b_hh: c.b_hh.clone(),
+            w_hr: c.w_hr.clone(),
+        }
+    }
+}
+
+impl From<CellWeights> for crate::cpu::lstm::LstmCellParams<f32> {
+    fn from(c: CellWeights) -> Self {
+        Self {
+            w_ih: c.w_ih,
+            w_hh: c.w_hh,
+            b_ih: c.b_ih,
+            b_hh: c.b_hh,
+            w_hr: c.w_hr,
+        }
+    }
+}

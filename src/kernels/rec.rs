@@ -1,0 +1,326 @@
+//! What every recurrent cell's launcher shares: the parameter block of `rnn_common.wgsl`,
+//! the binding layout, algorithm resolution against the workgroup pool, and chunking of the
+//! time loop under the loop budget.
+
+use super::{Access, KernelDef, Recorder, Shader};
+use crate::algorithm::Algorithm;
+use crate::context::{Context, LOOP_BUDGET};
+use crate::error::{Error, Result};
+
+/// Workgroup size of the persistent kernels (must match the shaders).
+pub(crate) const PERSISTENT_WG: usize = 256;
+/// Workgroup size of the per-step kernels (must match the shaders).
+pub(crate) const STEP_WG: usize = 64;
+/// f32 slots of the persistent kernels' workgroup pool (must match the shaders).
+pub(crate) const POOL_FLOATS: usize = 4000;
+
+/// Mirrors `Params` in `shaders/rnn_common.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct Params {
+    pub t_len: u32,
+    pub batch: u32,
+    pub hidden: u32,
+    pub out_size: u32,
+    pub dir: u32,
+    pub s_begin: u32,
+    pub n_steps: u32,
+    pub slots: u32,
+    pub stride: u32,
+    pub col: u32,
+    pub b_tile: u32,
+    pub flags: u32,
+    pub _pad: [u32; 4],
+}
+
+/// Flag bits shared by the cell shaders.
+pub(crate) const TRAIN: u32 = 1;
+pub(crate) const AUX_PER_T: u32 = 4;
+pub(crate) const FINAL: u32 = 8;
+
+const PARAMS: u64 = std::mem::size_of::<Params>() as u64;
+/// Forward: gx, w_rec, lens, hseq, cseq, out, aux.
+const FWD_BINDINGS: &[Access] = &[
+    Access::ReadWrite,
+    Access::Read,
+    Access::Read,
+    Access::ReadWrite,
+    Access::ReadWrite,
+    Access::ReadWrite,
+    Access::ReadWrite,
+];
+/// Backward: gates, w_rec, lens, seq, dy, dgates, state, aux.
+const BWD_BINDINGS: &[Access] = &[
+    Access::Read,
+    Access::Read,
+    Access::Read,
+    Access::Read,
+    Access::Read,
+    Access::ReadWrite,
+    Access::ReadWrite,
+    Access::ReadWrite,
+];
+
+/// A forward-family kernel (binding layout of [`FwdBufs`]).
+pub(crate) const fn fwd(shader: Shader, entry: &'static str) -> KernelDef {
+    KernelDef {
+        shader,
+        entry,
+        storage: FWD_BINDINGS,
+        params_size: PARAMS,
+    }
+}
+
+/// A backward-family kernel (binding layout of [`BwdBufs`]).
+pub(crate) const fn bwd(shader: Shader, entry: &'static str) -> KernelDef {
+    KernelDef {
+        shader,
+        entry,
+        storage: BWD_BINDINGS,
+        params_size: PARAMS,
+    }
+}
+
+/// Sizes of one layer-direction's recurrence.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RecShape {
+    pub t: usize,
+    pub b: usize,
+    pub h: usize,
+    /// `P`: projection size, or `H` without projection.
+    pub p: usize,
+    pub proj: bool,
+    pub dir: usize,
+}
+
+/// Workgroup-pool floats one batch row needs in each persistent kernel, with the formula
+/// the error message shows.
+pub(crate) struct PoolNeed {
+    pub forward: usize,
+    pub backward: usize,
+    pub forward_formula: &'static str,
+    pub backward_formula: &'static str,
+}
+
+/// Checks that the device can run the persistent kernels at all.
+fn persistent_device_ok(ctx: &Context) -> Result<()> {
+    let l = &ctx.limits;
+    let need_bytes = (POOL_FLOATS * 4) as u32;
+    if l.max_compute_workgroup_storage_size < need_bytes {
+        return Err(Error::Limit(format!(
+            "Persistent needs {need_bytes} bytes of workgroup memory; the device allows {}",
+            l.max_compute_workgroup_storage_size
+        )));
+    }
+    if (l.max_compute_invocations_per_workgroup as usize) < PERSISTENT_WG
+        || (l.max_compute_workgroup_size_x as usize) < PERSISTENT_WG
+    {
+        return Err(Error::Limit(format!(
+            "Persistent needs {PERSISTENT_WG} invocations per workgroup; the device allows {}",
+            l.max_compute_invocations_per_workgroup
+        )));
+    }
+    Ok(())
+}
+
+/// Decides the algorithm for one shape: the caller's choice when it can run (an error naming
+/// the limit when it cannot), else the heuristic. `train` also requires the backward tile.
+pub(crate) fn resolve(
+    ctx: &Context,
+    algo: Algorithm,
+    s: &RecShape,
+    train: bool,
+    need: &PoolNeed,
+) -> Result<Algorithm> {
+    let fits = || -> Result<()> {
+        persistent_device_ok(ctx)?;
+        if need.forward > POOL_FLOATS {
+            return Err(Error::Limit(format!(
+                "Persistent forward keeps a batch row's state in {POOL_FLOATS} f32 of workgroup \
+                 memory: needs {} = {} <= {POOL_FLOATS} (hidden_size {}); use Algorithm::Stepwise",
+                need.forward_formula, need.forward, s.h
+            )));
+        }
+        if train && need.backward > POOL_FLOATS {
+            return Err(Error::Limit(format!(
+                "Persistent backward needs {} = {} <= {POOL_FLOATS} f32 of workgroup memory \
+                 (hidden_size {}); use Algorithm::Stepwise",
+                need.backward_formula, need.backward, s.h
+            )));
+        }
+        Ok(())
+    };
+    match algo {
+        Algorithm::Persistent => fits().map(|_| Algorithm::Persistent),
+        Algorithm::Stepwise => Ok(Algorithm::Stepwise),
+        // Persistent keeps the state on chip and needs no per-step launch, which is what costs
+        // on a real GPU while one workgroup's mat-vec is short; large H spreads better over
+        // many workgroups. On software adapters (lavapipe, 2 cores) Stepwise measured 2-3x
+        // faster at every shape tried (B1-8, H64-128), so they always get Stepwise.
+        Algorithm::Auto => Ok(if !ctx.software && s.h <= 256 && fits().is_ok() {
+            Algorithm::Persistent
+        } else {
+            Algorithm::Stepwise
+        }),
+    }
+}
+
+pub(crate) fn u32_of(v: usize, what: &str) -> Result<u32> {
+    u32::try_from(v).map_err(|_| Error::Limit(format!("{what} = {v} exceeds u32 indexing")))
+}
+
+/// The parameter block with everything but the per-dispatch fields.
+pub(crate) fn base_params(
+    s: &RecShape,
+    slots: usize,
+    (stride, col): (usize, usize),
+    flags: u32,
+) -> Result<Params> {
+    Ok(Params {
+        t_len: u32_of(s.t, "seq_len")?,
+        batch: u32_of(s.b, "batch")?,
+        hidden: u32_of(s.h, "hidden_size")?,
+        out_size: u32_of(s.p, "out_size")?,
+        dir: s.dir as u32,
+        s_begin: 0,
+        n_steps: 1,
+        slots: u32_of(slots, "state slots")?,
+        stride: u32_of(stride, "row stride")?,
+        col: u32_of(col, "column offset")?,
+        b_tile: 0,
+        flags,
+        _pad: [0; 4],
+    })
+}
+
+/// Checks a per-step kernel's loop count against the budget.
+pub(crate) fn check_step_budget(per_step: usize, what: &str) -> Result<()> {
+    if per_step > LOOP_BUDGET as usize {
+        return Err(Error::Limit(format!(
+            "{what}: {per_step} loop iterations per invocation exceed the budget {LOOP_BUDGET}"
+        )));
+    }
+    Ok(())
+}
+
+/// Workgroups per step kernel over `n` invocations.
+pub(crate) fn step_groups(n: usize) -> Result<u32> {
+    u32_of(n.div_ceil(STEP_WG), "workgroups")
+}
+
+/// How a persistent kernel is laid out: batch rows per workgroup, workgroups, and steps per
+/// dispatch so one invocation stays under the loop budget. `per_step(bt)` and `load(bt)` are
+/// the loop iterations of one invocation per step and for loading/storing state.
+pub(crate) fn persistent_plan(
+    b: usize,
+    floats_per_row: usize,
+    per_step: impl Fn(usize) -> usize,
+    load: impl Fn(usize) -> usize,
+) -> Result<(usize, u32, usize)> {
+    let cap = (POOL_FLOATS / floats_per_row.max(1)).max(1);
+    // Several workgroups even for small batches, so more than one core/SM works.
+    let bt = cap.min(b.div_ceil(4)).max(1);
+    let groups = u32_of(b.div_ceil(bt), "workgroups")?;
+    let (step, fixed) = (per_step(bt), load(bt));
+    let budget = LOOP_BUDGET as usize;
+    if fixed + step > budget {
+        return Err(Error::Limit(format!(
+            "one recurrent step needs {step} loop iterations per invocation; the budget is {budget}"
+        )));
+    }
+    Ok((bt, groups, ((budget - fixed) / step).max(1)))
+}
+
+/// Loop iterations of a 256-wide loop over `n` items.
+pub(crate) fn per_inv(n: usize) -> usize {
+    n.div_ceil(PERSISTENT_WG)
+}
+
+/// Records a persistent forward over all T steps in chunks of `n` steps.
+pub(crate) fn forward_chunks(
+    rec: &mut Recorder<'_>,
+    k: &KernelDef,
+    prm: &mut Params,
+    bufs: &[&wgpu::Buffer],
+    (bt, groups, n): (usize, u32, usize),
+    t: usize,
+) -> Result<()> {
+    prm.b_tile = bt as u32;
+    let mut s0 = 0;
+    while s0 < t {
+        let k_steps = n.min(t - s0);
+        prm.s_begin = s0 as u32;
+        prm.n_steps = k_steps as u32;
+        rec.dispatch(k, prm, bufs, groups)?;
+        s0 += k_steps;
+    }
+    Ok(())
+}
+
+/// Records a persistent backward over all T steps (from T-1 down) in chunks of `n` steps.
+pub(crate) fn backward_chunks(
+    rec: &mut Recorder<'_>,
+    k: &KernelDef,
+    prm: &mut Params,
+    bufs: &[&wgpu::Buffer],
+    (bt, groups, n): (usize, u32, usize),
+    t: usize,
+) -> Result<()> {
+    prm.b_tile = bt as u32;
+    let mut done = 0;
+    while done < t {
+        let k_steps = n.min(t - done);
+        prm.s_begin = (t - 1 - done) as u32;
+        prm.n_steps = k_steps as u32;
+        rec.dispatch(k, prm, bufs, groups)?;
+        done += k_steps;
+    }
+    Ok(())
+}
+
+/// Buffers of one layer-direction's forward recurrence (bindings 1..7 in this order).
+pub(crate) struct FwdBufs<'a> {
+    pub gx: &'a wgpu::Buffer,
+    pub w_rec: &'a wgpu::Buffer,
+    pub lens: &'a wgpu::Buffer,
+    pub hseq: &'a wgpu::Buffer,
+    pub cseq: &'a wgpu::Buffer,
+    pub out: &'a wgpu::Buffer,
+    pub aux: &'a wgpu::Buffer,
+}
+
+impl<'a> FwdBufs<'a> {
+    pub fn list(&self) -> [&'a wgpu::Buffer; 7] {
+        [
+            self.gx, self.w_rec, self.lens, self.hseq, self.cseq, self.out, self.aux,
+        ]
+    }
+}
+
+/// Buffers of one layer-direction's backward recurrence (bindings 1..8 in this order).
+pub(crate) struct BwdBufs<'a> {
+    pub gates: &'a wgpu::Buffer,
+    pub w_rec: &'a wgpu::Buffer,
+    pub lens: &'a wgpu::Buffer,
+    /// The state ring the cell needs: c for the LSTM, h for GRU and RNN.
+    pub seq: &'a wgpu::Buffer,
+    pub dy: &'a wgpu::Buffer,
+    pub dgates: &'a wgpu::Buffer,
+    pub state: &'a wgpu::Buffer,
+    pub aux: &'a wgpu::Buffer,
+}
+
+impl<'a> BwdBufs<'a> {
+    pub fn list(&self) -> [&'a wgpu::Buffer; 8] {
+        [
+            self.gates,
+            self.w_rec,
+            self.lens,
+            self.seq,
+            self.dy,
+            self.dgates,
+            self.state,
+            self.aux,
+        ]
+    }
+}

@@ -1,0 +1,95 @@
+//! Launchers for `shaders/rnn_forward.wgsl` and `shaders/rnn_backward.wgsl`: the recurrence
+//! of one Elman RNN layer-direction (tanh or relu), Persistent or Stepwise.
+
+use super::Recorder;
+use super::Shader::{RnnBackward, RnnForward};
+use super::rec::{
+    BwdBufs, FINAL, FwdBufs, PoolNeed, RecShape, backward_chunks, base_params, bwd,
+    check_step_budget, forward_chunks, fwd, per_inv, persistent_plan, step_groups,
+};
+use crate::algorithm::Algorithm;
+use crate::error::Result;
+
+const RELU: u32 = 32;
+
+const FWD_PERSISTENT: super::KernelDef = fwd(RnnForward, "persistent");
+const FWD_STEP: super::KernelDef = fwd(RnnForward, "step");
+const BWD_PERSISTENT: super::KernelDef = bwd(RnnBackward, "persistent");
+const BWD_FUSED: super::KernelDef = bwd(RnnBackward, "fused");
+const BWD_RECUR: super::KernelDef = bwd(RnnBackward, "recur");
+
+/// Workgroup-pool floats per batch row (see the shader headers).
+pub(crate) fn pool_need(s: &RecShape) -> PoolNeed {
+    PoolNeed {
+        forward: 2 * s.h,
+        backward: 2 * s.h,
+        forward_formula: "2*hidden",
+        backward_formula: "2*hidden",
+    }
+}
+
+/// Records the forward recurrence (nothing but the h ring is saved for backward).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn record_forward(
+    rec: &mut Recorder<'_>,
+    s: &RecShape,
+    relu: bool,
+    algo: Algorithm,
+    slots: usize,
+    out_at: (usize, usize),
+    bufs: &FwdBufs<'_>,
+) -> Result<()> {
+    let mut prm = base_params(s, slots, out_at, if relu { RELU } else { 0 })?;
+    let list = bufs.list();
+    let h = s.h;
+    if algo == Algorithm::Persistent {
+        let plan = persistent_plan(
+            s.b,
+            pool_need(s).forward,
+            |bt| per_inv(bt * h) * (h + 6) + per_inv(bt * h) * 6 + 4,
+            |bt| per_inv(bt * h) + 4,
+        )?;
+        return forward_chunks(rec, &FWD_PERSISTENT, &mut prm, &list, plan, s.t);
+    }
+    check_step_budget(h, "Stepwise RNN forward")?;
+    let groups = step_groups(s.b * h)?;
+    for step in 0..s.t {
+        prm.s_begin = step as u32;
+        rec.dispatch(&FWD_STEP, &prm, &list, groups)?;
+    }
+    Ok(())
+}
+
+/// Records the reversed loop and the dh0 pass. `state` must hold dy_h_n; `seq` is the h ring.
+pub(crate) fn record_backward(
+    rec: &mut Recorder<'_>,
+    s: &RecShape,
+    relu: bool,
+    algo: Algorithm,
+    dy_at: (usize, usize),
+    bufs: &BwdBufs<'_>,
+) -> Result<()> {
+    let flags = if relu { RELU } else { 0 };
+    let mut prm = base_params(s, s.t + 1, dy_at, flags)?;
+    let list = bufs.list();
+    let h = s.h;
+    check_step_budget(h, "RNN backward step")?;
+    let groups = step_groups(s.b * h)?;
+    if algo == Algorithm::Persistent {
+        let plan = persistent_plan(
+            s.b,
+            pool_need(s).backward,
+            |bt| per_inv(bt * h) * (h + 6) + per_inv(bt * h) * 6 + 4,
+            |bt| 2 * per_inv(bt * h) + 4,
+        )?;
+        backward_chunks(rec, &BWD_PERSISTENT, &mut prm, &list, plan, s.t)?;
+    } else {
+        for step in (0..s.t).rev() {
+            prm.s_begin = step as u32;
+            rec.dispatch(&BWD_FUSED, &prm, &list, groups)?;
+        }
+    }
+    prm.flags = flags | FINAL;
+    prm.s_begin = 0;
+    rec.dispatch(&BWD_RECUR, &prm, &list, groups)
+}
