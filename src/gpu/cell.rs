@@ -2,23 +2,11 @@
 //! layouts, saved buffers, kernel launchers, and how the recurrent-weight gradient is
 //! assembled from the gate gradients.
 
-use ndarray::{Array1, Array2};
-
 use crate::algorithm::Algorithm;
 use crate::error::Result;
 use crate::kernels::rec::{BwdBufs, FwdBufs, PoolNeed, RecShape};
 use crate::kernels::{Recorder, gru, lstm, rnn};
-
-/// One layer-direction's weights (or gradients) in PyTorch layout, for any cell:
-/// `w_ih (G·H, In)`, `w_hh (G·H, P)`, `b_ih`, `b_hh (G·H)`, `w_hr (P, H)` (LSTM projection).
-#[derive(Clone, Debug, PartialEq)]
-pub(crate) struct CellWeights {
-    pub w_ih: Array2<f32>,
-    pub w_hh: Array2<f32>,
-    pub b_ih: Array1<f32>,
-    pub b_hh: Array1<f32>,
-    pub w_hr: Option<Array2<f32>>,
-}
+pub(crate) use crate::weights::CellWeights;
 
 /// The recurrent cell a GPU stack runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -3,16 +3,18 @@
 
 use std::path::Path;
 
-use ndarray::{Array3, ArrayView3, Axis, s};
+use ndarray::{Array3, ArrayView3, Axis};
 
 use super::Backend;
+use super::common::{Layout, Runner, check_go_backwards, check_lengths_layout, expect_shape};
 use crate::algorithm::Algorithm;
-use crate::cpu::lstm::{self as cpu, LstmDims, LstmGrads, LstmParams, LstmTape};
+use crate::cpu::lstm::{self as cpu, LstmCellParams, LstmDims, LstmGrads, LstmParams, LstmTape};
 use crate::error::{Error, Result};
 use crate::gpu::cell::{CellKind, CellWeights};
-use crate::gpu::stack::{self as gpu, GpuTape, GpuWeights};
+use crate::gpu::stack::{self as gpu, GpuTape};
 use crate::kernels::RecordStats;
-use crate::weights::{self, TensorMap, WeightFormat, lookup};
+use crate::weights::keras::{self, KerasCell};
+use crate::weights::{self, TensorMap, WeightFormat, lookup, torch};
 
 /// Configuration of an [`Lstm`], named as in PyTorch (`nn.LSTM`) with Keras' `go_backwards`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,14 +67,14 @@ impl LstmConfig {
     /// Checks sizes and option combinations.
     pub fn validate(&self) -> Result<()> {
         self.dims().validate()?;
-        if self.go_backwards && (self.bidirectional || self.num_layers != 1) {
-            return Err(Error::Config(format!(
-                "go_backwards is a Keras option for one unidirectional layer; got num_layers {} \
-                 and bidirectional {}",
-                self.num_layers, self.bidirectional
-            )));
+        check_go_backwards(self.go_backwards, &self.dims())
+    }
+
+    fn layout(&self) -> Layout {
+        Layout {
+            batch_first: self.batch_first,
+            go_backwards: self.go_backwards,
         }
-        Ok(())
     }
 }
 
@@ -118,10 +120,11 @@ pub struct Lstm {
     config: LstmConfig,
     params: LstmParams<f32>,
     format: WeightFormat,
-    backend: Backend,
-    gpu: Option<GpuWeights>,
-    algorithm: Algorithm,
-    last_stats: std::sync::Mutex<RecordStats>,
+    runner: Runner,
+}
+
+fn generic(cells: &[LstmCellParams<f32>]) -> Vec<CellWeights> {
+    cells.iter().map(CellWeights::from).collect()
 }
 
 impl Lstm {
@@ -136,14 +139,22 @@ impl Lstm {
     /// A layer from PyTorch state_dict tensors (`weight_ih_l0`, `bias_hh_l1_reverse`, ...).
     pub fn from_torch(config: LstmConfig, tensors: &TensorMap, backend: Backend) -> Result<Self> {
         config.validate()?;
-        let params = weights::lstm::from_torch(config.dims(), config.bias, tensors)?;
+        let cells = torch::import(config.dims(), 4, config.bias, tensors)?;
+        let params = LstmParams {
+            dims: config.dims(),
+            cells: cells.into_iter().map(Into::into).collect(),
+        };
         Self::with_params(config, params, WeightFormat::Torch, backend)
     }
 
     /// A layer from Keras tensors `kernel` `(I, 4U)`, `recurrent_kernel` `(U, 4U)`, `bias` `(4U)`.
     pub fn from_keras(config: LstmConfig, tensors: &TensorMap, backend: Backend) -> Result<Self> {
         config.validate()?;
-        let params = weights::lstm::from_keras(config.dims(), config.bias, tensors)?;
+        let cell = keras::import(KerasCell::Lstm, config.dims(), config.bias, tensors)?;
+        let params = LstmParams {
+            dims: config.dims(),
+            cells: vec![cell.into()],
+        };
         Self::with_params(config, params, WeightFormat::Keras, backend)
     }
 
@@ -169,26 +180,18 @@ impl Lstm {
         format: WeightFormat,
         backend: Backend,
     ) -> Result<Self> {
-        let gpu = match &backend {
-            Backend::Gpu(ctx) => {
-                let cells: Vec<CellWeights> = params.cells.iter().map(CellWeights::from).collect();
-                Some(GpuWeights::upload(
-                    ctx,
-                    CellKind::Lstm,
-                    params.dims,
-                    &cells,
-                )?)
-            }
-            Backend::Cpu => None,
-        };
+        params.validate()?;
+        let runner = Runner::new(
+            backend,
+            CellKind::Lstm,
+            params.dims,
+            &generic(&params.cells),
+        )?;
         Ok(Self {
             config,
             params,
             format,
-            backend,
-            gpu,
-            algorithm: Algorithm::Auto,
-            last_stats: Default::default(),
+            runner,
         })
     }
 
@@ -199,29 +202,34 @@ impl Lstm {
 
     /// The backend this layer runs on.
     pub fn backend(&self) -> &Backend {
-        &self.backend
+        &self.runner.backend
     }
 
     /// Forces a recurrence algorithm (GPU only; `Auto` lets the heuristic choose). A forced
     /// algorithm that cannot run at some shape makes that call return an error naming the limit.
     pub fn set_algorithm(&mut self, algorithm: Algorithm) {
-        self.algorithm = algorithm;
+        self.runner.algorithm = algorithm;
     }
 
     /// Dispatches, passes and submits of the last GPU forward or backward.
     pub fn last_stats(&self) -> RecordStats {
-        self.last_stats.lock().map(|s| *s).unwrap_or_default()
+        self.runner.stats()
     }
 
     /// The weights under the names they were loaded with (PyTorch or Keras).
     pub fn weights(&self) -> TensorMap {
+        self.export(&self.params.cells, false)
+    }
+
+    fn export(&self, cells: &[LstmCellParams<f32>], gradients: bool) -> TensorMap {
+        let cells = generic(cells);
         match self.format {
-            WeightFormat::Torch => {
-                weights::lstm::to_torch(&self.params.dims, self.config.bias, &self.params.cells)
-            }
-            WeightFormat::Keras => {
-                weights::lstm::to_keras(self.config.bias, &self.params.cells, false)
-            }
+            WeightFormat::Torch => torch::export(&self.params.dims, self.config.bias, &cells),
+            // Import guarantees exactly one cell, so export cannot fail on layout.
+            WeightFormat::Keras => cells
+                .first()
+                .and_then(|c| keras::export(KerasCell::Lstm, self.config.bias, c, gradients).ok())
+                .unwrap_or_default(),
         }
     }
 
@@ -248,35 +256,6 @@ impl Lstm {
         Ok((o, t))
     }
 
-    /// Time-major view of an input-layout tensor, reversed in time for `go_backwards`.
-    fn time_major<'a>(&self, a: ArrayView3<'a, f32>) -> ArrayView3<'a, f32> {
-        let a = if self.config.batch_first {
-            a.permuted_axes([1, 0, 2])
-        } else {
-            a
-        };
-        if self.config.go_backwards {
-            a.slice_move(s![..;-1, .., ..])
-        } else {
-            a
-        }
-    }
-
-    /// Back from time-major to the caller's layout (`flip`: undo the go_backwards reversal).
-    fn caller_layout(&self, a: Array3<f32>, flip: bool) -> Array3<f32> {
-        let a = if flip && self.config.go_backwards {
-            a.slice_move(s![..;-1, .., ..])
-        } else {
-            a
-        };
-        let a = if self.config.batch_first {
-            a.permuted_axes([1, 0, 2])
-        } else {
-            a
-        };
-        a.as_standard_layout().into_owned()
-    }
-
     fn run(
         &self,
         x: ArrayView3<f32>,
@@ -285,12 +264,9 @@ impl Lstm {
         train: bool,
     ) -> Result<(LstmOutput, Option<LstmTrace>)> {
         let d = self.config.dims();
-        if lengths.is_some() && self.config.go_backwards {
-            return Err(Error::Unsupported(
-                "variable lengths with go_backwards (Keras masks instead of packing)".into(),
-            ));
-        }
-        let xt = self.time_major(x);
+        let layout = self.config.layout();
+        check_lengths_layout(lengths, layout)?;
+        let xt = layout.time_major(x);
         let (t, b, _) = xt.dim();
         let zeros_h;
         let zeros_c;
@@ -303,16 +279,24 @@ impl Lstm {
             }
         };
         let lens = cpu::check_inputs(&d, xt.shape(), h0.shape(), c0.shape(), lengths)?;
-        let (out, h_n, c_n, inner) = match (&self.backend, &self.gpu) {
-            (Backend::Gpu(ctx), Some(w)) => {
-                let f = gpu::forward(ctx, w, xt, (h0, Some(c0)), &lens, self.algorithm, train)?;
-                self.set_stats(f.stats);
+        let (out, h_n, c_n, inner) = match self.runner.device() {
+            Some((ctx, w)) => {
+                let f = gpu::forward(
+                    ctx,
+                    w,
+                    xt,
+                    (h0, Some(c0)),
+                    &lens,
+                    self.runner.algorithm,
+                    train,
+                )?;
+                self.runner.set_stats(f.stats);
                 let c_n = f
                     .c_n
                     .ok_or_else(|| Error::Device("LSTM forward returned no c_n".into()))?;
                 (f.out, f.h_n, c_n, f.tape.map(TraceInner::Gpu))
             }
-            _ => {
+            None => {
                 let f = cpu::lstm_forward(&self.params, xt, h0, c0, lengths)?;
                 (
                     f.out,
@@ -323,17 +307,11 @@ impl Lstm {
             }
         };
         let output = LstmOutput {
-            out: self.caller_layout(out, false),
+            out: layout.caller(out, false),
             h_n,
             c_n,
         };
         Ok((output, inner.map(|inner| LstmTrace { inner, t, b })))
-    }
-
-    fn set_stats(&self, s: RecordStats) {
-        if let Ok(mut g) = self.last_stats.lock() {
-            *g = s;
-        }
     }
 
     /// Backward through time from the upstream gradients of `out` (caller's layout), `h_n`
@@ -349,30 +327,23 @@ impl Lstm {
         let d = self.config.dims();
         let (t, b) = (trace.t, trace.b);
         let (ld, p, h) = (d.cell_count(), d.out_size(), d.hidden_size);
-        let dy = self.time_major_out(dy_out);
-        let want = [t, b, d.directions() * p];
-        if dy.shape() != want {
-            return Err(Error::Shape(format!(
-                "dy_out has time-major shape {:?}; expected {want:?} (the shape of out)",
-                dy.shape()
-            )));
-        }
+        let layout = self.config.layout();
+        let dy = layout.time_major_out(dy_out);
+        expect_shape(
+            "dy_out (time-major)",
+            dy.shape(),
+            &[t, b, d.directions() * p],
+        )?;
         let zh = Array3::zeros((ld, b, p));
         let zc = Array3::zeros((ld, b, h));
         let dyh = dy_h_n.unwrap_or(zh.view());
         let dyc = dy_c_n.unwrap_or(zc.view());
-        for (name, a, w) in [("dy_h_n", &dyh, [ld, b, p]), ("dy_c_n", &dyc, [ld, b, h])] {
-            if a.shape() != w {
-                return Err(Error::Shape(format!(
-                    "{name} has shape {:?}; expected {w:?}",
-                    a.shape()
-                )));
-            }
-        }
-        let grads: LstmGrads<f32> = match (&trace.inner, &self.backend, &self.gpu) {
-            (TraceInner::Gpu(tape), Backend::Gpu(ctx), Some(w)) => {
+        expect_shape("dy_h_n", dyh.shape(), &[ld, b, p])?;
+        expect_shape("dy_c_n", dyc.shape(), &[ld, b, h])?;
+        let grads: LstmGrads<f32> = match (&trace.inner, self.runner.device()) {
+            (TraceInner::Gpu(tape), Some((ctx, w))) => {
                 let g = gpu::backward(ctx, w, tape, dy, dyh, Some(dyc))?;
-                self.set_stats(g.stats);
+                self.runner.set_stats(g.stats);
                 LstmGrads {
                     dx: g.dx,
                     dh0: g.dh0,
@@ -382,32 +353,20 @@ impl Lstm {
                     cells: g.cells.into_iter().map(Into::into).collect(),
                 }
             }
-            (TraceInner::Cpu(tape), _, _) => cpu::lstm_backward(&self.params, tape, dy, dyh, dyc)?,
+            (TraceInner::Cpu(tape), None) => cpu::lstm_backward(&self.params, tape, dy, dyh, dyc)?,
             _ => {
                 return Err(Error::Config(
                     "this trace was recorded on another backend".into(),
                 ));
             }
         };
-        let weights = match self.format {
-            WeightFormat::Torch => weights::lstm::to_torch(&d, self.config.bias, &grads.cells),
-            WeightFormat::Keras => weights::lstm::to_keras(self.config.bias, &grads.cells, true),
-        };
+        let weights = self.export(&grads.cells, true);
         Ok(LstmGradients {
-            dx: self.caller_layout(grads.dx, true),
+            dx: layout.caller(grads.dx, true),
             dh0: grads.dh0,
             dc0: grads.dc0,
             weights,
         })
-    }
-
-    /// Time-major view of an output-layout tensor (outputs are already in processing order).
-    fn time_major_out<'a>(&self, a: ArrayView3<'a, f32>) -> ArrayView3<'a, f32> {
-        if self.config.batch_first {
-            a.permuted_axes([1, 0, 2])
-        } else {
-            a
-        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! The layer API: config structs, weights, `forward` / `forward_train` / `backward` with
 //! ndarray in and out, on the GPU or on the CPU reference.
 
+pub(crate) mod common;
 pub mod lstm;
 
 use std::sync::Arc;

@@ -1,12 +1,13 @@
 //! Weight import and export: PyTorch state_dict names, Keras kernels, safetensors files.
 //! The canonical layout inside the crate is PyTorch's (DESIGN.md §3).
 
-pub mod lstm;
+pub(crate) mod keras;
 pub mod safetensors_io;
+pub(crate) mod torch;
 
 use std::collections::BTreeMap;
 
-use ndarray::{ArrayD, ArrayViewD};
+use ndarray::{Array1, Array2, ArrayD, ArrayViewD, Ix1, Ix2};
 
 use crate::error::{Error, Result};
 
@@ -60,4 +61,27 @@ pub(crate) fn require<'a>(
         )));
     }
     Ok(t)
+}
+
+/// One layer-direction's weights (or gradients) in PyTorch layout, for any cell:
+/// `w_ih (G·H, In)`, `w_hh (G·H, P)`, `b_ih`, `b_hh (G·H)`, `w_hr (P, H)` (LSTM projection).
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct CellWeights {
+    pub w_ih: Array2<f32>,
+    pub w_hh: Array2<f32>,
+    pub b_ih: Array1<f32>,
+    pub b_hh: Array1<f32>,
+    pub w_hr: Option<Array2<f32>>,
+}
+
+pub(crate) fn to2(v: ArrayViewD<f32>, name: &str) -> Result<Array2<f32>> {
+    v.to_owned()
+        .into_dimensionality::<Ix2>()
+        .map_err(|e| Error::Weights(format!("{name}: {e}")))
+}
+
+pub(crate) fn to1(v: ArrayViewD<f32>, name: &str) -> Result<Array1<f32>> {
+    v.to_owned()
+        .into_dimensionality::<Ix1>()
+        .map_err(|e| Error::Weights(format!("{name}: {e}")))
 }

@@ -1,0 +1,140 @@
+//! Pieces every layer shares: the caller's tensor layout (batch-first, Keras go_backwards),
+//! where the layer runs (backend, device weights, algorithm, last record stats) and checks.
+
+use std::sync::Mutex;
+
+use ndarray::{Array3, ArrayView3, s};
+
+use super::Backend;
+use crate::algorithm::Algorithm;
+use crate::context::Context;
+use crate::cpu::lstm::LstmDims;
+use crate::error::{Error, Result};
+use crate::gpu::cell::{CellKind, CellWeights};
+use crate::gpu::stack::GpuWeights;
+use crate::kernels::RecordStats;
+
+/// How the caller lays tensors out, relative to the time-major order the engines use.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Layout {
+    /// `(B, T, ·)` instead of `(T, B, ·)`.
+    pub batch_first: bool,
+    /// Keras go_backwards: inputs are consumed last step first; outputs stay in processing order.
+    pub go_backwards: bool,
+}
+
+impl Layout {
+    /// Time-major view of an input tensor, reversed in time for go_backwards.
+    pub fn time_major<'a>(self, a: ArrayView3<'a, f32>) -> ArrayView3<'a, f32> {
+        let a = self.time_major_out(a);
+        if self.go_backwards {
+            a.slice_move(s![..;-1, .., ..])
+        } else {
+            a
+        }
+    }
+
+    /// Time-major view of an output-shaped tensor (outputs are already in processing order).
+    pub fn time_major_out<'a>(self, a: ArrayView3<'a, f32>) -> ArrayView3<'a, f32> {
+        if self.batch_first {
+            a.permuted_axes([1, 0, 2])
+        } else {
+            a
+        }
+    }
+
+    /// Back to the caller's layout; `input_like` also undoes the go_backwards reversal (dx).
+    pub fn caller(self, a: Array3<f32>, input_like: bool) -> Array3<f32> {
+        let a = if input_like && self.go_backwards {
+            a.slice_move(s![..;-1, .., ..])
+        } else {
+            a
+        };
+        let a = if self.batch_first {
+            a.permuted_axes([1, 0, 2])
+        } else {
+            a
+        };
+        a.as_standard_layout().into_owned()
+    }
+}
+
+/// go_backwards is a Keras option of one unidirectional layer.
+pub(crate) fn check_go_backwards(go_backwards: bool, d: &LstmDims) -> Result<()> {
+    if go_backwards && (d.bidirectional || d.num_layers != 1) {
+        return Err(Error::Config(format!(
+            "go_backwards is a Keras option for one unidirectional layer; got num_layers {} \
+             and bidirectional {}",
+            d.num_layers, d.bidirectional
+        )));
+    }
+    Ok(())
+}
+
+/// Variable lengths are PyTorch packing; Keras masks instead, so the two do not combine.
+pub(crate) fn check_lengths_layout(lengths: Option<&[usize]>, layout: Layout) -> Result<()> {
+    if lengths.is_some() && layout.go_backwards {
+        return Err(Error::Unsupported(
+            "variable lengths with go_backwards (Keras masks instead of packing)".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// A shape error naming the tensor, unless `got == want`.
+pub(crate) fn expect_shape(name: &str, got: &[usize], want: &[usize]) -> Result<()> {
+    if got != want {
+        return Err(Error::Shape(format!(
+            "{name} has shape {got:?}; expected {want:?}"
+        )));
+    }
+    Ok(())
+}
+
+/// Where a layer runs: the backend, its device weights, the algorithm and what the last
+/// GPU submission recorded.
+pub(crate) struct Runner {
+    pub backend: Backend,
+    pub gpu: Option<GpuWeights>,
+    pub algorithm: Algorithm,
+    stats: Mutex<RecordStats>,
+}
+
+impl Runner {
+    /// Uploads the weights when the backend is a GPU.
+    pub fn new(
+        backend: Backend,
+        kind: CellKind,
+        dims: LstmDims,
+        cells: &[CellWeights],
+    ) -> Result<Self> {
+        let gpu = match &backend {
+            Backend::Gpu(ctx) => Some(GpuWeights::upload(ctx, kind, dims, cells)?),
+            Backend::Cpu => None,
+        };
+        Ok(Self {
+            backend,
+            gpu,
+            algorithm: Algorithm::Auto,
+            stats: Mutex::default(),
+        })
+    }
+
+    /// The device and its weights, when running on the GPU.
+    pub fn device(&self) -> Option<(&Context, &GpuWeights)> {
+        match (&self.backend, &self.gpu) {
+            (Backend::Gpu(ctx), Some(w)) => Some((ctx.as_ref(), w)),
+            _ => None,
+        }
+    }
+
+    pub fn set_stats(&self, s: RecordStats) {
+        if let Ok(mut g) = self.stats.lock() {
+            *g = s;
+        }
+    }
+
+    pub fn stats(&self) -> RecordStats {
+        self.stats.lock().map(|s| *s).unwrap_or_default()
+    }
+}
