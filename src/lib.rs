@@ -19,7 +19,10 @@ pub mod layers;
 pub mod weights;
 
 pub use layers::Backend;
+pub use layers::gru::{Gru, GruConfig};
+pub use layers::hstate::{RnnGradients, RnnOutput, RnnTrace};
 pub use layers::lstm::{Lstm, LstmConfig, LstmGradients, LstmOutput, LstmTrace};
+pub use layers::simple_rnn::{Nonlinearity, SimpleRnn, SimpleRnnConfig};
 pub use weights::{TensorMap, WeightFormat};
 pub mod golden;
 

@@ -11,6 +11,10 @@
 
 use ndarray::{Array1, Array2, Array3, ArrayView2, ArrayView3, Axis, s};
 
+use super::common::{
+    SplitMix64, Walk, check_cell_count, check_scale, check_shape, check_x_h0, from_rows,
+    resolve_lengths, to_rows, torch_suffix,
+};
 use super::real::{Real, sigmoid, tanh};
 use crate::error::{Error, Result};
 
@@ -86,8 +90,7 @@ impl LstmDims {
     /// PyTorch state_dict suffix of a cell, e.g. `l1_reverse`, so errors name tensors the
     /// way users see them in checkpoints.
     pub(crate) fn suffix(&self, cell: usize) -> String {
-        let (layer, dir) = (cell / self.directions(), cell % self.directions());
-        format!("l{layer}{}", if dir == 1 { "_reverse" } else { "" })
+        torch_suffix(self, cell)
     }
 
     /// Expected shapes of one cell's tensors: `(w_ih, w_hh, b, w_hr)`.
@@ -128,37 +131,6 @@ pub struct LstmParams<T> {
     pub cells: Vec<LstmCellParams<T>>,
 }
 
-/// splitmix64: a tiny, well-mixed 64-bit generator, so `random` is reproducible across
-/// platforms and versions without depending on the `rand` crate.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `[-scale, scale)`, from the top 53 bits so every value is an exact `f64`.
-    fn uniform(&mut self, scale: f64) -> f64 {
-        let u = (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
-        (2.0 * u - 1.0) * scale
-    }
-}
-
-/// Fails with `Error::Shape` naming `name` if `got != expected`.
-pub(crate) fn check_shape(name: &str, got: &[usize], expected: &[usize]) -> Result<()> {
-    if got == expected {
-        Ok(())
-    } else {
-        Err(Error::Shape(format!(
-            "{name}: expected shape {expected:?}, got {got:?}"
-        )))
-    }
-}
-
 impl<T: Real> LstmParams<T> {
     /// All-zero parameters of the right shapes (`Error::Config` if `dims` is invalid).
     pub fn zeros(dims: LstmDims) -> Result<Self> {
@@ -183,15 +155,7 @@ impl<T: Real> LstmParams<T> {
     pub fn validate(&self) -> Result<()> {
         let d = self.dims;
         d.validate()?;
-        if self.cells.len() != d.cell_count() {
-            return Err(Error::Shape(format!(
-                "expected {} cells (num_layers {} x directions {}), got {}",
-                d.cell_count(),
-                d.num_layers,
-                d.directions(),
-                self.cells.len()
-            )));
-        }
+        check_cell_count(&d, self.cells.len())?;
         for (i, c) in self.cells.iter().enumerate() {
             let sfx = d.suffix(i);
             let (ih, hh, b, hr) = d.cell_shapes(i);
@@ -244,11 +208,7 @@ impl<T: Real> LstmParams<T> {
     /// versions of the same seed agree to `f32` precision. Tensors are filled cell by cell,
     /// in the order `w_ih, w_hh, b_ih, b_hh, w_hr`, each in row-major order.
     pub fn random(dims: LstmDims, seed: u64, scale: f64) -> Result<Self> {
-        if !(scale.is_finite() && scale >= 0.0) {
-            return Err(Error::Config(format!(
-                "scale {scale} must be finite and non-negative"
-            )));
-        }
+        check_scale(scale)?;
         let mut p = Self::zeros(dims)?;
         let mut rng = SplitMix64(seed);
         let mut fill = |it: &mut dyn Iterator<Item = &mut T>| {
@@ -354,53 +314,6 @@ pub struct LstmGrads<T> {
     pub cells: Vec<LstmCellParams<T>>,
 }
 
-/// Resolves `lengths` (None = all `T`) and checks count and range (`Error::Config`).
-fn resolve_lengths(lengths: Option<&[usize]>, seq: usize, batch: usize) -> Result<Vec<usize>> {
-    let Some(l) = lengths else {
-        return Ok(vec![seq; batch]);
-    };
-    if l.len() != batch {
-        return Err(Error::Config(format!(
-            "lengths has {} entries; batch size is {batch}",
-            l.len()
-        )));
-    }
-    if let Some((b, &len)) = l
-        .iter()
-        .enumerate()
-        .find(|&(_, &len)| len == 0 || len > seq)
-    {
-        return Err(Error::Config(format!(
-            "lengths[{b}] = {len} is out of range; it must be in 1..={seq} (seq_len)"
-        )));
-    }
-    Ok(l.to_vec())
-}
-
-/// How one direction walks a `(T·B, ·)` sequence: batch size, time direction, and which
-/// steps each batch entry actually has. Shared by forward and backward so both agree on it.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Walk<'a> {
-    /// `B`: rows per time step.
-    pub(crate) batch: usize,
-    /// Whether this is the reverse direction (forward pass walks `t = T-1 .. 0`).
-    pub(crate) reverse: bool,
-    /// Valid length of each sequence.
-    pub(crate) lengths: &'a [usize],
-}
-
-impl Walk<'_> {
-    /// Time index of the `step`-th step of the forward pass, out of `seq` steps.
-    pub(crate) fn time(&self, step: usize, seq: usize) -> usize {
-        if self.reverse { seq - 1 - step } else { step }
-    }
-
-    /// Batch entries that have a real (unpadded) step at time `t`.
-    pub(crate) fn valid(&self, t: usize) -> impl Iterator<Item = usize> + '_ {
-        (0..self.batch).filter(move |&b| t < self.lengths[b])
-    }
-}
-
 /// Runs one direction of one layer over the whole batch.
 ///
 /// Steps are batched over `B`; a batch entry whose sequence is over at step `t`
@@ -500,19 +413,7 @@ pub fn check_inputs(
     c0: &[usize],
     lengths: Option<&[usize]>,
 ) -> Result<Vec<usize>> {
-    let (seq, batch, width) = (x[0], x[1], x[2]);
-    if seq == 0 || batch == 0 {
-        return Err(Error::Shape(format!(
-            "x has shape {x:?}; seq_len and batch must both be at least 1"
-        )));
-    }
-    if width != d.input_size {
-        return Err(Error::Shape(format!(
-            "x has {width} features (shape {x:?}); input_size is {}",
-            d.input_size
-        )));
-    }
-    check_shape("h0", h0, &[d.cell_count(), batch, d.out_size()])?;
+    let (seq, batch) = check_x_h0(d, x, h0)?;
     check_shape("c0", c0, &[d.cell_count(), batch, d.hidden_size])?;
     resolve_lengths(lengths, seq, batch)
 }
@@ -534,12 +435,9 @@ pub fn lstm_forward<T: Real>(
     p.validate()?;
     let d = p.dims;
     let lengths = check_inputs(&d, x.shape(), h0.shape(), c0.shape(), lengths)?;
-    let (seq, batch, width) = x.dim();
+    let (seq, batch, _) = x.dim();
     let (ld, h_out, hs) = (d.cell_count(), d.out_size(), d.hidden_size);
-
-    // Iterating in logical order makes this correct for any memory layout of `x`.
-    let mut input = Array2::from_shape_vec((seq * batch, width), x.iter().copied().collect())
-        .map_err(|e| Error::Shape(format!("x: {e}")))?;
+    let mut input = to_rows(x, "x")?;
     let dn = d.directions();
     let mut h_n = Array3::zeros((ld, batch, h_out));
     let mut c_n = Array3::zeros((ld, batch, hs));
@@ -570,9 +468,7 @@ pub fn lstm_forward<T: Real>(
         // This layer's output is the next layer's input; the old input goes on the tape.
         layer_inputs.push(std::mem::replace(&mut input, layer_out));
     }
-    let out = input
-        .into_shape_with_order((seq, batch, dn * h_out))
-        .map_err(|e| Error::Shape(format!("out: {e}")))?;
+    let out = from_rows(input, seq, batch, "out")?;
     Ok(LstmForward {
         out,
         h_n,

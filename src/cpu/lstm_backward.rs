@@ -7,9 +7,8 @@
 
 use ndarray::{Array2, Array3, ArrayView2, ArrayView3, Axis, s};
 
-use super::lstm::{
-    DirTape, LstmCellParams, LstmForward, LstmGrads, LstmParams, LstmTape, Walk, check_shape,
-};
+use super::common::{Walk, check_shape, dot3, from_rows, loss_out_h, valid_rows};
+use super::lstm::{DirTape, LstmCellParams, LstmForward, LstmGrads, LstmParams, LstmTape};
 use super::real::{Real, tanh};
 use crate::error::{Error, Result};
 
@@ -136,14 +135,7 @@ pub fn lstm_backward<T: Real>(
 
     // Gradient of the top layer's output as (T·B, D·H_out), with padded steps zeroed so
     // they contribute nothing (PyTorch ignores dy_out there).
-    let mut dlayer_out = Array2::<T>::zeros((seq * batch, dn * h_out));
-    for t in 0..seq {
-        for b in (0..batch).filter(|&b| t < lengths[b]) {
-            dlayer_out
-                .row_mut(t * batch + b)
-                .assign(&dy_out.slice(s![t, b, ..]));
-        }
-    }
+    let mut dlayer_out = valid_rows(dy_out, lengths);
 
     let mut dh0 = Array3::<T>::zeros((ld, batch, h_out));
     let mut dc0 = Array3::<T>::zeros((ld, batch, d.hidden_size));
@@ -193,9 +185,7 @@ pub fn lstm_backward<T: Real>(
         }
         dlayer_out = dinput;
     }
-    let dx = dlayer_out
-        .into_shape_with_order((seq, batch, d.input_size))
-        .map_err(|e| Error::Shape(format!("dx: {e}")))?;
+    let dx = from_rows(dlayer_out, seq, batch, "dx")?;
     Ok(LstmGrads {
         dx,
         dh0,
@@ -218,18 +208,7 @@ pub fn lstm_loss<T: Real>(
     dy_h_n: ArrayView3<T>,
     dy_c_n: ArrayView3<T>,
 ) -> T {
-    assert_eq!(dy_out.shape(), f.out.shape(), "dy_out shape must match out");
-    assert_eq!(dy_h_n.shape(), f.h_n.shape(), "dy_h_n shape must match h_n");
     assert_eq!(dy_c_n.shape(), f.c_n.shape(), "dy_c_n shape must match c_n");
-    let mut total = T::zero();
-    for (t, (o, dy)) in f.out.outer_iter().zip(dy_out.outer_iter()).enumerate() {
-        for (b, (orow, dyrow)) in o.outer_iter().zip(dy.outer_iter()).enumerate() {
-            if t < f.tape.lengths[b] {
-                total = total + orow.dot(&dyrow);
-            }
-        }
-    }
-    let dot3 =
-        |a: &Array3<T>, b: &ArrayView3<T>| a.iter().zip(b.iter()).map(|(&u, &v)| u * v).sum::<T>();
-    total + dot3(&f.h_n, &dy_h_n) + dot3(&f.c_n, &dy_c_n)
+    let l = &f.tape.lengths;
+    loss_out_h(&f.out, &f.h_n, l, dy_out, dy_h_n) + dot3(&f.c_n, &dy_c_n)
 }

@@ -2,7 +2,10 @@
 //! ndarray in and out, on the GPU or on the CPU reference.
 
 pub(crate) mod common;
+pub mod gru;
+pub(crate) mod hstate;
 pub mod lstm;
+pub mod simple_rnn;
 
 use std::sync::Arc;
 

@@ -1,0 +1,272 @@
+//! The engine behind [`Gru`](super::gru::Gru) and [`SimpleRnn`](super::simple_rnn::SimpleRnn):
+//! layers whose only state is h. Same forward/backward shape as the LSTM, without c.
+
+use ndarray::{Array3, ArrayView3};
+
+use super::Backend;
+use super::common::{Layout, Runner, check_lengths_layout, expect_shape};
+use crate::cpu::gru::{GruCellParams, GruParams, GruTape, gru_backward, gru_forward};
+use crate::cpu::lstm::{LstmDims, check_inputs};
+use crate::cpu::rnn::{Nonlinearity, RnnCellParams, RnnParams, RnnTape, rnn_backward, rnn_forward};
+use crate::error::{Error, Result};
+use crate::gpu::cell::{CellKind, CellWeights};
+use crate::gpu::stack::{self as gpu, GpuTape};
+use crate::kernels::RecordStats;
+use crate::weights::keras::{self, KerasCell};
+use crate::weights::{TensorMap, WeightFormat, torch};
+
+/// Outputs of a GRU or RNN forward: `out` `(T, B, D·H)` (`(B, T, D·H)` with `batch_first`)
+/// and `h_n` `(L·D, B, H)`, as in PyTorch.
+#[derive(Clone, Debug)]
+pub struct RnnOutput {
+    /// Output sequence (zero at padded steps; processing order with `go_backwards`).
+    pub out: Array3<f32>,
+    /// Final hidden state of each layer-direction.
+    pub h_n: Array3<f32>,
+}
+
+/// Gradients from a GRU or RNN backward.
+#[derive(Clone, Debug)]
+pub struct RnnGradients {
+    /// dL/dx, shaped like `x` (zero at padded steps).
+    pub dx: Array3<f32>,
+    /// dL/dh0, `(L·D, B, H)`.
+    pub dh0: Array3<f32>,
+    /// Weight gradients under the names the weights were loaded with.
+    pub weights: TensorMap,
+}
+
+enum Inner {
+    Gru(GruTape<f32>),
+    Rnn(RnnTape<f32>),
+    Gpu(GpuTape),
+}
+
+/// What a GRU or RNN `forward_train` saved for `backward` (on the device for the GPU).
+pub struct RnnTrace {
+    inner: Inner,
+    t: usize,
+    b: usize,
+}
+
+/// The CPU-reference parameters of the cell.
+pub(crate) enum HParams {
+    Gru(GruParams<f32>),
+    Rnn(RnnParams<f32>),
+}
+
+impl HParams {
+    fn dims(&self) -> LstmDims {
+        match self {
+            HParams::Gru(p) => p.dims,
+            HParams::Rnn(p) => p.dims,
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        match self {
+            HParams::Gru(p) => p.validate(),
+            HParams::Rnn(p) => p.validate(),
+        }
+    }
+
+    fn generic(&self) -> Vec<CellWeights> {
+        match self {
+            HParams::Gru(p) => p.cells.iter().map(gru_generic).collect(),
+            HParams::Rnn(p) => p.cells.iter().map(rnn_generic).collect(),
+        }
+    }
+}
+
+pub(crate) fn gru_generic(c: &GruCellParams<f32>) -> CellWeights {
+    CellWeights {
+        w_ih: c.w_ih.clone(),
+        w_hh: c.w_hh.clone(),
+        b_ih: c.b_ih.clone(),
+        b_hh: c.b_hh.clone(),
+        w_hr: None,
+    }
+}
+
+pub(crate) fn rnn_generic(c: &RnnCellParams<f32>) -> CellWeights {
+    CellWeights {
+        w_ih: c.w_ih.clone(),
+        w_hh: c.w_hh.clone(),
+        b_ih: c.b_ih.clone(),
+        b_hh: c.b_hh.clone(),
+        w_hr: None,
+    }
+}
+
+/// PyTorch-layout cells from generic weights, for either cell type.
+pub(crate) fn gru_cells(cells: Vec<CellWeights>) -> Vec<GruCellParams<f32>> {
+    cells
+        .into_iter()
+        .map(|c| GruCellParams {
+            w_ih: c.w_ih,
+            w_hh: c.w_hh,
+            b_ih: c.b_ih,
+            b_hh: c.b_hh,
+        })
+        .collect()
+}
+
+pub(crate) fn rnn_cells(cells: Vec<CellWeights>) -> Vec<RnnCellParams<f32>> {
+    cells
+        .into_iter()
+        .map(|c| RnnCellParams {
+            w_ih: c.w_ih,
+            w_hh: c.w_hh,
+            b_ih: c.b_ih,
+            b_hh: c.b_hh,
+        })
+        .collect()
+}
+
+/// A GRU or RNN stack on a backend.
+pub(crate) struct HCore {
+    pub layout: Layout,
+    pub bias: bool,
+    pub format: WeightFormat,
+    pub keras_cell: KerasCell,
+    pub params: HParams,
+    pub runner: Runner,
+}
+
+impl HCore {
+    pub fn new(
+        layout: Layout,
+        bias: bool,
+        format: WeightFormat,
+        keras_cell: KerasCell,
+        params: HParams,
+        backend: Backend,
+    ) -> Result<Self> {
+        params.validate()?;
+        let kind = match &params {
+            HParams::Gru(p) => CellKind::Gru {
+                reset_before: p.mode == crate::cpu::gru::GruMode::ResetBefore,
+            },
+            HParams::Rnn(p) => CellKind::Rnn {
+                relu: p.nonlinearity == Nonlinearity::Relu,
+            },
+        };
+        let runner = Runner::new(backend, kind, params.dims(), &params.generic())?;
+        Ok(Self {
+            layout,
+            bias,
+            format,
+            keras_cell,
+            params,
+            runner,
+        })
+    }
+
+    pub fn stats(&self) -> RecordStats {
+        self.runner.stats()
+    }
+
+    /// Weights (or gradients) under the names they were loaded with.
+    pub fn export(&self, cells: &[CellWeights], gradients: bool) -> Result<TensorMap> {
+        match self.format {
+            WeightFormat::Torch => Ok(torch::export(&self.params.dims(), self.bias, cells)),
+            WeightFormat::Keras => {
+                let c = cells
+                    .first()
+                    .ok_or_else(|| Error::Weights("a Keras layer has one cell".into()))?;
+                keras::export(self.keras_cell, self.bias, c, gradients)
+            }
+        }
+    }
+
+    pub fn weights(&self) -> Result<TensorMap> {
+        self.export(&self.params.generic(), false)
+    }
+
+    pub fn forward(
+        &self,
+        x: ArrayView3<f32>,
+        h0: Option<ArrayView3<f32>>,
+        lengths: Option<&[usize]>,
+        train: bool,
+    ) -> Result<(RnnOutput, Option<RnnTrace>)> {
+        let d = self.params.dims();
+        check_lengths_layout(lengths, self.layout)?;
+        let xt = self.layout.time_major(x);
+        let (t, b, _) = xt.dim();
+        let zeros;
+        let h0 = match h0 {
+            Some(h) => h,
+            None => {
+                zeros = Array3::zeros((d.cell_count(), b, d.hidden_size));
+                zeros.view()
+            }
+        };
+        // No c state: the c0 check is given the shape it expects.
+        let c_shape = [d.cell_count(), b, d.hidden_size];
+        let lens = check_inputs(&d, xt.shape(), h0.shape(), &c_shape, lengths)?;
+        let (out, h_n, inner) = match self.runner.device() {
+            Some((ctx, w)) => {
+                let f = gpu::forward(ctx, w, xt, (h0, None), &lens, self.runner.algorithm, train)?;
+                self.runner.set_stats(f.stats);
+                (f.out, f.h_n, f.tape.map(Inner::Gpu))
+            }
+            None => match &self.params {
+                HParams::Gru(p) => {
+                    let f = gru_forward(p, xt, h0, lengths)?;
+                    (f.out, f.h_n, train.then_some(Inner::Gru(f.tape)))
+                }
+                HParams::Rnn(p) => {
+                    let f = rnn_forward(p, xt, h0, lengths)?;
+                    (f.out, f.h_n, train.then_some(Inner::Rnn(f.tape)))
+                }
+            },
+        };
+        let out = RnnOutput {
+            out: self.layout.caller(out, false),
+            h_n,
+        };
+        Ok((out, inner.map(|inner| RnnTrace { inner, t, b })))
+    }
+
+    pub fn backward(
+        &self,
+        trace: &RnnTrace,
+        dy_out: ArrayView3<f32>,
+        dy_h_n: Option<ArrayView3<f32>>,
+    ) -> Result<RnnGradients> {
+        let d = self.params.dims();
+        let (t, b, h) = (trace.t, trace.b, d.hidden_size);
+        let dy = self.layout.time_major_out(dy_out);
+        expect_shape(
+            "dy_out (time-major)",
+            dy.shape(),
+            &[t, b, d.directions() * h],
+        )?;
+        let zh = Array3::zeros((d.cell_count(), b, h));
+        let dyh = dy_h_n.unwrap_or(zh.view());
+        expect_shape("dy_h_n", dyh.shape(), &[d.cell_count(), b, h])?;
+        let other = || Error::Config("this trace was recorded on another backend or cell".into());
+        let (dx, dh0, cells) = match (&trace.inner, self.runner.device(), &self.params) {
+            (Inner::Gpu(tape), Some((ctx, w)), _) => {
+                let g = gpu::backward(ctx, w, tape, dy, dyh, None)?;
+                self.runner.set_stats(g.stats);
+                (g.dx, g.dh0, g.cells)
+            }
+            (Inner::Gru(tape), None, HParams::Gru(p)) => {
+                let g = gru_backward(p, tape, dy, dyh)?;
+                (g.dx, g.dh0, g.cells.iter().map(gru_generic).collect())
+            }
+            (Inner::Rnn(tape), None, HParams::Rnn(p)) => {
+                let g = rnn_backward(p, tape, dy, dyh)?;
+                (g.dx, g.dh0, g.cells.iter().map(rnn_generic).collect())
+            }
+            _ => return Err(other()),
+        };
+        Ok(RnnGradients {
+            dx: self.layout.caller(dx, true),
+            dh0,
+            weights: self.export(&cells, true)?,
+        })
+    }
+}

@@ -1,0 +1,217 @@
+//! `SimpleRnn`: a multi-layer, optionally bidirectional Elman RNN (PyTorch `nn.RNN`, Keras
+//! `SimpleRNN`), tanh or relu, loadable from PyTorch or Keras weights.
+
+use std::path::Path;
+
+use ndarray::ArrayView3;
+
+use super::Backend;
+use super::common::{Layout, check_go_backwards};
+use super::hstate::{HCore, HParams, RnnGradients, RnnOutput, RnnTrace, rnn_cells};
+use crate::algorithm::Algorithm;
+use crate::cpu::lstm::LstmDims;
+pub use crate::cpu::rnn::Nonlinearity;
+use crate::cpu::rnn::RnnParams;
+use crate::error::{Error, Result};
+use crate::kernels::RecordStats;
+use crate::weights::keras::{self, KerasCell};
+use crate::weights::{TensorMap, WeightFormat, lookup, safetensors_io, torch};
+
+/// Configuration of a [`SimpleRnn`], named as in PyTorch (`nn.RNN`) plus Keras' `go_backwards`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SimpleRnnConfig {
+    /// Features per input step (`I`).
+    pub input_size: usize,
+    /// Hidden units (`H`, Keras `units`).
+    pub hidden_size: usize,
+    /// Stacked layers (default 1).
+    pub num_layers: usize,
+    /// Run a reverse direction too; outputs are `[forward | reverse]` on the last axis.
+    pub bidirectional: bool,
+    /// Inputs and outputs are `(B, T, ·)` instead of `(T, B, ·)`.
+    pub batch_first: bool,
+    /// Whether the layer has biases (PyTorch `bias`, Keras `use_bias`).
+    pub bias: bool,
+    /// Keras `go_backwards` (one unidirectional layer; outputs in processing order).
+    pub go_backwards: bool,
+    /// `tanh` (default) or `relu` (PyTorch `nonlinearity`, Keras `activation`).
+    pub nonlinearity: Nonlinearity,
+}
+
+impl SimpleRnnConfig {
+    /// One unidirectional tanh layer with biases, time-major.
+    pub fn new(input_size: usize, hidden_size: usize) -> Self {
+        Self {
+            input_size,
+            hidden_size,
+            num_layers: 1,
+            bidirectional: false,
+            batch_first: false,
+            bias: true,
+            go_backwards: false,
+            nonlinearity: Nonlinearity::Tanh,
+        }
+    }
+
+    /// The sizes (no projection).
+    pub fn dims(&self) -> LstmDims {
+        LstmDims {
+            input_size: self.input_size,
+            hidden_size: self.hidden_size,
+            proj_size: 0,
+            num_layers: self.num_layers,
+            bidirectional: self.bidirectional,
+        }
+    }
+
+    /// Checks sizes and option combinations.
+    pub fn validate(&self) -> Result<()> {
+        self.dims().validate()?;
+        check_go_backwards(self.go_backwards, &self.dims())
+    }
+
+    fn layout(&self) -> Layout {
+        Layout {
+            batch_first: self.batch_first,
+            go_backwards: self.go_backwards,
+        }
+    }
+}
+
+/// A multi-layer Elman RNN on a [`Backend`].
+pub struct SimpleRnn {
+    config: SimpleRnnConfig,
+    core: HCore,
+}
+
+impl SimpleRnn {
+    /// A layer with PyTorch's default initialisation, U(-1/√H, 1/√H), from a fixed seed.
+    pub fn new(config: SimpleRnnConfig, backend: Backend, seed: u64) -> Result<Self> {
+        config.validate()?;
+        let scale = 1.0 / (config.hidden_size as f64).sqrt();
+        let params = RnnParams::<f32>::random(config.dims(), config.nonlinearity, seed, scale)?;
+        Self::build(config, params, WeightFormat::Torch, backend)
+    }
+
+    /// A layer from PyTorch state_dict tensors (`weight_ih_l0`, `bias_hh_l1_reverse`, ...).
+    pub fn from_torch(
+        config: SimpleRnnConfig,
+        tensors: &TensorMap,
+        backend: Backend,
+    ) -> Result<Self> {
+        config.validate()?;
+        let cells = rnn_cells(torch::import(config.dims(), 1, config.bias, tensors)?);
+        let params = RnnParams {
+            dims: config.dims(),
+            nonlinearity: config.nonlinearity,
+            cells,
+        };
+        Self::build(config, params, WeightFormat::Torch, backend)
+    }
+
+    /// A layer from Keras tensors `kernel` `(I, U)`, `recurrent_kernel` `(U, U)`, `bias` `(U)`.
+    pub fn from_keras(
+        config: SimpleRnnConfig,
+        tensors: &TensorMap,
+        backend: Backend,
+    ) -> Result<Self> {
+        config.validate()?;
+        let cell = keras::import(KerasCell::SimpleRnn, config.dims(), config.bias, tensors)?;
+        let params = RnnParams {
+            dims: config.dims(),
+            nonlinearity: config.nonlinearity,
+            cells: rnn_cells(vec![cell]),
+        };
+        Self::build(config, params, WeightFormat::Keras, backend)
+    }
+
+    /// A layer from a `.safetensors` file with PyTorch names (module prefix allowed) or Keras names.
+    pub fn from_safetensors(
+        config: SimpleRnnConfig,
+        path: &Path,
+        backend: Backend,
+    ) -> Result<Self> {
+        let file = safetensors_io::read(path)?;
+        if lookup(&file.tensors, "weight_ih_l0")?.is_some() {
+            Self::from_torch(config, &file.tensors, backend)
+        } else {
+            Self::from_keras(config, &file.tensors, backend)
+        }
+    }
+
+    fn build(
+        config: SimpleRnnConfig,
+        params: RnnParams<f32>,
+        format: WeightFormat,
+        backend: Backend,
+    ) -> Result<Self> {
+        let core = HCore::new(
+            config.layout(),
+            config.bias,
+            format,
+            KerasCell::SimpleRnn,
+            HParams::Rnn(params),
+            backend,
+        )?;
+        Ok(Self { config, core })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &SimpleRnnConfig {
+        &self.config
+    }
+
+    /// The backend this layer runs on.
+    pub fn backend(&self) -> &Backend {
+        &self.core.runner.backend
+    }
+
+    /// Forces a recurrence algorithm (GPU only; `Auto` lets the heuristic choose).
+    pub fn set_algorithm(&mut self, algorithm: Algorithm) {
+        self.core.runner.algorithm = algorithm;
+    }
+
+    /// Dispatches, passes and submits of the last GPU forward or backward.
+    pub fn last_stats(&self) -> RecordStats {
+        self.core.stats()
+    }
+
+    /// The weights under the names they were loaded with (PyTorch or Keras).
+    pub fn weights(&self) -> Result<TensorMap> {
+        self.core.weights()
+    }
+
+    /// Inference forward; `h0` is `(L·D, B, H)` (zeros when `None`), `lengths` PyTorch packing.
+    pub fn forward(
+        &self,
+        x: ArrayView3<f32>,
+        h0: Option<ArrayView3<f32>>,
+        lengths: Option<&[usize]>,
+    ) -> Result<RnnOutput> {
+        self.core.forward(x, h0, lengths, false).map(|(o, _)| o)
+    }
+
+    /// Training forward: as [`SimpleRnn::forward`], plus what [`SimpleRnn::backward`] needs.
+    pub fn forward_train(
+        &self,
+        x: ArrayView3<f32>,
+        h0: Option<ArrayView3<f32>>,
+        lengths: Option<&[usize]>,
+    ) -> Result<(RnnOutput, RnnTrace)> {
+        let (o, t) = self.core.forward(x, h0, lengths, true)?;
+        Ok((
+            o,
+            t.ok_or_else(|| Error::Device("training forward kept no trace".into()))?,
+        ))
+    }
+
+    /// Backward through time from the upstream gradients of `out` (caller's layout) and `h_n`.
+    pub fn backward(
+        &self,
+        trace: &RnnTrace,
+        dy_out: ArrayView3<f32>,
+        dy_h_n: Option<ArrayView3<f32>>,
+    ) -> Result<RnnGradients> {
+        self.core.backward(trace, dy_out, dy_h_n)
+    }
+}
