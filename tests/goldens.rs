@@ -1,5 +1,5 @@
-//! Every LSTM golden in tests/data (PyTorch and Keras references, outputs and gradients)
-//! through the library on the GPU and on the CPU reference, with the DESIGN.md §4 rule.
+//! Every LSTM, GRU and RNN golden in tests/data (PyTorch and Keras references, outputs and
+//! gradients) through the library on the GPU and on the CPU reference, with the DESIGN.md §4 rule.
 
 mod common;
 
@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use wgpu_rnn::golden::{Golden, compare, run_case, run_case_with};
 use wgpu_rnn::{Algorithm, Backend};
 
-fn lstm_goldens() -> Vec<PathBuf> {
+/// Every golden in tests/data for a cell this build runs (LSTM, GRU, RNN).
+fn goldens() -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
     let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
         .expect("tests/data")
@@ -16,7 +17,15 @@ fn lstm_goldens() -> Vec<PathBuf> {
         .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
         .filter(|p| {
             let n = p.file_name().unwrap().to_string_lossy().into_owned();
-            n.starts_with("torch_lstm_") || n.starts_with("keras_lstm")
+            [
+                "torch_lstm_",
+                "keras_lstm",
+                "torch_gru_",
+                "keras_gru_",
+                "torch_rnn_",
+            ]
+            .iter()
+            .any(|p| n.starts_with(p))
         })
         .collect();
     v.sort();
@@ -24,10 +33,10 @@ fn lstm_goldens() -> Vec<PathBuf> {
 }
 
 fn check_all(backend: &Backend, algo: Algorithm) {
-    let files = lstm_goldens();
+    let files = goldens();
     assert!(
-        files.len() >= 7,
-        "expected the 7 LSTM goldens, found {files:?}"
+        files.len() >= 13,
+        "expected 7 LSTM, 5 GRU and 1 RNN goldens, found {files:?}"
     );
     let mut failures = Vec::new();
     let mut compared = 0;
@@ -52,27 +61,27 @@ fn check_all(backend: &Backend, algo: Algorithm) {
             }
         }
     }
-    assert!(compared >= 80, "only {compared} tensors compared");
+    assert!(compared >= 140, "only {compared} tensors compared");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
 #[test]
-fn lstm_goldens_pass_on_gpu_persistent() {
+fn goldens_pass_on_gpu_persistent() {
     check_all(&common::gpu(), Algorithm::Persistent);
 }
 
 #[test]
-fn lstm_goldens_pass_on_gpu_stepwise() {
+fn goldens_pass_on_gpu_stepwise() {
     check_all(&common::gpu(), Algorithm::Stepwise);
 }
 
 #[test]
-fn lstm_goldens_pass_on_gpu_auto() {
+fn goldens_pass_on_gpu_auto() {
     check_all(&common::gpu(), Algorithm::Auto);
 }
 
 #[test]
-fn lstm_goldens_pass_on_cpu() {
+fn goldens_pass_on_cpu() {
     check_all(&Backend::Cpu, Algorithm::Auto);
 }
 
