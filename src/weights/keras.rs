@@ -41,7 +41,7 @@ fn one_layer(dims: &LstmDims) -> Result<()> {
 }
 
 /// Swaps the first two gate blocks (Keras z,r ↔ PyTorch r,z) along `axis`; an involution.
-fn swap_zr<A: Clone>(
+fn swap_zr<A>(
     a: ndarray::ArrayView<f32, A>,
     axis: usize,
     u: usize,
