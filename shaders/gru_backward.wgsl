@@ -46,10 +46,6 @@ const FINAL: u32 = 8u;
 @group(0) @binding(7) var<storage, read_write> state: array<f32>;
 @group(0) @binding(8) var<storage, read_write> aux: array<f32>;
 
-const WG: u32 = 256u;
-const POOL: u32 = 4000u;
-var<workgroup> pool: array<f32, POOL>;
-
 fn before() -> bool {
     return (p.flags & RESET_BEFORE) != 0u;
 }

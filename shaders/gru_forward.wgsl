@@ -42,10 +42,6 @@ const RESET_BEFORE: u32 = 16u;
 @group(0) @binding(6) var<storage, read_write> out: array<f32>;
 @group(0) @binding(7) var<storage, read_write> aux: array<f32>;
 
-const WG: u32 = 256u;
-const POOL: u32 = 4000u;
-var<workgroup> pool: array<f32, POOL>;
-
 fn aux_index(t: u32, b: u32, j: u32) -> u32 {
     let tt = select(0u, t, (p.flags & AUX_PER_T) != 0u);
     return (tt * p.batch + b) * p.hidden + j;

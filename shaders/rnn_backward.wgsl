@@ -36,10 +36,6 @@ const RELU: u32 = 32u;
 @group(0) @binding(7) var<storage, read_write> state: array<f32>;
 @group(0) @binding(8) var<storage, read_write> unused2: array<f32>;
 
-const WG: u32 = 256u;
-const POOL: u32 = 4000u;
-var<workgroup> pool: array<f32, POOL>;
-
 // da of unit j at time t given the total dh.
 fn grad(t: u32, b: u32, j: u32, dh: f32) -> f32 {
     let h = hseq[(slot_after(t) * p.batch + b) * p.hidden + j];

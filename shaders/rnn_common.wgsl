@@ -12,9 +12,12 @@
 //                 the state before time t in the forward direction; S = 2 is a ping-pong.
 //   flat_id       flattened invocation index of a 64-wide 1-D kernel over a 2-D grid
 //                 (grids above 65535 workgroups are split by the launcher).
+//   WG, pool      the persistent kernels' workgroup size (256) and their workgroup memory:
+//                 POOL = 4000 f32 (16 000 bytes, under WebGPU's default 16 KiB limit); each
+//                 cell carves it into per-batch-row regions (see its header)
 // Bindings: only `p` (group 0, binding 0); every storage binding belongs to the cell file.
-// Memory: no workgroup memory here. Limits: none. Params layout must match
-// `kernels::rec::Params` in Rust (16 × u32 = 64 bytes).
+// Memory: the pool above. Limits: Rust's kernels::rec::POOL_FLOATS and PERSISTENT_WG must
+// equal POOL and WG; the Params layout must match `kernels::rec::Params` (16 × u32 = 64 bytes).
 
 struct Params {
     t_len: u32,     // T
@@ -36,6 +39,10 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
+
+const WG: u32 = 256u;
+const POOL: u32 = 4000u;
+var<workgroup> pool: array<f32, POOL>;
 
 fn sigmoid(x: f32) -> f32 {
     if (x >= 0.0) {

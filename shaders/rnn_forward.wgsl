@@ -34,10 +34,6 @@ const RELU: u32 = 32u;
 @group(0) @binding(6) var<storage, read_write> out: array<f32>;
 @group(0) @binding(7) var<storage, read_write> unused2: array<f32>;
 
-const WG: u32 = 256u;
-const POOL: u32 = 4000u;
-var<workgroup> pool: array<f32, POOL>;
-
 fn act(a: f32) -> f32 {
     if ((p.flags & RELU) != 0u) {
         return max(a, 0.0);

@@ -324,3 +324,31 @@ impl<'a> BwdBufs<'a> {
         ]
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The Rust mirror of `rnn_common.wgsl` must agree with it: pool size, workgroup size and
+    /// the parameter block (16 u32 fields).
+    #[test]
+    fn constants_match_the_shader_prelude() {
+        let src = include_str!("../../shaders/rnn_common.wgsl");
+        assert!(src.contains(&format!("const POOL: u32 = {POOL_FLOATS}u;")));
+        assert!(src.contains(&format!("const WG: u32 = {PERSISTENT_WG}u;")));
+        let body = &src[src.find("struct Params {").unwrap()..];
+        let body = &body[..body.find('}').unwrap()];
+        assert_eq!(
+            body.matches(": u32").count() * 4,
+            std::mem::size_of::<Params>()
+        );
+        for f in ["lstm_forward.wgsl", "gru_forward.wgsl", "rnn_forward.wgsl"] {
+            let s = std::fs::read_to_string(format!("{}/shaders/{f}", env!("CARGO_MANIFEST_DIR")))
+                .unwrap();
+            assert!(
+                s.contains(&format!("@workgroup_size({STEP_WG}, 1, 1)")),
+                "{f}"
+            );
+        }
+    }
+}

@@ -8,7 +8,9 @@ use ndarray::ArrayView3;
 
 use super::Backend;
 use super::common::{Layout, check_go_backwards};
-use super::hstate::{HCore, HParams, RnnGradients, RnnOutput, RnnTrace, gru_cells};
+use super::hstate::{
+    HCore, HParams, RnnGradients, RnnOutput, RnnTrace, gru_cells, hstate_layer_api,
+};
 use crate::algorithm::Algorithm;
 use crate::cpu::gru::{GruMode, GruParams};
 use crate::cpu::lstm::LstmDims;
@@ -177,57 +179,5 @@ impl Gru {
         &self.config
     }
 
-    /// The backend this layer runs on.
-    pub fn backend(&self) -> &Backend {
-        &self.core.runner.backend
-    }
-
-    /// Forces a recurrence algorithm (GPU only; `Auto` lets the heuristic choose).
-    pub fn set_algorithm(&mut self, algorithm: Algorithm) {
-        self.core.runner.algorithm = algorithm;
-    }
-
-    /// Dispatches, passes and submits of the last GPU forward or backward.
-    pub fn last_stats(&self) -> RecordStats {
-        self.core.stats()
-    }
-
-    /// The weights under the names they were loaded with (PyTorch or Keras).
-    pub fn weights(&self) -> Result<TensorMap> {
-        self.core.weights()
-    }
-
-    /// Inference forward; `h0` is `(L·D, B, H)` (zeros when `None`), `lengths` PyTorch packing.
-    pub fn forward(
-        &self,
-        x: ArrayView3<f32>,
-        h0: Option<ArrayView3<f32>>,
-        lengths: Option<&[usize]>,
-    ) -> Result<RnnOutput> {
-        self.core.forward(x, h0, lengths, false).map(|(o, _)| o)
-    }
-
-    /// Training forward: as [`Gru::forward`], plus what [`Gru::backward`] needs.
-    pub fn forward_train(
-        &self,
-        x: ArrayView3<f32>,
-        h0: Option<ArrayView3<f32>>,
-        lengths: Option<&[usize]>,
-    ) -> Result<(RnnOutput, RnnTrace)> {
-        let (o, t) = self.core.forward(x, h0, lengths, true)?;
-        Ok((
-            o,
-            t.ok_or_else(|| Error::Device("training forward kept no trace".into()))?,
-        ))
-    }
-
-    /// Backward through time from the upstream gradients of `out` (caller's layout) and `h_n`.
-    pub fn backward(
-        &self,
-        trace: &RnnTrace,
-        dy_out: ArrayView3<f32>,
-        dy_h_n: Option<ArrayView3<f32>>,
-    ) -> Result<RnnGradients> {
-        self.core.backward(trace, dy_out, dy_h_n)
-    }
+    hstate_layer_api!(Gru);
 }

@@ -36,6 +36,70 @@ pub struct RnnGradients {
     pub weights: TensorMap,
 }
 
+/// The methods `Gru` and `SimpleRnn` share, delegating to their `core: HCore` (one
+/// implementation, two public types with their own config).
+macro_rules! hstate_layer_api {
+    ($layer:ident) => {
+        /// The backend this layer runs on.
+        pub fn backend(&self) -> &Backend {
+            &self.core.runner.backend
+        }
+
+        /// Forces a recurrence algorithm (GPU only; `Auto` lets the heuristic choose). A forced
+        /// algorithm that cannot run at some shape makes that call return an error naming the limit.
+        pub fn set_algorithm(&mut self, algorithm: Algorithm) {
+            self.core.runner.algorithm = algorithm;
+        }
+
+        /// Dispatches, passes and submits of the last GPU forward or backward.
+        pub fn last_stats(&self) -> RecordStats {
+            self.core.stats()
+        }
+
+        /// The weights under the names they were loaded with (PyTorch or Keras).
+        pub fn weights(&self) -> Result<TensorMap> {
+            self.core.weights()
+        }
+
+        /// Inference forward; `h0` is `(L·D, B, H)` (zeros when `None`); `lengths` gives each
+        /// sequence's valid length (PyTorch packed semantics).
+        pub fn forward(
+            &self,
+            x: ArrayView3<f32>,
+            h0: Option<ArrayView3<f32>>,
+            lengths: Option<&[usize]>,
+        ) -> Result<RnnOutput> {
+            self.core.forward(x, h0, lengths, false).map(|(o, _)| o)
+        }
+
+        #[doc = concat!("Training forward: as [`", stringify!($layer), "::forward`], plus what [`",
+                            stringify!($layer), "::backward`] needs.")]
+        pub fn forward_train(
+            &self,
+            x: ArrayView3<f32>,
+            h0: Option<ArrayView3<f32>>,
+            lengths: Option<&[usize]>,
+        ) -> Result<(RnnOutput, RnnTrace)> {
+            let (o, t) = self.core.forward(x, h0, lengths, true)?;
+            let t = t.ok_or_else(|| Error::Device("training forward kept no trace".into()))?;
+            Ok((o, t))
+        }
+
+        /// Backward through time from the upstream gradients of `out` (caller's layout) and
+        /// `h_n` (zeros when `None`). Returns dx, dh0 and every weight gradient under the names
+        /// the weights were loaded with.
+        pub fn backward(
+            &self,
+            trace: &RnnTrace,
+            dy_out: ArrayView3<f32>,
+            dy_h_n: Option<ArrayView3<f32>>,
+        ) -> Result<RnnGradients> {
+            self.core.backward(trace, dy_out, dy_h_n)
+        }
+    };
+}
+pub(crate) use hstate_layer_api;
+
 enum Inner {
     Gru(GruTape<f32>),
     Rnn(RnnTape<f32>),
