@@ -198,3 +198,94 @@ fn missing_safetensors_file_is_an_io_error() {
         "{e}"
     );
 }
+
+mod gru_and_rnn {
+    use super::common;
+    use ndarray::{Array3, ArrayD};
+    use wgpu_rnn::{
+        Algorithm, Backend, Error, Gru, GruConfig, SimpleRnn, SimpleRnnConfig, TensorMap,
+    };
+
+    #[test]
+    fn reset_before_has_no_pytorch_form() {
+        let mut cfg = GruConfig::new(3, 4);
+        cfg.reset_after = false;
+        let w = Gru::new(GruConfig::new(3, 4), Backend::Cpu, 1)
+            .unwrap()
+            .weights()
+            .unwrap();
+        let e = Gru::from_torch(cfg, &w, Backend::Cpu).err().unwrap();
+        assert!(
+            matches!(e, Error::Config(_)) && e.to_string().contains("Keras-only"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn keras_gru_bias_shape_follows_reset_after() {
+        let mut keras = TensorMap::new();
+        keras.insert("kernel".into(), ArrayD::zeros(vec![3, 15]));
+        keras.insert("recurrent_kernel".into(), ArrayD::zeros(vec![5, 15]));
+        keras.insert("bias".into(), ArrayD::zeros(vec![15]));
+        let e = Gru::from_keras(GruConfig::new(3, 5), &keras, Backend::Cpu)
+            .err()
+            .unwrap();
+        assert!(
+            e.to_string()
+                .contains("bias has shape [15]; expected [2, 15]"),
+            "{e}"
+        );
+        let mut cfg = GruConfig::new(3, 5);
+        cfg.reset_after = false;
+        assert!(Gru::from_keras(cfg, &keras, Backend::Cpu).is_ok());
+    }
+
+    #[test]
+    fn wrong_widths_and_lengths_are_errors() {
+        for backend in [common::gpu(), Backend::Cpu] {
+            let gru = Gru::new(GruConfig::new(3, 4), backend.clone(), 1).unwrap();
+            let rnn = SimpleRnn::new(SimpleRnnConfig::new(3, 4), backend, 1).unwrap();
+            let x = Array3::<f32>::zeros((5, 2, 2));
+            assert!(matches!(
+                gru.forward(x.view(), None, None),
+                Err(Error::Shape(_))
+            ));
+            assert!(matches!(
+                rnn.forward(x.view(), None, None),
+                Err(Error::Shape(_))
+            ));
+            let x = Array3::<f32>::zeros((5, 2, 3));
+            let e = rnn.forward(x.view(), None, Some(&[5, 6])).unwrap_err();
+            assert!(e.to_string().contains("lengths[1] = 6"), "{e}");
+            let h0 = Array3::<f32>::zeros((2, 2, 4));
+            let e = gru.forward(x.view(), Some(h0.view()), None).unwrap_err();
+            assert!(e.to_string().contains("h0"), "{e}");
+        }
+    }
+
+    #[test]
+    fn persistent_gru_training_beyond_its_pool_names_the_limit() {
+        // GRU backward keeps dG (4H), the state and da_n per row: 6·700 = 4200 > 4000 floats.
+        let mut l = Gru::new(GruConfig::new(2, 700), common::gpu(), 1).unwrap();
+        l.set_algorithm(Algorithm::Persistent);
+        let x = Array3::<f32>::zeros((2, 1, 2));
+        l.forward(x.view(), None, None)
+            .expect("forward needs 2·700 floats, which fit");
+        let e = l.forward_train(x.view(), None, None).err().unwrap();
+        assert!(matches!(e, Error::Limit(_)), "{e}");
+        assert!(e.to_string().contains("6*hidden = 4200 <= 4000"), "{e}");
+    }
+
+    #[test]
+    fn traces_do_not_cross_backends() {
+        let gpu = SimpleRnn::new(SimpleRnnConfig::new(3, 4), common::gpu(), 1).unwrap();
+        let cpu = SimpleRnn::new(SimpleRnnConfig::new(3, 4), Backend::Cpu, 1).unwrap();
+        let x = Array3::<f32>::zeros((5, 2, 3));
+        let (y, trace) = cpu.forward_train(x.view(), None, None).unwrap();
+        let e = gpu.backward(&trace, y.out.view(), None).unwrap_err();
+        assert!(matches!(e, Error::Config(_)), "{e}");
+        let bad = Array3::<f32>::zeros((5, 2, 5));
+        let e = cpu.backward(&trace, bad.view(), None).unwrap_err();
+        assert!(e.to_string().contains("dy_out"), "{e}");
+    }
+}

@@ -82,3 +82,42 @@ fn layers_without_bias_export_no_bias() {
         .unwrap();
     assert_eq!(g.weights.len(), 2);
 }
+
+#[test]
+fn keras_gru_and_simple_rnn_weights_round_trip() {
+    use wgpu_rnn::{Gru, GruConfig, SimpleRnn, SimpleRnnConfig};
+    let val = |shape: Vec<usize>, k: f32| {
+        let n: usize = shape.iter().product();
+        ArrayD::from_shape_vec(shape, (0..n).map(|i| (i as f32 * k).sin()).collect()).unwrap()
+    };
+    for reset_after in [true, false] {
+        let mut keras = TensorMap::new();
+        keras.insert("kernel".into(), val(vec![3, 15], 0.3));
+        keras.insert("recurrent_kernel".into(), val(vec![5, 15], 0.7));
+        let bias_shape = if reset_after { vec![2, 15] } else { vec![15] };
+        keras.insert("bias".into(), val(bias_shape, 1.1));
+        let mut cfg = GruConfig::new(3, 5);
+        cfg.reset_after = reset_after;
+        let g = Gru::from_keras(cfg, &keras, Backend::Cpu).unwrap();
+        assert_eq!(g.weights().unwrap(), keras, "reset_after = {reset_after}");
+    }
+    let mut keras = TensorMap::new();
+    keras.insert("kernel".into(), val(vec![3, 4], 0.3));
+    keras.insert("recurrent_kernel".into(), val(vec![4, 4], 0.7));
+    keras.insert("bias".into(), val(vec![4], 1.1));
+    let r = SimpleRnn::from_keras(SimpleRnnConfig::new(3, 4), &keras, Backend::Cpu).unwrap();
+    assert_eq!(r.weights().unwrap(), keras);
+}
+
+#[test]
+fn gru_torch_weights_load_from_safetensors() {
+    use wgpu_rnn::{Gru, GruConfig};
+    let mut cfg = GruConfig::new(3, 4);
+    cfg.bidirectional = true;
+    let a = Gru::new(cfg, Backend::Cpu, 9).unwrap();
+    let path = std::env::temp_dir().join("wgpu_rnn_gru.safetensors");
+    safetensors_io::write(&path, &a.weights().unwrap(), None).unwrap();
+    let b = Gru::from_safetensors(cfg, &path, Backend::Cpu).unwrap();
+    assert_eq!(a.weights().unwrap(), b.weights().unwrap());
+    assert!(b.weights().unwrap().contains_key("bias_hh_l0_reverse"));
+}

@@ -73,7 +73,7 @@ macro_rules! hstate_layer_api {
         }
 
         #[doc = concat!("Training forward: as [`", stringify!($layer), "::forward`], plus what [`",
-                            stringify!($layer), "::backward`] needs.")]
+                                            stringify!($layer), "::backward`] needs.")]
         pub fn forward_train(
             &self,
             x: ArrayView3<f32>,
