@@ -72,8 +72,7 @@ macro_rules! hstate_layer_api {
             self.core.forward(x, h0, lengths, false).map(|(o, _)| o)
         }
 
-        #[doc = concat!("Training forward: as [`", stringify!($layer), "::forward`], plus what [`",
-                                            stringify!($layer), "::backward`] needs.")]
+        /// Training forward: as `forward`, plus what `backward` needs.
         pub fn forward_train(
             &self,
             x: ArrayView3<f32>,
