@@ -39,10 +39,7 @@ const RELU: u32 = 32u;
 // da of unit j at time t given the total dh.
 fn grad(t: u32, b: u32, j: u32, dh: f32) -> f32 {
     let h = hseq[(slot_after(t) * p.batch + b) * p.hidden + j];
-    if ((p.flags & RELU) != 0u) {
-        return select(0.0, dh, h > 0.0);
-    }
-    return dh * (1.0 - h * h);
+    return dh * act_grad(select(0u, 1u, (p.flags & RELU) != 0u), h);
 }
 
 fn dy_at(t: u32, b: u32, j: u32) -> f32 {

@@ -1,11 +1,8 @@
-// rnn_common.wgsl — prelude shared by every recurrent kernel (prepended by the launcher:
-// the module the GPU compiles is this file followed by the cell's own file).
+// rnn_common.wgsl — prelude shared by the LSTM, GRU and RNN kernels (prepended by the
+// launcher: the module the GPU compiles is activations.wgsl, this file, then the cell's file).
 //
 // What it provides:
 //   Params        the recurrence parameter block (uniform, group 0 binding 0, dynamic offset)
-//   sigmoid(x)    logistic function, finite for any x (exp of a non-positive argument only)
-//   tanh_s(x)     tanh with its argument clamped to ±15 (f32 tanh is ±1 there), so backends
-//                 that build tanh from exp never overflow
 //   time_of(s)    time index of processing step s: s forward, T-1-s reverse (dir = 1)
 //   slot_before/slot_after(t)  state-ring slots holding the state before/after time t:
 //                 (t + dir) % S and (t + 1 - dir) % S. With S = T+1 (training) slot t holds
@@ -43,18 +40,6 @@ struct Params {
 const WG: u32 = 256u;
 const POOL: u32 = 4000u;
 var<workgroup> pool: array<f32, POOL>;
-
-fn sigmoid(x: f32) -> f32 {
-    if (x >= 0.0) {
-        return 1.0 / (1.0 + exp(-x));
-    }
-    let e = exp(x);
-    return e / (1.0 + e);
-}
-
-fn tanh_s(x: f32) -> f32 {
-    return tanh(clamp(x, -15.0, 15.0));
-}
 
 fn time_of(s: u32) -> u32 {
     return select(s, p.t_len - 1u - s, p.dir == 1u);

@@ -34,11 +34,9 @@ const RELU: u32 = 32u;
 @group(0) @binding(6) var<storage, read_write> out: array<f32>;
 @group(0) @binding(7) var<storage, read_write> unused2: array<f32>;
 
-fn act(a: f32) -> f32 {
-    if ((p.flags & RELU) != 0u) {
-        return max(a, 0.0);
-    }
-    return tanh_s(a);
+// tanh, or relu with flag RELU (activation codes of activations.wgsl).
+fn rnn_act(a: f32) -> f32 {
+    return act(select(0u, 1u, (p.flags & RELU) != 0u), a);
 }
 
 @compute @workgroup_size(256, 1, 1)
@@ -77,7 +75,7 @@ fn persistent(
                 for (var k = 0u; k < H; k++) {
                     a += pool[bl * H + k] * w_rec[j * H + k];
                 }
-                pool[nh + e] = act(a);
+                pool[nh + e] = rnn_act(a);
             }
         }
         workgroupBarrier();
@@ -124,7 +122,7 @@ fn step(
         for (var k = 0u; k < H; k++) {
             a += hseq[h_at + k] * w_rec[j * H + k];
         }
-        let h = act(a);
+        let h = rnn_act(a);
         hseq[w_at] = h;
         out[o_at] = h;
     } else {

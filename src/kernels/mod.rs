@@ -29,10 +29,13 @@ pub(crate) enum Shader {
     GruBackward,
     RnnForward,
     RnnBackward,
+    Conv,
+    ConvLstmForward,
+    ConvLstmBackward,
 }
 
 impl Shader {
-    const ALL: [Shader; 7] = [
+    const ALL: [Shader; 10] = [
         Shader::Gemm,
         Shader::LstmForward,
         Shader::LstmBackward,
@@ -40,6 +43,9 @@ impl Shader {
         Shader::GruBackward,
         Shader::RnnForward,
         Shader::RnnBackward,
+        Shader::Conv,
+        Shader::ConvLstmForward,
+        Shader::ConvLstmBackward,
     ];
 
     /// The WGSL module: recurrent cells get `rnn_common.wgsl` prepended (WGSL has no include).
@@ -47,28 +53,43 @@ impl Shader {
         match self {
             Shader::Gemm => include_str!("../../shaders/gemm.wgsl"),
             Shader::LstmForward => concat!(
+                include_str!("../../shaders/activations.wgsl"),
                 include_str!("../../shaders/rnn_common.wgsl"),
                 include_str!("../../shaders/lstm_forward.wgsl")
             ),
             Shader::LstmBackward => concat!(
+                include_str!("../../shaders/activations.wgsl"),
                 include_str!("../../shaders/rnn_common.wgsl"),
                 include_str!("../../shaders/lstm_backward.wgsl")
             ),
             Shader::GruForward => concat!(
+                include_str!("../../shaders/activations.wgsl"),
                 include_str!("../../shaders/rnn_common.wgsl"),
                 include_str!("../../shaders/gru_forward.wgsl")
             ),
             Shader::GruBackward => concat!(
+                include_str!("../../shaders/activations.wgsl"),
                 include_str!("../../shaders/rnn_common.wgsl"),
                 include_str!("../../shaders/gru_backward.wgsl")
             ),
             Shader::RnnForward => concat!(
+                include_str!("../../shaders/activations.wgsl"),
                 include_str!("../../shaders/rnn_common.wgsl"),
                 include_str!("../../shaders/rnn_forward.wgsl")
             ),
             Shader::RnnBackward => concat!(
+                include_str!("../../shaders/activations.wgsl"),
                 include_str!("../../shaders/rnn_common.wgsl"),
                 include_str!("../../shaders/rnn_backward.wgsl")
+            ),
+            Shader::Conv => include_str!("../../shaders/conv.wgsl"),
+            Shader::ConvLstmForward => concat!(
+                include_str!("../../shaders/activations.wgsl"),
+                include_str!("../../shaders/convlstm_forward.wgsl")
+            ),
+            Shader::ConvLstmBackward => concat!(
+                include_str!("../../shaders/activations.wgsl"),
+                include_str!("../../shaders/convlstm_backward.wgsl")
             ),
         }
     }
@@ -77,12 +98,15 @@ impl Shader {
     fn files(self) -> &'static [&'static str] {
         match self {
             Shader::Gemm => &["gemm.wgsl"],
-            Shader::LstmForward => &["rnn_common.wgsl", "lstm_forward.wgsl"],
-            Shader::LstmBackward => &["rnn_common.wgsl", "lstm_backward.wgsl"],
-            Shader::GruForward => &["rnn_common.wgsl", "gru_forward.wgsl"],
-            Shader::GruBackward => &["rnn_common.wgsl", "gru_backward.wgsl"],
-            Shader::RnnForward => &["rnn_common.wgsl", "rnn_forward.wgsl"],
-            Shader::RnnBackward => &["rnn_common.wgsl", "rnn_backward.wgsl"],
+            Shader::LstmForward => &["activations.wgsl", "rnn_common.wgsl", "lstm_forward.wgsl"],
+            Shader::LstmBackward => &["activations.wgsl", "rnn_common.wgsl", "lstm_backward.wgsl"],
+            Shader::GruForward => &["activations.wgsl", "rnn_common.wgsl", "gru_forward.wgsl"],
+            Shader::GruBackward => &["activations.wgsl", "rnn_common.wgsl", "gru_backward.wgsl"],
+            Shader::RnnForward => &["activations.wgsl", "rnn_common.wgsl", "rnn_forward.wgsl"],
+            Shader::RnnBackward => &["activations.wgsl", "rnn_common.wgsl", "rnn_backward.wgsl"],
+            Shader::Conv => &["conv.wgsl"],
+            Shader::ConvLstmForward => &["activations.wgsl", "convlstm_forward.wgsl"],
+            Shader::ConvLstmBackward => &["activations.wgsl", "convlstm_backward.wgsl"],
         }
     }
 

@@ -1,0 +1,45 @@
+// activations.wgsl — prelude of every recurrent module (prepended by the launcher before
+// rnn_common.wgsl or the ConvLSTM files): numerically safe activations.
+//
+//   sigmoid(x)     logistic, finite for any x (exp of a non-positive argument only)
+//   tanh_s(x)      tanh with its argument clamped to ±15 (f32 tanh is ±1 there), so backends
+//                  that build tanh from exp never overflow
+//   act(kind, x)   Keras activation by code: 0 tanh, 1 relu, 2 sigmoid, 3 hard_sigmoid
+//                  (Keras 3: relu6(x + 3) / 6), 4 linear
+//   act_grad(kind, y)  its derivative written in terms of the OUTPUT y = act(kind, x), so
+//                  backward kernels need only the saved activations (relu: [y > 0];
+//                  hard_sigmoid: 1/6 where 0 < y < 1)
+// Bindings: none. Memory: none. Limits: none. Codes must match `ActivationCode` in Rust.
+
+fn sigmoid(x: f32) -> f32 {
+    if (x >= 0.0) {
+        return 1.0 / (1.0 + exp(-x));
+    }
+    let e = exp(x);
+    return e / (1.0 + e);
+}
+
+fn tanh_s(x: f32) -> f32 {
+    return tanh(clamp(x, -15.0, 15.0));
+}
+
+fn act(kind: u32, x: f32) -> f32 {
+    switch kind {
+        case 1u: { return max(x, 0.0); }
+        case 2u: { return sigmoid(x); }
+        case 3u: { return clamp(x + 3.0, 0.0, 6.0) / 6.0; }
+        case 4u: { return x; }
+        default: { return tanh_s(x); }
+    }
+}
+
+fn act_grad(kind: u32, y: f32) -> f32 {
+    switch kind {
+        case 1u: { return select(0.0, 1.0, y > 0.0); }
+        case 2u: { return y * (1.0 - y); }
+        case 3u: { return select(0.0, 1.0 / 6.0, y > 0.0 && y < 1.0); }
+        case 4u: { return 1.0; }
+        default: { return 1.0 - y * y; }
+    }
+}
+
