@@ -19,6 +19,10 @@ pub mod layers;
 pub mod weights;
 
 pub use layers::Backend;
+pub use layers::convlstm::{
+    Activation, ConvLstm2d, ConvLstm2dConfig, ConvLstm2dGradients, ConvLstm2dOutput,
+    ConvLstm2dTrace, Padding,
+};
 pub use layers::gru::{Gru, GruConfig};
 pub use layers::hstate::{RnnGradients, RnnOutput, RnnTrace};
 pub use layers::lstm::{Lstm, LstmConfig, LstmGradients, LstmOutput, LstmTrace};

@@ -1,4 +1,4 @@
-//! Every LSTM, GRU and RNN golden in tests/data (PyTorch and Keras references, outputs and
+//! Every LSTM, GRU, RNN and ConvLSTM2D golden in tests/data (PyTorch and Keras references, outputs and
 //! gradients) through the library on the GPU and on the CPU reference, with the DESIGN.md §4 rule.
 
 mod common;
@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use wgpu_rnn::golden::{Golden, compare, run_case, run_case_with};
 use wgpu_rnn::{Algorithm, Backend};
 
-/// Every golden in tests/data for a cell this build runs (LSTM, GRU, RNN).
+/// Every golden in tests/data (LSTM, GRU, RNN, ConvLSTM2D).
 fn goldens() -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
     let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
@@ -23,6 +23,7 @@ fn goldens() -> Vec<PathBuf> {
                 "torch_gru_",
                 "keras_gru_",
                 "torch_rnn_",
+                "keras_convlstm2d_",
             ]
             .iter()
             .any(|p| n.starts_with(p))
@@ -35,8 +36,8 @@ fn goldens() -> Vec<PathBuf> {
 fn check_all(backend: &Backend, algo: Algorithm) {
     let files = goldens();
     assert!(
-        files.len() >= 13,
-        "expected 7 LSTM, 5 GRU and 1 RNN goldens, found {files:?}"
+        files.len() >= 17,
+        "expected 7 LSTM, 5 GRU, 1 RNN and 4 ConvLSTM2D goldens, found {files:?}"
     );
     let mut failures = Vec::new();
     let mut compared = 0;
@@ -61,7 +62,7 @@ fn check_all(backend: &Backend, algo: Algorithm) {
             }
         }
     }
-    assert!(compared >= 140, "only {compared} tensors compared");
+    assert!(compared >= 180, "only {compared} tensors compared");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 

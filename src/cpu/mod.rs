@@ -2,6 +2,9 @@
 //! GPU kernels and, through finite differences, itself.
 
 mod common;
+mod conv;
+pub mod convlstm;
+mod convlstm_backward;
 pub mod gru;
 mod gru_backward;
 pub mod lstm;
@@ -10,6 +13,10 @@ pub mod real;
 pub mod rnn;
 mod stack;
 
+pub use convlstm::{
+    Activation, ConvLstmDims, ConvLstmForward, ConvLstmGrads, ConvLstmParams, ConvLstmTape,
+    Padding, convlstm_backward, convlstm_forward, convlstm_loss,
+};
 pub use gru::{
     GruCellParams, GruForward, GruGrads, GruMode, GruParams, GruTape, gru_backward, gru_forward,
     gru_loss,

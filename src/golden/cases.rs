@@ -203,6 +203,9 @@ pub(super) fn run(g: &Golden, backend: &Backend, algo: Algorithm) -> Result<Tens
     let cell = g
         .str_key("cell")
         .ok_or_else(|| Error::Format(format!("{}: config has no cell", g.case)))?;
+    if cell == "convlstm2d" {
+        return super::convlstm_case::run(g, backend, algo);
+    }
     const CELLS: [&str; 7] = [
         "lstm",
         "gru",
@@ -214,7 +217,7 @@ pub(super) fn run(g: &Golden, backend: &Backend, algo: Algorithm) -> Result<Tens
     ];
     if !CELLS.contains(&cell) {
         return Err(Error::Unsupported(format!(
-            "cell {cell:?} (this build runs lstm, gru, rnn_tanh, rnn_relu)"
+            "cell {cell:?} (this build runs lstm, gru, rnn_tanh, rnn_relu, convlstm2d)"
         )));
     }
     let sp = spec(g)?;

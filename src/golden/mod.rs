@@ -2,6 +2,7 @@
 //! comparison `wgpu-rnn verify` and the tests use (DESIGN.md §3–4).
 
 mod cases;
+mod convlstm_case;
 
 use std::path::Path;
 

@@ -1,2 +1,3 @@
 pub(crate) mod cell;
+pub(crate) mod convlstm;
 pub(crate) mod stack;

@@ -7,6 +7,8 @@
 //! every dispatch into as few compute passes as the copies allow, and submits once.
 
 pub(crate) mod buffers;
+pub(crate) mod conv;
+pub(crate) mod convlstm;
 pub(crate) mod gemm;
 pub(crate) mod gru;
 pub(crate) mod lstm;

@@ -93,23 +93,33 @@ pub(crate) fn expect_shape(name: &str, got: &[usize], want: &[usize]) -> Result<
 
 /// Where a layer runs: the backend, its device weights, the algorithm and what the last
 /// GPU submission recorded.
-pub(crate) struct Runner {
+pub(crate) struct Runner<W = GpuWeights> {
     pub backend: Backend,
-    pub gpu: Option<GpuWeights>,
+    pub gpu: Option<W>,
     pub algorithm: Algorithm,
     stats: Mutex<RecordStats>,
 }
 
 impl Runner {
-    /// Uploads the weights when the backend is a GPU.
+    /// Uploads a recurrent stack's weights when the backend is a GPU.
     pub fn new(
         backend: Backend,
         kind: CellKind,
         dims: LstmDims,
         cells: &[CellWeights],
     ) -> Result<Self> {
+        Self::with_upload(backend, |ctx| GpuWeights::upload(ctx, kind, dims, cells))
+    }
+}
+
+impl<W> Runner<W> {
+    /// Runs `upload` when the backend is a GPU.
+    pub fn with_upload(
+        backend: Backend,
+        upload: impl FnOnce(&Context) -> Result<W>,
+    ) -> Result<Self> {
         let gpu = match &backend {
-            Backend::Gpu(ctx) => Some(GpuWeights::upload(ctx, kind, dims, cells)?),
+            Backend::Gpu(ctx) => Some(upload(ctx)?),
             Backend::Cpu => None,
         };
         Ok(Self {
@@ -121,7 +131,7 @@ impl Runner {
     }
 
     /// The device and its weights, when running on the GPU.
-    pub fn device(&self) -> Option<(&Context, &GpuWeights)> {
+    pub fn device(&self) -> Option<(&Context, &W)> {
         match (&self.backend, &self.gpu) {
             (Backend::Gpu(ctx), Some(w)) => Some((ctx.as_ref(), w)),
             _ => None,

@@ -2,6 +2,7 @@
 //! ndarray in and out, on the GPU or on the CPU reference.
 
 pub(crate) mod common;
+pub mod convlstm;
 pub mod gru;
 pub(crate) mod hstate;
 pub mod lstm;
