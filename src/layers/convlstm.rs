@@ -110,7 +110,7 @@ pub struct ConvLstm2dOutput {
 }
 
 enum Inner {
-    Cpu(ConvLstmTape<f32>),
+    Cpu(Box<ConvLstmTape<f32>>),
     Gpu(ConvTape),
 }
 
@@ -300,7 +300,12 @@ impl ConvLstm2d {
             }
             None => {
                 let f = convlstm_forward(&self.params, x, h0, c0, self.config.go_backwards)?;
-                (f.out, f.h_n, f.c_n, train.then_some(Inner::Cpu(f.tape)))
+                (
+                    f.out,
+                    f.h_n,
+                    f.c_n,
+                    train.then(|| Inner::Cpu(Box::new(f.tape))),
+                )
             }
         };
         let out = if self.config.return_sequences {
