@@ -23,6 +23,7 @@ pub use layers::convlstm::{
     Activation, ConvLstm2d, ConvLstm2dConfig, ConvLstm2dGradients, ConvLstm2dOutput,
     ConvLstm2dTrace, Padding,
 };
+pub use layers::convlstm_stack::{ConvLstm2dStack, ConvLstm2dStackGradients, ConvLstm2dStackTrace};
 pub use layers::gru::{Gru, GruConfig};
 pub use layers::hstate::{RnnGradients, RnnOutput, RnnTrace};
 pub use layers::lstm::{Lstm, LstmConfig, LstmGradients, LstmOutput, LstmTrace};

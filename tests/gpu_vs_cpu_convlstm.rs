@@ -148,3 +148,70 @@ fn the_next_frame_example_shape_matches_cpu() {
     small.recurrent_activation = Activation::HardSigmoid;
     check(small, 3, 4, 11, Algorithm::Persistent);
 }
+
+/// The Keras next-frame model's shape of stack (5×5, 3×3, 1×1, same) on the GPU equals the
+/// CPU reference, forward and backward, in one submit each way.
+#[test]
+fn stacked_layers_match_cpu_without_host_copies() {
+    use wgpu_rnn::ConvLstm2dStack;
+    let build = |backend: Backend| {
+        let mut layers = Vec::new();
+        for (k, (cin, kernel)) in [(1, 5), (3, 3), (3, 1)].into_iter().enumerate() {
+            let mut cfg = ConvLstm2dConfig::new(6, 5, cin, 3, (kernel, kernel));
+            cfg.padding = Padding::Same;
+            cfg.return_sequences = true;
+            cfg.activation = if k == 0 {
+                Activation::Relu
+            } else {
+                Activation::Tanh
+            };
+            cfg.go_backwards = k == 0;
+            layers.push(ConvLstm2d::new(cfg, backend.clone(), 30 + k as u64).unwrap());
+        }
+        ConvLstm2dStack::new(layers).unwrap()
+    };
+    let (gpu, cpu) = (build(common::gpu()), build(Backend::Cpu));
+    let x = rand5((2, 4, 6, 5, 1), 5);
+    let (yg, tg) = gpu.forward_train(x.view()).unwrap();
+    assert_eq!(gpu.last_stats().submits, 1);
+    let fwd_dispatches = gpu.last_stats().dispatches;
+    assert!(
+        fwd_dispatches >= 3 * 4,
+        "three layers of four steps each: {fwd_dispatches}"
+    );
+    let (yc, tc) = cpu.forward_train(x.view()).unwrap();
+    common::assert_close("stack out", yg.out.view(), yc.out.view(), ATOL, RTOL);
+    let dy = common::rand3((1, 1, yg.out.len()), 6, 1.0)
+        .into_shape_with_order(yg.out.shape())
+        .unwrap();
+    let gg = gpu.backward(&tg, dy.view()).unwrap();
+    assert_eq!(gpu.last_stats().submits, 1);
+    let gc = cpu.backward(&tc, dy.view()).unwrap();
+    common::assert_close(
+        "stack dx",
+        gg.dx.view().into_dyn(),
+        gc.dx.view(),
+        ATOL,
+        RTOL,
+    );
+    for (k, (a, b)) in gg.layers.iter().zip(&gc.layers).enumerate() {
+        for (name, v) in b {
+            common::assert_close(
+                &format!("layer {k} {name}"),
+                a[name].view(),
+                v.view(),
+                ATOL,
+                RTOL,
+            );
+        }
+    }
+    // A mismatched chain is rejected by name.
+    let a = ConvLstm2d::new(ConvLstm2dConfig::new(6, 5, 1, 3, (3, 3)), Backend::Cpu, 1).unwrap();
+    let b = ConvLstm2d::new(ConvLstm2dConfig::new(6, 5, 3, 3, (3, 3)), Backend::Cpu, 1).unwrap();
+    let e = ConvLstm2dStack::new(vec![a, b]).err().unwrap();
+    assert!(
+        e.to_string()
+            .contains("layer 1 takes 6x5x3 frames but layer 0 produces 4x3x3"),
+        "{e}"
+    );
+}

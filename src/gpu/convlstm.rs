@@ -125,6 +125,230 @@ fn shaped<D: ndarray::Dimension>(
     ndarray::Array::from_shape_vec(shape, v).map_err(|e| Error::Shape(e.to_string()))
 }
 
+/// Device buffers of one layer's recorded forward.
+pub(crate) struct LayerRun {
+    /// (B, T, Ho, Wo, F): the next layer's input when stacked.
+    pub out: wgpu::Buffer,
+    pub h_n: wgpu::Buffer,
+    pub c_n: wgpu::Buffer,
+    pub tape: Option<ConvTape>,
+}
+
+/// Device buffers of one layer's recorded backward.
+pub(crate) struct LayerGrads {
+    /// (B, T, rows, cols, Cin): the previous layer's dy_out when stacked.
+    pub dx: wgpu::Buffer,
+    /// dh0 (B·Ho·Wo·F) then dc0.
+    pub state: wgpu::Buffer,
+    pub dk: wgpu::Buffer,
+    pub drk: wgpu::Buffer,
+    pub db: wgpu::Buffer,
+}
+
+impl GpuConvLstm {
+    /// f32s of one state frame batch (B·Ho·Wo·F).
+    pub fn state_len(&self, b: usize) -> Result<usize> {
+        let (ho, wo) = self.dims.out_hw()?;
+        Ok(b * ho * wo * self.dims.filters)
+    }
+
+    /// Records the forward of `x` (B,T,rows,cols,Cin, processing order, on the device) from
+    /// `h0`/`c0` (B,Ho,Wo,F) into `rec`, without submitting.
+    #[allow(clippy::too_many_arguments)]
+    pub fn record_forward(
+        &self,
+        ctx: &Context,
+        rec: &mut Recorder<'_>,
+        x: &wgpu::Buffer,
+        (b, t): (usize, usize),
+        (h0, c0): (&wgpu::Buffer, &wgpu::Buffer),
+        algo: Algorithm,
+        train: bool,
+    ) -> Result<LayerRun> {
+        let s = self.shape(b, t)?;
+        let algo = kcell::resolve(ctx, algo, &s)?;
+        let f = self.dims.filters;
+        let frame = s.rows * s.cols * f;
+        let zx = buffers::zeros(ctx, "gates", b * t * s.rows * s.cols * 4 * f)?;
+        let slots = if train { t + 1 } else { 2 };
+        let hseq = buffers::zeros(ctx, "hseq", slots * b * frame)?;
+        let cseq = buffers::zeros(ctx, "cseq", slots * b * frame)?;
+        let out = buffers::zeros(ctx, "out", b * t * frame)?;
+        let (h_n, c_n) = (
+            buffers::zeros(ctx, "h_n", b * frame)?,
+            buffers::zeros(ctx, "c_n", b * frame)?,
+        );
+        let xmap = FrameMap {
+            frames: b * t,
+            t_len: t,
+            sb: t,
+            st: 1,
+            off: 0,
+        };
+        conv::forward(
+            rec,
+            &self.input_geom()?,
+            &xmap,
+            4 * f,
+            x,
+            &self.kernel,
+            &self.bias,
+            &zx,
+        )?;
+        rec.copy(h0, 0, &hseq, 0, by(b * frame));
+        rec.copy(c0, 0, &cseq, 0, by(b * frame));
+        let bufs = FwdBufs {
+            zx: &zx,
+            rk: &self.rkernel,
+            hseq: &hseq,
+            cseq: &cseq,
+            out: &out,
+        };
+        kcell::record_forward(rec, &s, algo, train, slots, &bufs)?;
+        let last = t % slots;
+        rec.copy(&hseq, by(last * b * frame), &h_n, 0, by(b * frame));
+        rec.copy(&cseq, by(last * b * frame), &c_n, 0, by(b * frame));
+        let tape = train.then(|| ConvTape {
+            b,
+            t,
+            x: x.clone(),
+            gates: zx,
+            hseq,
+            cseq,
+        });
+        Ok(LayerRun {
+            out,
+            h_n,
+            c_n,
+            tape,
+        })
+    }
+
+    /// Records the backward from `dy` (B,T,Ho,Wo,F, processing order) and `state` (dy_h_n then
+    /// dy_c_n, consumed: it ends as dh0 then dc0), without submitting.
+    pub fn record_backward(
+        &self,
+        ctx: &Context,
+        rec: &mut Recorder<'_>,
+        tape: &ConvTape,
+        dy: &wgpu::Buffer,
+        state: wgpu::Buffer,
+    ) -> Result<LayerGrads> {
+        let (b, t) = (tape.b, tape.t);
+        let s = self.shape(b, t)?;
+        let d = self.dims;
+        let f = d.filters;
+        let (gin, grec) = (self.input_geom()?, self.recurrent_geom()?);
+        let dgates = buffers::zeros(ctx, "dgates", b * t * s.rows * s.cols * 4 * f)?;
+        let k_rows = d.kernel.0 * d.kernel.1;
+        let g = LayerGrads {
+            dx: buffers::zeros(ctx, "dx", b * t * d.rows * d.cols * d.in_channels)?,
+            state,
+            dk: buffers::zeros(ctx, "d kernel", k_rows * d.in_channels * 4 * f)?,
+            drk: buffers::zeros(ctx, "d recurrent_kernel", k_rows * f * 4 * f)?,
+            db: buffers::zeros(ctx, "d bias", 4 * f)?,
+        };
+        let ones = buffers::upload(ctx, "ones", &[1.0f32])?;
+        let bufs = BwdBufs {
+            gates: &tape.gates,
+            rk: &self.rkernel,
+            cseq: &tape.cseq,
+            dy,
+            dgates: &dgates,
+            state: &g.state,
+        };
+        kcell::record_backward(rec, &s, &bufs)?;
+        // After the loop: every weight gradient in one pass over all T·B frames.
+        let xmap = FrameMap {
+            frames: b * t,
+            t_len: t,
+            sb: t,
+            st: 1,
+            off: 0,
+        };
+        // h_{t-1} of frame (b, t) is ring slot t: frame index t·B + b.
+        let hmap = FrameMap {
+            frames: b * t,
+            t_len: t,
+            sb: 1,
+            st: b,
+            off: 0,
+        };
+        conv::wgrad(rec, &gin, &xmap, 4 * f, &tape.x, &dgates, &g.dk, 0.0)?;
+        conv::wgrad(rec, &grec, &hmap, 4 * f, &tape.hseq, &dgates, &g.drk, 0.0)?;
+        let rows = b * t * s.rows * s.cols;
+        gemm::record(
+            rec,
+            (1, 4 * f, rows),
+            1.0,
+            Mat {
+                buf: &ones,
+                off: 0,
+                rs: 0,
+                cs: 0,
+            },
+            Mat::rows(&dgates, 0, 4 * f),
+            0.0,
+            Out {
+                buf: &g.db,
+                off: 0,
+                rs: 4 * f,
+            },
+            None,
+        )?;
+        conv::dgrad(rec, &gin, &xmap, 4 * f, &dgates, &self.kernel, &g.dx, 0.0)?;
+        Ok(g)
+    }
+
+    /// Reads a layer's gradients back (Keras layouts).
+    pub fn read_grads(
+        &self,
+        ctx: &Context,
+        b: usize,
+        t: usize,
+        g: &LayerGrads,
+        stats: RecordStats,
+    ) -> Result<ConvGrads> {
+        let d = self.dims;
+        let (ho, wo) = d.out_hw()?;
+        let (f, n) = (d.filters, self.state_len(b)?);
+        let (kh, kw) = d.kernel;
+        let mut got = buffers::read_f32(
+            ctx,
+            &[
+                (&g.dx, 0, b * t * d.rows * d.cols * d.in_channels),
+                (&g.state, 0, n),
+                (&g.state, n, n),
+                (&g.dk, 0, kh * kw * d.in_channels * 4 * f),
+                (&g.drk, 0, kh * kw * f * 4 * f),
+                (&g.db, 0, 4 * f),
+            ],
+        )?
+        .into_iter();
+        let mut next = || got.next().ok_or_else(|| Error::Device("read-back".into()));
+        Ok(ConvGrads {
+            dx: shaped(next()?, (b, t, d.rows, d.cols, d.in_channels))?,
+            dh0: shaped(next()?, (b, ho, wo, f))?,
+            dc0: shaped(next()?, (b, ho, wo, f))?,
+            kernel: shaped(next()?, (kh, kw, d.in_channels, 4 * f))?,
+            recurrent_kernel: shaped(next()?, (kh, kw, f, 4 * f))?,
+            bias: Array1::from_vec(next()?),
+            stats,
+        })
+    }
+}
+
+fn upload_state(
+    ctx: &Context,
+    what: &str,
+    h: ArrayView4<f32>,
+    c: ArrayView4<f32>,
+) -> Result<wgpu::Buffer> {
+    let mut v: Vec<f32> = h.iter().copied().collect();
+    v.extend(c.iter().copied());
+    buffers::upload(ctx, what, &v)
+}
+
 /// Runs the forward pass on `x` (B,T,rows,cols,Cin), already in processing order.
 pub(crate) fn forward(
     ctx: &Context,
@@ -135,64 +359,18 @@ pub(crate) fn forward(
     train: bool,
 ) -> Result<ConvForward> {
     let (b, t) = (x.shape()[0], x.shape()[1]);
-    let s = w.shape(b, t)?;
-    let algo = kcell::resolve(ctx, algo, &s)?;
+    let (ho, wo) = w.dims.out_hw()?;
     let f = w.dims.filters;
-    let (ho, wo) = (s.rows, s.cols);
-    let frame = ho * wo * f;
-    let gin = w.input_geom()?;
+    let n = w.state_len(b)?;
     let x_buf = buffers::upload(ctx, "x", &x.iter().copied().collect::<Vec<_>>())?;
-    let zx = buffers::zeros(ctx, "gates", b * t * ho * wo * 4 * f)?;
-    let slots = if train { t + 1 } else { 2 };
-    let hseq = buffers::zeros(ctx, "hseq", slots * b * frame)?;
-    let cseq = buffers::zeros(ctx, "cseq", slots * b * frame)?;
-    let out = buffers::zeros(ctx, "out", b * t * frame)?;
     let h0b = buffers::upload(ctx, "h0", &h0.iter().copied().collect::<Vec<_>>())?;
     let c0b = buffers::upload(ctx, "c0", &c0.iter().copied().collect::<Vec<_>>())?;
-    let (hn, cn) = (
-        buffers::zeros(ctx, "h_n", b * frame)?,
-        buffers::zeros(ctx, "c_n", b * frame)?,
-    );
-
     let mut rec = Recorder::new(ctx);
-    let xmap = FrameMap {
-        frames: b * t,
-        t_len: t,
-        sb: t,
-        st: 1,
-        off: 0,
-    };
-    conv::forward(
-        &mut rec,
-        &gin,
-        &xmap,
-        4 * f,
-        &x_buf,
-        &w.kernel,
-        &w.bias,
-        &zx,
-    )?;
-    rec.copy(&h0b, 0, &hseq, 0, by(b * frame));
-    rec.copy(&c0b, 0, &cseq, 0, by(b * frame));
-    let bufs = FwdBufs {
-        zx: &zx,
-        rk: &w.rkernel,
-        hseq: &hseq,
-        cseq: &cseq,
-        out: &out,
-    };
-    kcell::record_forward(&mut rec, &s, algo, train, slots, &bufs)?;
-    let last = t % slots;
-    rec.copy(&hseq, by(last * b * frame), &hn, 0, by(b * frame));
-    rec.copy(&cseq, by(last * b * frame), &cn, 0, by(b * frame));
+    let run = w.record_forward(ctx, &mut rec, &x_buf, (b, t), (&h0b, &c0b), algo, train)?;
     let stats = rec.submit()?;
     let mut got = buffers::read_f32(
         ctx,
-        &[
-            (&out, 0, b * t * frame),
-            (&hn, 0, b * frame),
-            (&cn, 0, b * frame),
-        ],
+        &[(&run.out, 0, t * n), (&run.h_n, 0, n), (&run.c_n, 0, n)],
     )?
     .into_iter();
     let mut next = || got.next().ok_or_else(|| Error::Device("read-back".into()));
@@ -200,14 +378,7 @@ pub(crate) fn forward(
         out: shaped(next()?, (b, t, ho, wo, f))?,
         h_n: shaped(next()?, (b, ho, wo, f))?,
         c_n: shaped(next()?, (b, ho, wo, f))?,
-        tape: train.then_some(ConvTape {
-            b,
-            t,
-            x: x_buf,
-            gates: zx,
-            hseq,
-            cseq,
-        }),
+        tape: run.tape,
         stats,
     })
 }
@@ -220,106 +391,10 @@ pub(crate) fn backward(
     dy_out: ArrayView5<f32>,
     (dy_h_n, dy_c_n): (ArrayView4<f32>, ArrayView4<f32>),
 ) -> Result<ConvGrads> {
-    let (b, t) = (tape.b, tape.t);
-    let s = w.shape(b, t)?;
-    let d = w.dims;
-    let f = d.filters;
-    let frame = s.rows * s.cols * f;
-    let n = b * frame;
-    let (gin, grec) = (w.input_geom()?, w.recurrent_geom()?);
     let dy = buffers::upload(ctx, "dy_out", &dy_out.iter().copied().collect::<Vec<_>>())?;
-    let mut st: Vec<f32> = dy_h_n.iter().copied().collect();
-    st.extend(dy_c_n.iter().copied());
-    let state = buffers::upload(ctx, "bwd state", &st)?;
-    let dgates = buffers::zeros(ctx, "dgates", b * t * s.rows * s.cols * 4 * f)?;
-    let k_rows = d.kernel.0 * d.kernel.1;
-    let dk = buffers::zeros(ctx, "d kernel", k_rows * d.in_channels * 4 * f)?;
-    let drk = buffers::zeros(ctx, "d recurrent_kernel", k_rows * f * 4 * f)?;
-    let db = buffers::zeros(ctx, "d bias", 4 * f)?;
-    let dx = buffers::zeros(ctx, "dx", b * t * d.rows * d.cols * d.in_channels)?;
-    let ones = buffers::upload(ctx, "ones", &[1.0f32])?;
-
+    let state = upload_state(ctx, "bwd state", dy_h_n, dy_c_n)?;
     let mut rec = Recorder::new(ctx);
-    let bufs = BwdBufs {
-        gates: &tape.gates,
-        rk: &w.rkernel,
-        cseq: &tape.cseq,
-        dy: &dy,
-        dgates: &dgates,
-        state: &state,
-    };
-    kcell::record_backward(&mut rec, &s, &bufs)?;
-    // After the loop: every weight gradient in one pass over all T·B frames.
-    let xmap = FrameMap {
-        frames: b * t,
-        t_len: t,
-        sb: t,
-        st: 1,
-        off: 0,
-    };
-    // h_{t-1} of frame (b, t) is ring slot t: frame index t·B + b.
-    let hmap = FrameMap {
-        frames: b * t,
-        t_len: t,
-        sb: 1,
-        st: b,
-        off: 0,
-    };
-    conv::wgrad(&mut rec, &gin, &xmap, 4 * f, &tape.x, &dgates, &dk, 0.0)?;
-    conv::wgrad(
-        &mut rec,
-        &grec,
-        &hmap,
-        4 * f,
-        &tape.hseq,
-        &dgates,
-        &drk,
-        0.0,
-    )?;
-    let rows = b * t * s.rows * s.cols;
-    gemm::record(
-        &mut rec,
-        (1, 4 * f, rows),
-        1.0,
-        Mat {
-            buf: &ones,
-            off: 0,
-            rs: 0,
-            cs: 0,
-        },
-        Mat::rows(&dgates, 0, 4 * f),
-        0.0,
-        Out {
-            buf: &db,
-            off: 0,
-            rs: 4 * f,
-        },
-        None,
-    )?;
-    conv::dgrad(&mut rec, &gin, &xmap, 4 * f, &dgates, &w.kernel, &dx, 0.0)?;
+    let g = w.record_backward(ctx, &mut rec, tape, &dy, state)?;
     let stats = rec.submit()?;
-
-    let mut got = buffers::read_f32(
-        ctx,
-        &[
-            (&dx, 0, b * t * d.rows * d.cols * d.in_channels),
-            (&state, 0, n),
-            (&state, n, n),
-            (&dk, 0, k_rows * d.in_channels * 4 * f),
-            (&drk, 0, k_rows * f * 4 * f),
-            (&db, 0, 4 * f),
-        ],
-    )?
-    .into_iter();
-    let mut next = || got.next().ok_or_else(|| Error::Device("read-back".into()));
-    let (kh, kw) = d.kernel;
-    Ok(ConvGrads {
-        dx: shaped(next()?, (b, t, d.rows, d.cols, d.in_channels))?,
-        dh0: shaped(next()?, (b, s.rows, s.cols, f))?,
-        dc0: shaped(next()?, (b, s.rows, s.cols, f))?,
-        kernel: shaped(next()?, (kh, kw, d.in_channels, 4 * f))?,
-        recurrent_kernel: shaped(next()?, (kh, kw, f, 4 * f))?,
-        bias: Array1::from_vec(next()?),
-        stats,
-    })
+    w.read_grads(ctx, tape.b, tape.t, &g, stats)
 }

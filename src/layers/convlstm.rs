@@ -138,7 +138,7 @@ pub struct ConvLstm2dGradients {
 pub struct ConvLstm2d {
     config: ConvLstm2dConfig,
     params: ConvLstmParams<f32>,
-    runner: Runner<GpuConvLstm>,
+    pub(crate) runner: Runner<GpuConvLstm>,
 }
 
 impl ConvLstm2d {
@@ -242,7 +242,7 @@ impl ConvLstm2d {
         )
     }
 
-    fn named(&self, k: &Array4<f32>, rk: &Array4<f32>, b: &Array1<f32>) -> TensorMap {
+    pub(crate) fn named(&self, k: &Array4<f32>, rk: &Array4<f32>, b: &Array1<f32>) -> TensorMap {
         let mut m = TensorMap::new();
         m.insert("kernel".into(), k.clone().into_dyn());
         m.insert("recurrent_kernel".into(), rk.clone().into_dyn());

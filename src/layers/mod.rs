@@ -3,6 +3,7 @@
 
 pub(crate) mod common;
 pub mod convlstm;
+pub mod convlstm_stack;
 pub mod gru;
 pub(crate) mod hstate;
 pub mod lstm;
