@@ -289,3 +289,78 @@ mod gru_and_rnn {
         assert!(e.to_string().contains("dy_out"), "{e}");
     }
 }
+
+mod convlstm2d {
+    use super::common;
+    use ndarray::{Array4, Array5, ArrayD};
+    use wgpu_rnn::{Backend, ConvLstm2d, ConvLstm2dConfig, Error, Padding, TensorMap};
+
+    #[test]
+    fn invalid_geometry_is_a_config_error() {
+        // A valid-padded kernel larger than the frame.
+        let e = ConvLstm2d::new(ConvLstm2dConfig::new(4, 6, 1, 2, (5, 3)), Backend::Cpu, 0)
+            .err()
+            .unwrap();
+        assert!(
+            matches!(e, Error::Config(_)) && e.to_string().contains("only 4 rows"),
+            "{e}"
+        );
+        // Through dilation too: (3-1)·3+1 = 7 > 6.
+        let mut cfg = ConvLstm2dConfig::new(8, 6, 1, 2, (3, 3));
+        cfg.dilation_rate = (1, 3);
+        assert!(matches!(
+            ConvLstm2d::new(cfg, Backend::Cpu, 0),
+            Err(Error::Config(_))
+        ));
+        // Keras forbids strides > 1 with dilation > 1.
+        let mut cfg = ConvLstm2dConfig::new(8, 8, 1, 2, (3, 3));
+        cfg.padding = Padding::Same;
+        cfg.strides = (2, 2);
+        cfg.dilation_rate = (2, 2);
+        let e = ConvLstm2d::new(cfg, common::gpu(), 0).err().unwrap();
+        assert!(
+            matches!(e, Error::Config(_)) && e.to_string().contains("dilation_rate"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn channel_and_state_mismatches_are_shape_errors() {
+        for backend in [common::gpu(), Backend::Cpu] {
+            let mut cfg = ConvLstm2dConfig::new(6, 6, 2, 3, (3, 3));
+            cfg.padding = Padding::Same;
+            let l = ConvLstm2d::new(cfg, backend, 0).unwrap();
+            let x = Array5::<f32>::zeros((1, 2, 6, 6, 3));
+            let e = l.forward(x.view(), None).unwrap_err();
+            assert!(
+                matches!(e, Error::Shape(_)) && e.to_string().contains("in_channels is 2"),
+                "{e}"
+            );
+            let x = Array5::<f32>::zeros((1, 2, 6, 6, 2));
+            let h = Array4::<f32>::zeros((1, 6, 6, 4));
+            let e = l.forward(x.view(), Some((h.view(), h.view()))).unwrap_err();
+            assert!(e.to_string().contains("h0"), "{e}");
+            let x0 = Array5::<f32>::zeros((1, 0, 6, 6, 2));
+            assert!(matches!(l.forward(x0.view(), None), Err(Error::Shape(_))));
+            let (_, trace) = l.forward_train(x.view(), None).unwrap();
+            let bad = ArrayD::<f32>::zeros(vec![1, 6, 6, 4]);
+            let e = l.backward(&trace, bad.view(), None, None).unwrap_err();
+            assert!(e.to_string().contains("dy_out"), "{e}");
+        }
+    }
+
+    #[test]
+    fn misshapen_keras_weights_are_named() {
+        let cfg = ConvLstm2dConfig::new(6, 6, 2, 3, (3, 3));
+        let mut w = TensorMap::new();
+        w.insert("kernel".into(), ArrayD::zeros(vec![3, 3, 2, 12]));
+        w.insert("recurrent_kernel".into(), ArrayD::zeros(vec![3, 3, 2, 12]));
+        w.insert("bias".into(), ArrayD::zeros(vec![12]));
+        let e = ConvLstm2d::from_keras(cfg, &w, Backend::Cpu).err().unwrap();
+        assert!(
+            e.to_string()
+                .contains("recurrent_kernel has shape [3, 3, 2, 12]; expected [3, 3, 3, 12]"),
+            "{e}"
+        );
+    }
+}
