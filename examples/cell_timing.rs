@@ -2,6 +2,8 @@
 //! CPU reference at a chosen shape: median of N runs after a warm-up, wall time.
 //!
 //! cargo run --release --example cell_timing -- --batch 8 --seq 100 --input 128 --hidden 128
+//! cargo run --release --example cell_timing -- --cells convlstm2d --batch 2 --seq 10
+//!     (ConvLSTM2D on `--frame`² × 1 frames, `--filters`, 3×3 same)
 
 use std::time::Instant;
 
@@ -25,9 +27,51 @@ struct Args {
     /// Timed runs per configuration (the median is printed).
     #[arg(long, default_value_t = 5)]
     runs: usize,
-    /// Cells to time: lstm, gru, rnn (comma-separated).
+    /// Cells to time: lstm, gru, rnn, convlstm2d (comma-separated).
     #[arg(long, default_value = "lstm,gru,rnn")]
     cells: String,
+    /// ConvLSTM2D frame side (frames are frame × frame × 1).
+    #[arg(long, default_value_t = 32)]
+    frame: usize,
+    /// ConvLSTM2D filters.
+    #[arg(long, default_value_t = 16)]
+    filters: usize,
+}
+
+/// ConvLSTM2D at (B, T, frame×frame×1, F, 3×3, same): GPU (both algorithms where they fit)
+/// against the CPU reference.
+fn time_convlstm(a: &Args, gpu: &Backend) -> Result<()> {
+    use wgpu_rnn::{ConvLstm2d, ConvLstm2dConfig, Padding};
+    let mut cfg = ConvLstm2dConfig::new(a.frame, a.frame, 1, a.filters, (3, 3));
+    cfg.padding = Padding::Same;
+    cfg.return_sequences = true;
+    let x =
+        ndarray::Array5::from_shape_fn((a.batch, a.seq, a.frame, a.frame, 1), |(b, t, y, x, _)| {
+            ((b * 13 + t * 7 + y * 3 + x) as f32 * 0.05).sin()
+        });
+    for (name, backend, algo) in [
+        ("persistent", gpu.clone(), Algorithm::Persistent),
+        ("stepwise", gpu.clone(), Algorithm::Stepwise),
+        ("cpu", Backend::Cpu, Algorithm::Auto),
+    ] {
+        let mut l = ConvLstm2d::new(cfg, backend, 1)?;
+        l.set_algorithm(algo);
+        if let Err(e) = l.forward(x.view(), None) {
+            println!("convlstm2d {name:>10}: skipped ({e})");
+            continue;
+        }
+        let (fwd, lo, hi) = median_ms(a.runs, || l.forward(x.view(), None).map(|_| ()))?;
+        let s = l.last_stats();
+        let (fb, flo, fhi) = median_ms(a.runs, || {
+            let (y, tr) = l.forward_train(x.view(), None)?;
+            l.backward(&tr, y.out.view(), None, None).map(|_| ())
+        })?;
+        println!(
+            "convlstm2d {name:>10}: forward {fwd:9.2} ({lo:.2}..{hi:.2}), {} dispatches, {} submit | forward+backward {fb:9.2} ({flo:.2}..{fhi:.2})",
+            s.dispatches, s.submits
+        );
+    }
+    Ok(())
 }
 
 fn median_ms(runs: usize, mut f: impl FnMut() -> Result<()>) -> Result<(f64, f64, f64)> {
@@ -94,6 +138,14 @@ fn main() -> Result<()> {
         a.batch, a.seq, a.input, a.hidden, a.runs
     );
     for cell in a.cells.split(',') {
+        if cell == "convlstm2d" {
+            println!(
+                "ConvLSTM2D B{} T{} {}x{}x1 F{} 3x3 same",
+                a.batch, a.seq, a.frame, a.frame, a.filters
+            );
+            time_convlstm(&a, &gpu)?;
+            continue;
+        }
         let gates = match cell {
             "lstm" => 4,
             "gru" => 3,
