@@ -121,3 +121,28 @@ fn gru_torch_weights_load_from_safetensors() {
     assert_eq!(a.weights().unwrap(), b.weights().unwrap());
     assert!(b.weights().unwrap().contains_key("bias_hh_l0_reverse"));
 }
+
+#[test]
+fn convlstm2d_weights_round_trip_through_safetensors() {
+    use wgpu_rnn::{ConvLstm2d, ConvLstm2dConfig};
+    let cfg = ConvLstm2dConfig::new(6, 5, 2, 3, (3, 1));
+    let a = ConvLstm2d::new(cfg, Backend::Cpu, 4).unwrap();
+    let w = a.weights();
+    assert_eq!(w["kernel"].shape(), &[3, 1, 2, 12]);
+    assert_eq!(w["recurrent_kernel"].shape(), &[3, 1, 3, 12]);
+    let prefixed: TensorMap = w
+        .iter()
+        .map(|(k, v)| (format!("conv_lstm2d/{k}"), v.clone()))
+        .collect();
+    let path = std::env::temp_dir().join("wgpu_rnn_convlstm.safetensors");
+    safetensors_io::write(&path, &prefixed, None).unwrap();
+    let b = ConvLstm2d::from_safetensors(cfg, &path, Backend::Cpu).unwrap();
+    assert_eq!(b.weights(), w);
+    let x = ndarray::Array5::from_shape_fn((1, 2, 6, 5, 2), |(_, t, y, x, c)| {
+        ((t + 2 * y + 3 * x + c) as f32).cos()
+    });
+    assert_eq!(
+        a.forward(x.view(), None).unwrap().out,
+        b.forward(x.view(), None).unwrap().out
+    );
+}
