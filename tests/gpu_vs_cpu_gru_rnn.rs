@@ -209,3 +209,56 @@ fn long_sequences_match_cpu() {
         compare_layers!(gpu, cpu, &c, (1e-4, 1e-4));
     }
 }
+
+/// Keras go_backwards: the layer consumes x[:, T-1] first and returns outputs in processing
+/// order, i.e. it equals a forward run on the time-flipped input (and dx flips back).
+#[test]
+fn go_backwards_equals_a_forward_run_on_flipped_input() {
+    use ndarray::s;
+    let (b, t, i, h) = (3, 5, 4, 6);
+    let x = common::rand3((b, t, i), 77, 1.0);
+    let flipped = x.slice(s![.., ..;-1, ..]).to_owned();
+    for backend in [common::gpu(), Backend::Cpu] {
+        let mut cfg = GruConfig::new(i, h);
+        cfg.batch_first = true;
+        let plain = Gru::new(cfg, backend.clone(), 5).unwrap();
+        cfg.go_backwards = true;
+        let back = Gru::new(cfg, backend.clone(), 5).unwrap();
+        let (yb, tb) = back.forward_train(x.view(), None, None).unwrap();
+        let (yp, tp) = plain.forward_train(flipped.view(), None, None).unwrap();
+        common::assert_close(
+            "go_backwards out",
+            yb.out.view().into_dyn(),
+            yp.out.view(),
+            ATOL,
+            RTOL,
+        );
+        let dy = common::rand3(yb.out.dim(), 78, 1.0);
+        let gb = back.backward(&tb, dy.view(), None).unwrap();
+        let gp = plain.backward(&tp, dy.view(), None).unwrap();
+        let dx_back = gp.dx.slice(s![.., ..;-1, ..]).to_owned();
+        common::assert_close(
+            "go_backwards dx",
+            gb.dx.view().into_dyn(),
+            dx_back.view(),
+            ATOL,
+            RTOL,
+        );
+
+        let mut rcfg = SimpleRnnConfig::new(i, h);
+        rcfg.batch_first = true;
+        rcfg.go_backwards = true;
+        let r = SimpleRnn::new(rcfg, backend.clone(), 6).unwrap();
+        rcfg.go_backwards = false;
+        let rp = SimpleRnn::new(rcfg, backend, 6).unwrap();
+        let yr = r.forward(x.view(), None, None).unwrap();
+        let yrp = rp.forward(flipped.view(), None, None).unwrap();
+        common::assert_close(
+            "rnn go_backwards out",
+            yr.out.view().into_dyn(),
+            yrp.out.view(),
+            ATOL,
+            RTOL,
+        );
+    }
+}
