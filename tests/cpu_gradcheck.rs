@@ -2,33 +2,15 @@
 //! central finite differences of `lstm_loss` for every input and parameter entry (f64),
 //! packed-sequence semantics, direction semantics, and input validation.
 
-use ndarray::{Array3, ArrayD, ArrayView3, ArrayViewD, Axis, Dimension, IxDyn, s};
+use ndarray::{Array3, ArrayView3, ArrayViewD, Axis, s};
 use proptest::prelude::*;
 use wgpu_rnn::Error;
 use wgpu_rnn::cpu::lstm::*;
 
-/// Step of the central difference: the truncation error is O(eps²) ≈ 1e-12 and the rounding
-/// error O(1e-16 · |L| / eps) ≈ 1e-10, both far below the 1e-6 tolerance.
-const EPS: f64 = 1e-6;
-const TOL: f64 = 1e-6;
-
-/// splitmix64, so the tests need no `rand` crate and are reproducible.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        (z >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
-    }
-
-    fn array3(&mut self, shape: (usize, usize, usize)) -> Array3<f64> {
-        Array3::from_shape_simple_fn(shape, || self.next())
-    }
-}
+#[path = "support/common.rs"]
+mod common_support;
+use common_support::Rng;
+use common_support::*;
 
 fn dims(input: usize, hidden: usize, proj: usize, layers: usize, bidir: bool) -> LstmDims {
     LstmDims {
@@ -108,57 +90,6 @@ impl Problem {
     }
 }
 
-/// Central-difference gradient of `loss(k, delta)` (the loss with entry `k` moved by `delta`).
-fn numeric(shape: &[usize], mut loss: impl FnMut(usize, f64) -> f64) -> ArrayD<f64> {
-    let n: usize = shape.iter().product();
-    let v = (0..n)
-        .map(|k| (loss(k, EPS) - loss(k, -EPS)) / (2.0 * EPS))
-        .collect();
-    ArrayD::from_shape_vec(IxDyn(shape), v).unwrap()
-}
-
-/// Entry-wise and norm comparison; `require_nonzero` rejects a (wrongly) vanishing gradient.
-fn compare(name: &str, analytic: ArrayViewD<f64>, numeric: &ArrayD<f64>, require_nonzero: bool) {
-    assert_eq!(analytic.shape(), numeric.shape(), "{name}: shape");
-    for ((idx, &a), &n) in analytic.indexed_iter().zip(numeric.iter()) {
-        assert!(
-            (a - n).abs() <= TOL * n.abs().max(1.0),
-            "{name}{:?}: analytic {a} vs numeric {n}",
-            idx.slice()
-        );
-    }
-    let norm = |it: &mut dyn Iterator<Item = &f64>| it.map(|v| v * v).sum::<f64>().sqrt();
-    let (na, nn) = (norm(&mut analytic.iter()), norm(&mut numeric.iter()));
-    assert!(
-        (na - nn).abs() <= TOL * nn.max(1e-300),
-        "{name}: norms {na} vs {nn}"
-    );
-    if require_nonzero {
-        assert!(
-            nn > 1e-3,
-            "{name}: numeric gradient norm {nn} is too small to test anything"
-        );
-    }
-}
-
-/// Largest absolute entry-wise difference of two equally long sequences of values.
-fn max_diff<'a, 'b>(
-    a: impl IntoIterator<Item = &'a f64>,
-    b: impl IntoIterator<Item = &'b f64>,
-) -> f64 {
-    a.into_iter()
-        .zip(b)
-        .map(|(u, v)| (u - v).abs())
-        .fold(0.0, f64::max)
-}
-
-/// PyTorch-style name of a parameter, for failure messages.
-fn pname(d: &LstmDims, cell: usize, base: &str) -> String {
-    let dn = d.directions();
-    let rev = if cell % dn == 1 { "_reverse" } else { "" };
-    format!("{base}_l{}{rev}", cell / dn)
-}
-
 /// Mutable flat view of tensor `which` (0 w_ih, 1 w_hh, 2 b_ih, 3 b_hh, 4 w_hr) of a cell.
 fn tensor_mut(c: &mut LstmCellParams<f64>, which: usize) -> &mut [f64] {
     match which {
@@ -186,21 +117,16 @@ fn gradcheck(pr: &Problem, require_nonzero: bool) -> LstmGrads<f64> {
     let g = pr.backward_with(pr.dy_out.view());
     let d = pr.p.dims;
 
-    let perturb = |a: &Array3<f64>, k: usize, delta: f64| {
-        let mut a = a.clone();
-        a.as_slice_mut().unwrap()[k] += delta;
-        a
-    };
     let n = numeric(pr.x.shape(), |k, e| {
-        pr.loss(&pr.p, &perturb(&pr.x, k, e), &pr.h0, &pr.c0)
+        pr.loss(&pr.p, &moved(&pr.x, k, e), &pr.h0, &pr.c0)
     });
     compare("dx", g.dx.view().into_dyn(), &n, require_nonzero);
     let n = numeric(pr.h0.shape(), |k, e| {
-        pr.loss(&pr.p, &pr.x, &perturb(&pr.h0, k, e), &pr.c0)
+        pr.loss(&pr.p, &pr.x, &moved(&pr.h0, k, e), &pr.c0)
     });
     compare("dh0", g.dh0.view().into_dyn(), &n, require_nonzero);
     let n = numeric(pr.c0.shape(), |k, e| {
-        pr.loss(&pr.p, &pr.x, &pr.h0, &perturb(&pr.c0, k, e))
+        pr.loss(&pr.p, &pr.x, &pr.h0, &moved(&pr.c0, k, e))
     });
     compare("dc0", g.dc0.view().into_dyn(), &n, require_nonzero);
 
@@ -250,23 +176,7 @@ fn gradcheck_variable_lengths_bidirectional() {
     let f = pr.forward(&pr.p, &pr.x, &pr.h0, &pr.c0);
 
     // Padding is exactly zero in out and dx.
-    let mut dy_junk = pr.dy_out.clone();
-    let mut junk = Rng(99);
-    for (b, &len) in lengths.iter().enumerate() {
-        for t in len..3 {
-            assert!(
-                f.out.slice(s![t, b, ..]).iter().all(|&v| v == 0.0),
-                "out[{t},{b}]"
-            );
-            assert!(
-                g.dx.slice(s![t, b, ..]).iter().all(|&v| v == 0.0),
-                "dx[{t},{b}]"
-            );
-            dy_junk
-                .slice_mut(s![t, b, ..])
-                .mapv_inplace(|_| 100.0 * junk.next());
-        }
-    }
+    let dy_junk = padded_junk(&f.out, &g.dx, &pr.dy_out, &lengths);
     // dy_out at padded steps is ignored: every gradient is bit-identical.
     let g2 = pr.backward_with(dy_junk.view());
     assert_eq!(g.dx, g2.dx);
@@ -289,11 +199,7 @@ fn packed_batch_matches_sequences_run_alone() {
             let c0 = pr.c0.slice(s![.., b..b + 1, ..]);
             let one = lstm_forward(&pr.p, x, h0, c0, None).unwrap();
             let close = |a: ArrayViewD<f64>, e: ArrayViewD<f64>, what: &str| {
-                let err = a
-                    .iter()
-                    .zip(e.iter())
-                    .map(|(u, v)| (u - v).abs())
-                    .fold(0.0, f64::max);
+                let err = max_diff(&a, &e);
                 assert!(
                     err < 1e-12,
                     "proj {proj}, batch {b}: {what} differs by {err}"
@@ -343,11 +249,7 @@ fn reverse_direction_is_forward_on_flipped_time() {
     .unwrap();
     let rev_half = f.out.slice(s![.., .., 4..]);
     let flipped = r.out.slice(s![..;-1, .., ..]);
-    let err = rev_half
-        .iter()
-        .zip(flipped.iter())
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0, f64::max);
+    let err = max_diff(rev_half, flipped);
     assert!(err < 1e-12, "reverse half differs by {err}");
     assert!(max_diff(f.h_n.slice(s![1, .., ..]), r.h_n.slice(s![0, .., ..])) < 1e-12);
     // And h_n of the reverse direction is its output at t = 0.

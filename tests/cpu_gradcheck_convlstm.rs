@@ -7,6 +7,9 @@ use ndarray::{Array4, Array5, Axis, Ix1, Ix4, Ix5, s};
 use wgpu_rnn::Error;
 use wgpu_rnn::cpu::convlstm::*;
 
+#[path = "support/common.rs"]
+mod common_support;
+use common_support::*;
 #[path = "support/convlstm.rs"]
 mod support;
 use support::*;
@@ -34,11 +37,7 @@ fn check(pr: &Problem) -> Naive {
         ("c_n", f.c_n.view().into_dyn(), n.c_n.view().into_dyn()),
     ] {
         assert_eq!(a.shape(), b.shape(), "{name}: shape");
-        let err = a
-            .iter()
-            .zip(b.iter())
-            .map(|(u, v)| (u - v).abs())
-            .fold(0.0, f64::max);
+        let err = max_diff(&a, &b);
         assert!(err < 1e-12, "{name}: differs from the direct loop by {err}");
     }
     gradcheck(pr);

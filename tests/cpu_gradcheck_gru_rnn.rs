@@ -6,6 +6,9 @@ use ndarray::{Array2, Array3, ArrayD, ArrayViewD, Axis, Ix1, Ix2, s};
 use wgpu_rnn::Error;
 use wgpu_rnn::cpu::{LstmDims, gru::*, rnn::*};
 
+#[path = "support/common.rs"]
+mod common_support;
+use common_support::*;
 #[path = "support/gru_rnn.rs"]
 mod support;
 use support::*;
@@ -108,11 +111,7 @@ fn rnn_matches_naive_loop() {
         let Net::Rnn(p) = &pr.net else { unreachable!() };
         let (naive, _) = naive_rnn(p, &pr.x, &pr.h0, &lengths);
         let (out, _) = pr.net.forward(pr.x.view(), pr.h0.view(), Some(&lengths));
-        let err = out
-            .iter()
-            .zip(&naive)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0, f64::max);
+        let err = max_diff(&out, &naive);
         assert!(err < 1e-12, "{act:?}: out differs by {err}");
     }
 }
@@ -132,12 +131,7 @@ fn packed_batch_matches_sequences_run_alone() {
         for (b, &len) in lengths.iter().enumerate() {
             let x = pr.x.slice(s![..len, b..b + 1, ..]);
             let (o1, h1) = pr.net.forward(x, pr.h0.slice(s![.., b..b + 1, ..]), None);
-            let diff = |a: ArrayViewD<f64>, e: ArrayViewD<f64>| {
-                a.iter()
-                    .zip(e.iter())
-                    .map(|(u, v)| (u - v).abs())
-                    .fold(0.0, f64::max)
-            };
+            let diff = |a: ArrayViewD<f64>, e: ArrayViewD<f64>| max_diff(&a, &e);
             let e_out = diff(
                 out.slice(s![..len, b, ..]).into_dyn(),
                 o1.index_axis(Axis(1), 0).into_dyn(),
@@ -543,12 +537,7 @@ fn reverse_direction_is_forward_on_flipped_time() {
         };
         let xr = pr.x.slice(s![..;-1, .., ..]);
         let (o1, h1) = rev.forward(xr, pr.h0.slice(s![1..2, .., ..]), None);
-        let diff = |a: ArrayViewD<f64>, e: ArrayViewD<f64>| {
-            a.iter()
-                .zip(e.iter())
-                .map(|(u, v)| (u - v).abs())
-                .fold(0.0, f64::max)
-        };
+        let diff = |a: ArrayViewD<f64>, e: ArrayViewD<f64>| max_diff(&a, &e);
         let rev_half = out.slice(s![.., .., 4..]);
         assert!(diff(rev_half.into_dyn(), o1.slice(s![..;-1, .., ..]).into_dyn()) < 1e-12);
         assert!(

@@ -2,7 +2,7 @@
 //! packed-length handling, the time walk of one direction, a reproducible generator, and the
 //! `(T·B, ·)` row layout conversions.
 
-use ndarray::{Array2, Array3, ArrayView3, s};
+use ndarray::{Array, Array1, Array2, Array3, ArrayView3, Dimension, s};
 
 use super::lstm::LstmDims;
 use super::real::Real;
@@ -84,8 +84,9 @@ pub(crate) fn torch_suffix(d: &LstmDims, cell: usize) -> String {
     format!("l{layer}{}", if dir == 1 { "_reverse" } else { "" })
 }
 
-/// Expected shapes `(w_ih, w_hh, bias)` of cell `cell` of an unprojected stack whose cells
-/// have `gates` row blocks of size H (3 for GRU, 1 for the Elman RNN).
+/// Expected shapes `(w_ih, w_hh, bias)` of cell `cell` of a stack whose cells have `gates`
+/// row blocks of size H (4 for the LSTM, 3 for GRU, 1 for the Elman RNN); `w_hh` has
+/// `H_out` columns (`H` without projection).
 pub(crate) fn cell_shapes(
     d: &LstmDims,
     cell: usize,
@@ -93,10 +94,10 @@ pub(crate) fn cell_shapes(
 ) -> ([usize; 2], [usize; 2], usize) {
     let g = gates * d.hidden_size;
     let layer = cell / d.directions();
-    ([g, d.layer_input_size(layer)], [g, d.hidden_size], g)
+    ([g, d.layer_input_size(layer)], [g, d.out_size()], g)
 }
 
-/// Checks the shapes of one unprojected cell's `[w_ih, w_hh, b_ih, b_hh]`, naming them like
+/// Checks the shapes of one cell's `[w_ih, w_hh, b_ih, b_hh]`, naming them like
 /// PyTorch (`weight_hh_l1_reverse`, ...) on mismatch (`Error::Shape`).
 pub(crate) fn check_cell_shapes(
     d: &LstmDims,
@@ -251,3 +252,172 @@ pub(crate) fn loss_out_h<T: Real>(
 pub(crate) fn dot3<T: Real>(a: &Array3<T>, b: &ArrayView3<T>) -> T {
     a.iter().zip(b.iter()).map(|(&u, &v)| u * v).sum::<T>()
 }
+
+/// The four tensors every recurrent cell has in PyTorch layout (`w_ih, w_hh, b_ih, b_hh`),
+/// so the params impls of the LSTM, GRU and Elman RNN share their zeros / validate / cast /
+/// random logic. The LSTM's optional `w_hr` is handled by its own impl.
+pub(crate) trait CellCore<T>: Sized {
+    /// A cell from its four core tensors (the LSTM's `w_hr` is `None`).
+    fn from_core(w_ih: Array2<T>, w_hh: Array2<T>, b_ih: Array1<T>, b_hh: Array1<T>) -> Self;
+    /// `(w_ih, w_hh, b_ih, b_hh)`.
+    fn core(&self) -> (&Array2<T>, &Array2<T>, &Array1<T>, &Array1<T>);
+    /// `(w_ih, w_hh, b_ih, b_hh)`, mutably.
+    fn core_mut(
+        &mut self,
+    ) -> (
+        &mut Array2<T>,
+        &mut Array2<T>,
+        &mut Array1<T>,
+        &mut Array1<T>,
+    );
+}
+
+/// Implements `CellCore` for a params struct with fields `w_ih, w_hh, b_ih, b_hh` (plus any
+/// extra fields given as `field: value`, used by `from_core`).
+macro_rules! impl_cell_core {
+    ($ty:ident $(, $extra:ident: $val:expr)*) => {
+        impl<T> $crate::cpu::common::CellCore<T> for $ty<T> {
+            fn from_core(
+                w_ih: ndarray::Array2<T>,
+                w_hh: ndarray::Array2<T>,
+                b_ih: ndarray::Array1<T>,
+                b_hh: ndarray::Array1<T>,
+            ) -> Self {
+                Self { w_ih, w_hh, b_ih, b_hh $(, $extra: $val)* }
+            }
+
+            fn core(
+                &self,
+            ) -> (&ndarray::Array2<T>, &ndarray::Array2<T>, &ndarray::Array1<T>, &ndarray::Array1<T>)
+            {
+                (&self.w_ih, &self.w_hh, &self.b_ih, &self.b_hh)
+            }
+
+            fn core_mut(
+                &mut self,
+            ) -> (
+                &mut ndarray::Array2<T>,
+                &mut ndarray::Array2<T>,
+                &mut ndarray::Array1<T>,
+                &mut ndarray::Array1<T>,
+            ) {
+                (&mut self.w_ih, &mut self.w_hh, &mut self.b_ih, &mut self.b_hh)
+            }
+        }
+    };
+}
+pub(crate) use impl_cell_core;
+
+/// All-zero cell `cell` of a stack whose cells have `gates` row blocks of size H.
+pub(crate) fn zero_cell<T: Real, C: CellCore<T>>(d: &LstmDims, cell: usize, gates: usize) -> C {
+    let (ih, hh, b) = cell_shapes(d, cell, gates);
+    C::from_core(
+        Array2::zeros(ih),
+        Array2::zeros(hh),
+        Array1::zeros(b),
+        Array1::zeros(b),
+    )
+}
+
+/// One all-zero cell per layer-direction (see `zero_cell`).
+pub(crate) fn zero_cells<T: Real, C: CellCore<T>>(d: &LstmDims, gates: usize) -> Vec<C> {
+    (0..d.cell_count())
+        .map(|cell| zero_cell(d, cell, gates))
+        .collect()
+}
+
+/// Checks the cell count and, cell by cell, the four core shapes (named like PyTorch) and
+/// then `extra(index, cell)` for whatever else a cell type requires.
+pub(crate) fn check_cells<T, C: CellCore<T>>(
+    d: &LstmDims,
+    gates: usize,
+    cells: &[C],
+    mut extra: impl FnMut(usize, &C) -> Result<()>,
+) -> Result<()> {
+    check_cell_count(d, cells.len())?;
+    for (i, c) in cells.iter().enumerate() {
+        let (w_ih, w_hh, b_ih, b_hh) = c.core();
+        let shapes = [w_ih.shape(), w_hh.shape(), b_ih.shape(), b_hh.shape()];
+        check_cell_shapes(d, i, gates, shapes)?;
+        extra(i, c)?;
+    }
+    Ok(())
+}
+
+/// Every entry converted to another scalar type through `f64`.
+pub(crate) fn cast_array<T: Real, U: Real, D: Dimension>(a: &Array<T, D>) -> Array<U, D> {
+    a.mapv(|v| U::from_f64(v.as_f64()))
+}
+
+/// A cell's core tensors converted to another scalar type (the LSTM's `w_hr` is `None`).
+pub(crate) fn cast_cell<T: Real, U: Real, A: CellCore<T>, B: CellCore<U>>(c: &A) -> B {
+    let (w_ih, w_hh, b_ih, b_hh) = c.core();
+    B::from_core(
+        cast_array(w_ih),
+        cast_array(w_hh),
+        cast_array(b_ih),
+        cast_array(b_hh),
+    )
+}
+
+/// Fills tensors with the reproducible uniform values of a params type's `random`.
+pub(crate) struct Filler {
+    rng: SplitMix64,
+    scale: f64,
+}
+
+impl Filler {
+    /// A filler seeded with `seed`, drawing uniformly in `[-scale, scale)` (`Error::Config`
+    /// for a negative or non-finite `scale`).
+    pub(crate) fn new(seed: u64, scale: f64) -> Result<Self> {
+        check_scale(scale)?;
+        Ok(Self {
+            rng: SplitMix64(seed),
+            scale,
+        })
+    }
+
+    /// Overwrites every entry, in iteration order, with the next value (drawn in `f64`).
+    pub(crate) fn fill<'a, T: Real + 'a>(&mut self, it: impl Iterator<Item = &'a mut T>) {
+        it.for_each(|v| *v = T::from_f64(self.rng.uniform(self.scale)));
+    }
+
+    /// Fills a cell's `w_ih, w_hh, b_ih` and, if `with_b_hh`, `b_hh`, in that order.
+    pub(crate) fn fill_core<T: Real, C: CellCore<T>>(&mut self, c: &mut C, with_b_hh: bool) {
+        let (w_ih, w_hh, b_ih, b_hh) = c.core_mut();
+        self.fill(w_ih.iter_mut());
+        self.fill(w_hh.iter_mut());
+        self.fill(b_ih.iter_mut());
+        if with_b_hh {
+            self.fill(b_hh.iter_mut());
+        }
+    }
+}
+
+/// Implements the public accessors of a tape that wraps an `HTape` (GRU, Elman RNN).
+macro_rules! h_tape_accessors {
+    ($ty:ident) => {
+        impl<T> $ty<T> {
+            /// Sizes of the stack that produced this tape.
+            pub fn dims(&self) -> $crate::cpu::lstm::LstmDims {
+                self.0.dims
+            }
+
+            /// Sequence length `T` of the forward pass.
+            pub fn seq_len(&self) -> usize {
+                self.0.seq_len
+            }
+
+            /// Batch size `B` of the forward pass.
+            pub fn batch(&self) -> usize {
+                self.0.batch
+            }
+
+            /// The valid length of each sequence (all equal to `T` when `lengths` was `None`).
+            pub fn lengths(&self) -> &[usize] {
+                &self.0.lengths
+            }
+        }
+    };
+}
+pub(crate) use h_tape_accessors;

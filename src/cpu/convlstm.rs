@@ -15,7 +15,7 @@
 
 use ndarray::{Array1, Array2, Array4, Array5, ArrayView4, ArrayView5, linalg, s};
 
-use super::common::{SplitMix64, check_scale, check_shape};
+use super::common::{Filler, cast_array, check_shape};
 use super::conv::{
     ConvGeom, kernel_matrix, rows_to_seq, rows_to_state, seq_to_rows, state_to_rows,
 };
@@ -343,12 +343,11 @@ impl<T: Real> ConvLstmParams<T> {
 
     /// Converts every tensor to another scalar type (e.g. an `f64` reference to `f32`).
     pub fn cast<U: Real>(&self) -> ConvLstmParams<U> {
-        let c = |v: &T| U::from_f64(v.as_f64());
         ConvLstmParams {
             dims: self.dims,
-            kernel: self.kernel.map(c),
-            recurrent_kernel: self.recurrent_kernel.map(c),
-            bias: self.bias.map(c),
+            kernel: cast_array(&self.kernel),
+            recurrent_kernel: cast_array(&self.recurrent_kernel),
+            bias: cast_array(&self.bias),
         }
     }
 
@@ -356,14 +355,11 @@ impl<T: Real> ConvLstmParams<T> {
     /// splitmix64 generator (drawn in `f64`, so `f32` and `f64` agree to `f32` precision).
     /// Filled in the order `kernel, recurrent_kernel, bias`, each in row-major order.
     pub fn random(dims: ConvLstmDims, seed: u64, scale: f64) -> Result<Self> {
-        check_scale(scale)?;
+        let mut filler = Filler::new(seed, scale)?;
         let mut p = Self::zeros(dims)?;
-        let mut rng = SplitMix64(seed);
-        let it = p.kernel.iter_mut();
-        let it = it
-            .chain(p.recurrent_kernel.iter_mut())
-            .chain(p.bias.iter_mut());
-        it.for_each(|v| *v = T::from_f64(rng.uniform(scale)));
+        filler.fill(p.kernel.iter_mut());
+        filler.fill(p.recurrent_kernel.iter_mut());
+        filler.fill(p.bias.iter_mut());
         Ok(p)
     }
 }

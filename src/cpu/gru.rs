@@ -14,8 +14,8 @@
 use ndarray::{Array1, Array2, Array3, ArrayView2, ArrayView3, s};
 
 use super::common::{
-    SplitMix64, Walk, cell_shapes, check_cell_count, check_cell_shapes, check_scale, loss_out_h,
-    torch_suffix, validate_unprojected,
+    Filler, Walk, cast_cell, check_cells, h_tape_accessors, impl_cell_core, loss_out_h,
+    torch_suffix, validate_unprojected, zero_cells,
 };
 use super::gru_backward::backprop_direction;
 use super::lstm::LstmDims;
@@ -48,6 +48,8 @@ pub struct GruCellParams<T> {
     pub b_hh: Array1<T>,
 }
 
+impl_cell_core!(GruCellParams);
+
 /// All parameters of a GRU stack.
 #[derive(Clone, Debug, PartialEq)]
 pub struct GruParams<T> {
@@ -64,17 +66,7 @@ impl<T: Real> GruParams<T> {
     /// a projection).
     pub fn zeros(dims: LstmDims, mode: GruMode) -> Result<Self> {
         validate_unprojected(&dims, "GRU")?;
-        let cells = (0..dims.cell_count())
-            .map(|cell| {
-                let (ih, hh, b) = cell_shapes(&dims, cell, 3);
-                GruCellParams {
-                    w_ih: Array2::zeros(ih),
-                    w_hh: Array2::zeros(hh),
-                    b_ih: Array1::zeros(b),
-                    b_hh: Array1::zeros(b),
-                }
-            })
-            .collect();
+        let cells = zero_cells(&dims, 3);
         Ok(Self { dims, mode, cells })
     }
 
@@ -85,15 +77,7 @@ impl<T: Real> GruParams<T> {
     pub fn validate(&self) -> Result<()> {
         let d = self.dims;
         validate_unprojected(&d, "GRU")?;
-        check_cell_count(&d, self.cells.len())?;
-        for (i, c) in self.cells.iter().enumerate() {
-            let shapes = [
-                c.w_ih.shape(),
-                c.w_hh.shape(),
-                c.b_ih.shape(),
-                c.b_hh.shape(),
-            ];
-            check_cell_shapes(&d, i, 3, shapes)?;
+        check_cells(&d, 3, &self.cells, |i, c| {
             if self.mode == GruMode::ResetBefore && c.b_hh.iter().any(|&v| v != T::zero()) {
                 return Err(Error::Config(format!(
                     "bias_hh_{} must be all zeros in ResetBefore mode (Keras reset_after=False \
@@ -101,27 +85,16 @@ impl<T: Real> GruParams<T> {
                     torch_suffix(&d, i)
                 )));
             }
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
     /// Converts every tensor to another scalar type (e.g. an `f64` reference to `f32`).
     pub fn cast<U: Real>(&self) -> GruParams<U> {
-        let c2 = |a: &Array2<T>| a.mapv(|v| U::from_f64(v.as_f64()));
-        let c1 = |a: &Array1<T>| a.mapv(|v| U::from_f64(v.as_f64()));
         GruParams {
             dims: self.dims,
             mode: self.mode,
-            cells: self
-                .cells
-                .iter()
-                .map(|c| GruCellParams {
-                    w_ih: c2(&c.w_ih),
-                    w_hh: c2(&c.w_hh),
-                    b_ih: c1(&c.b_ih),
-                    b_hh: c1(&c.b_hh),
-                })
-                .collect(),
+            cells: self.cells.iter().map(cast_cell).collect(),
         }
     }
 
@@ -130,19 +103,10 @@ impl<T: Real> GruParams<T> {
     /// `f32` precision). Tensors are filled cell by cell in the order `w_ih, w_hh, b_ih,
     /// b_hh`, row-major; in `ResetBefore` mode `b_hh` is skipped and stays zero.
     pub fn random(dims: LstmDims, mode: GruMode, seed: u64, scale: f64) -> Result<Self> {
-        check_scale(scale)?;
+        let mut filler = Filler::new(seed, scale)?;
         let mut p = Self::zeros(dims, mode)?;
-        let mut rng = SplitMix64(seed);
-        let mut fill = |it: &mut dyn Iterator<Item = &mut T>| {
-            it.for_each(|v| *v = T::from_f64(rng.uniform(scale)));
-        };
         for c in &mut p.cells {
-            fill(&mut c.w_ih.iter_mut());
-            fill(&mut c.w_hh.iter_mut());
-            fill(&mut c.b_ih.iter_mut());
-            if mode == GruMode::ResetAfter {
-                fill(&mut c.b_hh.iter_mut());
-            }
+            filler.fill_core(c, mode == GruMode::ResetAfter);
         }
         Ok(p)
     }
@@ -168,27 +132,7 @@ pub(crate) struct GruSaved<T> {
 #[derive(Clone, Debug)]
 pub struct GruTape<T>(pub(crate) HTape<T, GruSaved<T>>);
 
-impl<T> GruTape<T> {
-    /// Sizes of the stack that produced this tape.
-    pub fn dims(&self) -> LstmDims {
-        self.0.dims
-    }
-
-    /// Sequence length `T` of the forward pass.
-    pub fn seq_len(&self) -> usize {
-        self.0.seq_len
-    }
-
-    /// Batch size `B` of the forward pass.
-    pub fn batch(&self) -> usize {
-        self.0.batch
-    }
-
-    /// The valid length of each sequence (all equal to `T` when `lengths` was `None`).
-    pub fn lengths(&self) -> &[usize] {
-        &self.0.lengths
-    }
-}
+h_tape_accessors!(GruTape);
 
 /// Result of `gru_forward`.
 #[derive(Clone, Debug)]

@@ -12,8 +12,8 @@
 use ndarray::{Array1, Array2, Array3, ArrayView2, ArrayView3, Axis, s};
 
 use super::common::{
-    SplitMix64, Walk, check_cell_count, check_scale, check_shape, check_x_h0, from_rows,
-    resolve_lengths, to_rows, torch_suffix,
+    Filler, Walk, cast_array, cast_cell, check_cells, check_shape, check_x_h0, from_rows,
+    impl_cell_core, resolve_lengths, to_rows, torch_suffix, zero_cell,
 };
 use super::real::{Real, sigmoid, tanh};
 use crate::error::{Error, Result};
@@ -93,16 +93,9 @@ impl LstmDims {
         torch_suffix(self, cell)
     }
 
-    /// Expected shapes of one cell's tensors: `(w_ih, w_hh, b, w_hr)`.
-    fn cell_shapes(&self, cell: usize) -> ([usize; 2], [usize; 2], [usize; 1], Option<[usize; 2]>) {
-        let g = 4 * self.hidden_size;
-        let layer = cell / self.directions();
-        (
-            [g, self.layer_input_size(layer)],
-            [g, self.out_size()],
-            [g],
-            (self.proj_size > 0).then_some([self.proj_size, self.hidden_size]),
-        )
+    /// Expected shape of each cell's `w_hr`: `(P, H)` when projecting, else none.
+    fn hr_shape(&self) -> Option<[usize; 2]> {
+        (self.proj_size > 0).then_some([self.proj_size, self.hidden_size])
     }
 }
 
@@ -122,6 +115,8 @@ pub struct LstmCellParams<T> {
     pub w_hr: Option<Array2<T>>,
 }
 
+impl_cell_core!(LstmCellParams, w_hr: None);
+
 /// All parameters of an LSTM stack.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LstmParams<T> {
@@ -136,15 +131,9 @@ impl<T: Real> LstmParams<T> {
     pub fn zeros(dims: LstmDims) -> Result<Self> {
         dims.validate()?;
         let cells = (0..dims.cell_count())
-            .map(|cell| {
-                let (ih, hh, b, hr) = dims.cell_shapes(cell);
-                LstmCellParams {
-                    w_ih: Array2::zeros(ih),
-                    w_hh: Array2::zeros(hh),
-                    b_ih: Array1::zeros(b),
-                    b_hh: Array1::zeros(b),
-                    w_hr: hr.map(Array2::zeros),
-                }
+            .map(|cell| LstmCellParams {
+                w_hr: dims.hr_shape().map(Array2::zeros),
+                ..zero_cell(&dims, cell, 4)
             })
             .collect();
         Ok(Self { dims, cells })
@@ -155,15 +144,9 @@ impl<T: Real> LstmParams<T> {
     pub fn validate(&self) -> Result<()> {
         let d = self.dims;
         d.validate()?;
-        check_cell_count(&d, self.cells.len())?;
-        for (i, c) in self.cells.iter().enumerate() {
+        check_cells(&d, 4, &self.cells, |i, c| {
             let sfx = d.suffix(i);
-            let (ih, hh, b, hr) = d.cell_shapes(i);
-            check_shape(&format!("weight_ih_{sfx}"), c.w_ih.shape(), &ih)?;
-            check_shape(&format!("weight_hh_{sfx}"), c.w_hh.shape(), &hh)?;
-            check_shape(&format!("bias_ih_{sfx}"), c.b_ih.shape(), &b)?;
-            check_shape(&format!("bias_hh_{sfx}"), c.b_hh.shape(), &b)?;
-            match (hr, &c.w_hr) {
+            match (d.hr_shape(), &c.w_hr) {
                 (Some(e), Some(w)) => check_shape(&format!("weight_hr_{sfx}"), w.shape(), &e)?,
                 (None, None) => {}
                 (Some(e), None) => {
@@ -179,25 +162,20 @@ impl<T: Real> LstmParams<T> {
                     )));
                 }
             }
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
     /// Converts every tensor to another scalar type (e.g. an `f64` reference to `f32`).
     pub fn cast<U: Real>(&self) -> LstmParams<U> {
-        let c2 = |a: &Array2<T>| a.mapv(|v| U::from_f64(v.as_f64()));
-        let c1 = |a: &Array1<T>| a.mapv(|v| U::from_f64(v.as_f64()));
         LstmParams {
             dims: self.dims,
             cells: self
                 .cells
                 .iter()
                 .map(|c| LstmCellParams {
-                    w_ih: c2(&c.w_ih),
-                    w_hh: c2(&c.w_hh),
-                    b_ih: c1(&c.b_ih),
-                    b_hh: c1(&c.b_hh),
-                    w_hr: c.w_hr.as_ref().map(c2),
+                    w_hr: c.w_hr.as_ref().map(cast_array),
+                    ..cast_cell(c)
                 })
                 .collect(),
         }
@@ -208,19 +186,12 @@ impl<T: Real> LstmParams<T> {
     /// versions of the same seed agree to `f32` precision. Tensors are filled cell by cell,
     /// in the order `w_ih, w_hh, b_ih, b_hh, w_hr`, each in row-major order.
     pub fn random(dims: LstmDims, seed: u64, scale: f64) -> Result<Self> {
-        check_scale(scale)?;
+        let mut filler = Filler::new(seed, scale)?;
         let mut p = Self::zeros(dims)?;
-        let mut rng = SplitMix64(seed);
-        let mut fill = |it: &mut dyn Iterator<Item = &mut T>| {
-            it.for_each(|v| *v = T::from_f64(rng.uniform(scale)));
-        };
         for c in &mut p.cells {
-            fill(&mut c.w_ih.iter_mut());
-            fill(&mut c.w_hh.iter_mut());
-            fill(&mut c.b_ih.iter_mut());
-            fill(&mut c.b_hh.iter_mut());
+            filler.fill_core(c, true);
             if let Some(w) = &mut c.w_hr {
-                fill(&mut w.iter_mut());
+                filler.fill(w.iter_mut());
             }
         }
         Ok(p)

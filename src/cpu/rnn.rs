@@ -7,8 +7,8 @@
 use ndarray::{Array1, Array2, Array3, ArrayView2, ArrayView3, Axis, s};
 
 use super::common::{
-    SplitMix64, Walk, cell_shapes, check_cell_count, check_cell_shapes, check_scale, loss_out_h,
-    validate_unprojected,
+    Filler, Walk, cast_cell, check_cells, h_tape_accessors, impl_cell_core, loss_out_h,
+    validate_unprojected, zero_cells,
 };
 use super::lstm::LstmDims;
 use super::real::{Real, tanh};
@@ -38,6 +38,8 @@ pub struct RnnCellParams<T> {
     pub b_hh: Array1<T>,
 }
 
+impl_cell_core!(RnnCellParams);
+
 /// All parameters of an Elman RNN stack.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RnnParams<T> {
@@ -54,17 +56,7 @@ impl<T: Real> RnnParams<T> {
     /// a projection).
     pub fn zeros(dims: LstmDims, nonlinearity: Nonlinearity) -> Result<Self> {
         validate_unprojected(&dims, "RNN")?;
-        let cells = (0..dims.cell_count())
-            .map(|cell| {
-                let (ih, hh, b) = cell_shapes(&dims, cell, 1);
-                RnnCellParams {
-                    w_ih: Array2::zeros(ih),
-                    w_hh: Array2::zeros(hh),
-                    b_ih: Array1::zeros(b),
-                    b_hh: Array1::zeros(b),
-                }
-            })
-            .collect();
+        let cells = zero_cells(&dims, 1);
         Ok(Self {
             dims,
             nonlinearity,
@@ -77,36 +69,15 @@ impl<T: Real> RnnParams<T> {
     pub fn validate(&self) -> Result<()> {
         let d = self.dims;
         validate_unprojected(&d, "RNN")?;
-        check_cell_count(&d, self.cells.len())?;
-        for (i, c) in self.cells.iter().enumerate() {
-            let shapes = [
-                c.w_ih.shape(),
-                c.w_hh.shape(),
-                c.b_ih.shape(),
-                c.b_hh.shape(),
-            ];
-            check_cell_shapes(&d, i, 1, shapes)?;
-        }
-        Ok(())
+        check_cells(&d, 1, &self.cells, |_, _| Ok(()))
     }
 
     /// Converts every tensor to another scalar type (e.g. an `f64` reference to `f32`).
     pub fn cast<U: Real>(&self) -> RnnParams<U> {
-        let c2 = |a: &Array2<T>| a.mapv(|v| U::from_f64(v.as_f64()));
-        let c1 = |a: &Array1<T>| a.mapv(|v| U::from_f64(v.as_f64()));
         RnnParams {
             dims: self.dims,
             nonlinearity: self.nonlinearity,
-            cells: self
-                .cells
-                .iter()
-                .map(|c| RnnCellParams {
-                    w_ih: c2(&c.w_ih),
-                    w_hh: c2(&c.w_hh),
-                    b_ih: c1(&c.b_ih),
-                    b_hh: c1(&c.b_hh),
-                })
-                .collect(),
+            cells: self.cells.iter().map(cast_cell).collect(),
         }
     }
 
@@ -120,17 +91,10 @@ impl<T: Real> RnnParams<T> {
         seed: u64,
         scale: f64,
     ) -> Result<Self> {
-        check_scale(scale)?;
+        let mut filler = Filler::new(seed, scale)?;
         let mut p = Self::zeros(dims, nonlinearity)?;
-        let mut rng = SplitMix64(seed);
-        let mut fill = |it: &mut dyn Iterator<Item = &mut T>| {
-            it.for_each(|v| *v = T::from_f64(rng.uniform(scale)));
-        };
         for c in &mut p.cells {
-            fill(&mut c.w_ih.iter_mut());
-            fill(&mut c.w_hh.iter_mut());
-            fill(&mut c.b_ih.iter_mut());
-            fill(&mut c.b_hh.iter_mut());
+            filler.fill_core(c, true);
         }
         Ok(p)
     }
@@ -152,27 +116,7 @@ pub(crate) struct RnnSaved<T> {
 #[derive(Clone, Debug)]
 pub struct RnnTape<T>(pub(crate) HTape<T, RnnSaved<T>>);
 
-impl<T> RnnTape<T> {
-    /// Sizes of the stack that produced this tape.
-    pub fn dims(&self) -> LstmDims {
-        self.0.dims
-    }
-
-    /// Sequence length `T` of the forward pass.
-    pub fn seq_len(&self) -> usize {
-        self.0.seq_len
-    }
-
-    /// Batch size `B` of the forward pass.
-    pub fn batch(&self) -> usize {
-        self.0.batch
-    }
-
-    /// The valid length of each sequence (all equal to `T` when `lengths` was `None`).
-    pub fn lengths(&self) -> &[usize] {
-        &self.0.lengths
-    }
-}
+h_tape_accessors!(RnnTape);
 
 /// Result of `rnn_forward`.
 #[derive(Clone, Debug)]

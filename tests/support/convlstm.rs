@@ -1,39 +1,12 @@
 //! Shared machinery of `cpu_gradcheck_convlstm.rs`: a gradient-check problem with its
-//! finite-difference checker, an independent direct-loop ConvLSTM2D (no im2col, no matmul)
-//! to check the forward semantics, and the golden-file reader.
+//! finite-difference check and an independent direct-loop ConvLSTM2D (no im2col, no matmul)
+//! to check the forward semantics. The generic checker and the golden-file reader are in
+//! `common.rs`.
 
-use std::collections::HashMap;
-
-use ndarray::{Array4, Array5, ArrayD, ArrayViewD, Dimension, IxDyn};
-use safetensors::{Dtype, SafeTensors};
+use ndarray::{Array4, Array5};
 use wgpu_rnn::cpu::convlstm::*;
 
-/// Step of the central difference: truncation error O(eps²) ≈ 1e-12, rounding error
-/// O(1e-16 · |L| / eps) ≈ 1e-10, both far below the 1e-6 tolerance.
-pub const EPS: f64 = 1e-6;
-pub const TOL: f64 = 1e-6;
-
-/// splitmix64 in [-1, 1), so the tests need no `rand` crate and are reproducible.
-pub struct Rng(pub u64);
-
-impl Rng {
-    pub fn next(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        (z >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
-    }
-
-    pub fn a4(&mut self, s: (usize, usize, usize, usize)) -> Array4<f64> {
-        Array4::from_shape_simple_fn(s, || self.next())
-    }
-
-    pub fn a5(&mut self, s: (usize, usize, usize, usize, usize)) -> Array5<f64> {
-        Array5::from_shape_simple_fn(s, || self.next())
-    }
-}
+use crate::common_support::*;
 
 /// One gradient-check problem: parameters, inputs and the loss weights `dy_*`.
 pub struct Problem {
@@ -103,55 +76,17 @@ impl Problem {
     }
 }
 
-/// A copy of `a` with flat entry `k` moved by `delta`.
-fn moved<D: Dimension>(a: &ndarray::Array<f64, D>, k: usize, delta: f64) -> ndarray::Array<f64, D> {
-    let mut a = a.clone();
-    a.as_slice_mut().unwrap()[k] += delta;
-    a
-}
-
-/// Central-difference gradient of `loss(k, delta)` (the loss with entry `k` moved by `delta`).
-fn numeric(shape: &[usize], mut loss: impl FnMut(usize, f64) -> f64) -> ArrayD<f64> {
-    let n: usize = shape.iter().product();
-    let v = (0..n)
-        .map(|k| (loss(k, EPS) - loss(k, -EPS)) / (2.0 * EPS))
-        .collect();
-    ArrayD::from_shape_vec(IxDyn(shape), v).unwrap()
-}
-
-/// Entry-wise and norm comparison, and a numeric norm large enough to test something.
-fn compare(name: &str, analytic: ArrayViewD<f64>, numeric: &ArrayD<f64>) {
-    assert_eq!(analytic.shape(), numeric.shape(), "{name}: shape");
-    for ((idx, &a), &n) in analytic.indexed_iter().zip(numeric.iter()) {
-        assert!(
-            (a - n).abs() <= TOL * n.abs().max(1.0),
-            "{name}{:?}: analytic {a} vs numeric {n}",
-            idx.slice()
-        );
-    }
-    let norm = |it: &mut dyn Iterator<Item = &f64>| it.map(|v| v * v).sum::<f64>().sqrt();
-    let (na, nn) = (norm(&mut analytic.iter()), norm(&mut numeric.iter()));
-    assert!(
-        (na - nn).abs() <= TOL * nn.max(1e-300),
-        "{name}: norms {na} vs {nn}"
-    );
-    assert!(
-        nn > 1e-3,
-        "{name}: numeric gradient norm {nn} is too small to test anything"
-    );
-}
-
 /// Checks every entry of dx, dh0, dc0, kernel, recurrent_kernel and bias against central
 /// differences of the loss; returns the analytic gradients.
 pub fn gradcheck(pr: &Problem) -> ConvLstmGrads<f64> {
     let g = pr.backward();
     let (p, x, h0, c0) = (&pr.p, &pr.x, &pr.h0, &pr.c0);
     let n = numeric(x.shape(), |k, e| pr.loss(p, &moved(x, k, e), h0, c0));
-    compare("dx", g.dx.view().into_dyn(), &n);
+    compare("dx", g.dx.view().into_dyn(), &n, true);
     let n = numeric(h0.shape(), |k, e| pr.loss(p, x, &moved(h0, k, e), c0));
-    compare("dh0", g.dh0.view().into_dyn(), &n);
+    compare("dh0", g.dh0.view().into_dyn(), &n, true);
     let n = numeric(c0.shape(), |k, e| pr.loss(p, x, h0, &moved(c0, k, e)));
-    compare("dc0", g.dc0.view().into_dyn(), &n);
+    compare("dc0", g.dc0.view().into_dyn(), &n, true);
 
     let with = |f: &dyn Fn(&mut ConvLstmParams<f64>)| {
         let mut q = p.clone();
@@ -161,15 +96,20 @@ pub fn gradcheck(pr: &Problem) -> ConvLstmGrads<f64> {
     let n = numeric(p.kernel.shape(), |k, e| {
         with(&|q| q.kernel.as_slice_mut().unwrap()[k] += e)
     });
-    compare("kernel", g.kernel.view().into_dyn(), &n);
+    compare("kernel", g.kernel.view().into_dyn(), &n, true);
     let n = numeric(p.recurrent_kernel.shape(), |k, e| {
         with(&|q| q.recurrent_kernel.as_slice_mut().unwrap()[k] += e)
     });
-    compare("recurrent_kernel", g.recurrent_kernel.view().into_dyn(), &n);
+    compare(
+        "recurrent_kernel",
+        g.recurrent_kernel.view().into_dyn(),
+        &n,
+        true,
+    );
     let n = numeric(p.bias.shape(), |k, e| {
         with(&|q| q.bias.as_slice_mut().unwrap()[k] += e)
     });
-    compare("bias", g.bias.view().into_dyn(), &n);
+    compare("bias", g.bias.view().into_dyn(), &n, true);
     g
 }
 
@@ -297,110 +237,4 @@ pub fn naive_forward(pr: &Problem) -> Naive {
         }
     }
     n
-}
-
-// ---------------------------------------------------------------------------------------
-// Goldens: Keras 3 ConvLSTM2D (torch backend), computed in float64, stored as float32.
-
-pub const OUT_TOL: f64 = 1e-5;
-pub const GRAD_TOL: f64 = 1e-4;
-
-/// A golden case: its config and every tensor, widened to f64 (exact from f32).
-pub struct Golden {
-    pub config: serde_json::Value,
-    pub t: HashMap<String, ArrayD<f64>>,
-}
-
-impl Golden {
-    pub fn load(case: &str) -> Self {
-        let path = format!(
-            "{}/tests/data/{case}.safetensors",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-        let (_, meta) = SafeTensors::read_metadata(&bytes).unwrap();
-        let config = meta
-            .metadata()
-            .as_ref()
-            .and_then(|m| m.get("config"))
-            .expect("config metadata");
-        let config = serde_json::from_str(config).unwrap();
-        let st = SafeTensors::deserialize(&bytes).unwrap();
-        let t = st
-            .iter()
-            .map(|(name, v)| {
-                assert_eq!(v.dtype(), Dtype::F32, "{name}");
-                let vals = v
-                    .data()
-                    .chunks_exact(4)
-                    .map(|c| f64::from(f32::from_le_bytes(c.try_into().unwrap())));
-                (
-                    name.to_string(),
-                    ArrayD::from_shape_vec(v.shape(), vals.collect()).unwrap(),
-                )
-            })
-            .collect();
-        Golden { config, t }
-    }
-
-    pub fn get(&self, name: &str) -> &ArrayD<f64> {
-        self.t
-            .get(name)
-            .unwrap_or_else(|| panic!("golden has no tensor {name}"))
-    }
-
-    pub fn arr<D: Dimension>(&self, name: &str) -> ndarray::Array<f64, D> {
-        self.get(name).clone().into_dimensionality::<D>().unwrap()
-    }
-
-    pub fn usize(&self, key: &str) -> usize {
-        self.config[key]
-            .as_u64()
-            .unwrap_or_else(|| panic!("config {key}")) as usize
-    }
-
-    pub fn pair(&self, key: &str) -> (usize, usize) {
-        let v = self.config[key]
-            .as_array()
-            .unwrap_or_else(|| panic!("config {key}"));
-        let n = |i: usize| v[i].as_u64().unwrap() as usize;
-        (n(0), n(1))
-    }
-
-    pub fn flag(&self, key: &str) -> bool {
-        self.config[key]
-            .as_bool()
-            .unwrap_or_else(|| panic!("config {key}"))
-    }
-
-    pub fn str(&self, key: &str) -> &str {
-        self.config[key]
-            .as_str()
-            .unwrap_or_else(|| panic!("config {key}"))
-    }
-
-    /// Max |ours - ref| and max |ref| of tensor `name`.
-    pub fn err(&self, name: &str, ours: ArrayViewD<f64>) -> (f64, f64) {
-        let r = self.get(name);
-        assert_eq!(ours.shape(), r.shape(), "{name}: shape");
-        let ref_max = r.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-        let err = ours
-            .iter()
-            .zip(r)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0, f64::max);
-        (err, ref_max)
-    }
-
-    /// Asserts `ours` matches tensor `name` within `rel · max(1, max|ref|)`; returns the error.
-    pub fn check(&self, name: &str, ours: ArrayViewD<f64>, rel: f64) -> f64 {
-        let (err, ref_max) = self.err(name, ours);
-        // Shown with --nocapture: how far inside the tolerance each tensor is.
-        eprintln!("{name}: max |diff| {err:.2e} (ref max {ref_max:.2e})");
-        assert!(
-            err <= rel * ref_max.max(1.0),
-            "{name}: max |diff| {err} (ref max {ref_max})"
-        );
-        err
-    }
 }
