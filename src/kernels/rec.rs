@@ -346,7 +346,7 @@ mod tests {
             let s = std::fs::read_to_string(format!("{}/shaders/{f}", env!("CARGO_MANIFEST_DIR")))
                 .unwrap();
             assert!(
-                s.contains(&format!("@workgroup_size({STEP_WG}, 1, 1)")),
+                s.contains(&format!("workgroup_size({STEP_WG}, 1, 1)")),
                 "{f}"
             );
         }
