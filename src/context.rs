@@ -56,6 +56,8 @@ pub struct Context {
     pub(crate) software: bool,
     /// Errors no scope caught (reported by the uncaptured-error handler instead of panicking).
     uncaptured: Arc<Mutex<Vec<String>>>,
+    /// Benchmarks turn this on: every submission then records GPU timestamps per pass.
+    profiling: std::sync::atomic::AtomicBool,
 }
 
 fn rank(device_type: wgpu::DeviceType, backend: wgpu::Backend) -> (u8, u8) {
@@ -172,6 +174,7 @@ impl Context {
             pipelines: Pipelines::default(),
             summary,
             uncaptured,
+            profiling: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -198,6 +201,24 @@ impl Context {
     /// The device limits kernels plan with.
     pub fn limits(&self) -> &wgpu::Limits {
         &self.limits
+    }
+
+    /// Whether the device can write GPU timestamps at compute-pass boundaries.
+    pub fn has_timestamps(&self) -> bool {
+        self.device
+            .features()
+            .contains(wgpu::Features::TIMESTAMP_QUERY)
+    }
+
+    /// Turns per-pass GPU timestamps on or off for later submissions (benchmarks; each timed
+    /// submission waits for the GPU). Has no effect without TIMESTAMP_QUERY.
+    pub fn set_profiling(&self, on: bool) {
+        self.profiling
+            .store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub(crate) fn profiling_timestamps(&self) -> bool {
+        self.profiling.load(std::sync::atomic::Ordering::Relaxed) && self.has_timestamps()
     }
 
     /// Runs `f` inside validation and out-of-memory error scopes; any error they catch, or

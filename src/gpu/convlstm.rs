@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::kernels::conv::{self, ConvGeom, FrameMap};
 use crate::kernels::convlstm::{self as kcell, BwdBufs, CellShape, FwdBufs};
 use crate::kernels::gemm::{self, Mat, Out};
-use crate::kernels::{RecordStats, Recorder, buffers};
+use crate::kernels::{Phase, RecordStats, Recorder, buffers};
 
 /// A layer's weights on the device (Keras layouts, flattened row-major).
 pub(crate) struct GpuConvLstm {
@@ -204,7 +204,9 @@ impl GpuConvLstm {
             cseq: &cseq,
             out: &out,
         };
+        rec.set_phase(Phase::Recurrence);
         kcell::record_forward(rec, &s, algo, train, slots, &bufs)?;
+        rec.set_phase(Phase::Dense);
         let last = t % slots;
         rec.copy(&hseq, by(last * b * frame), &h_n, 0, by(b * frame));
         rec.copy(&cseq, by(last * b * frame), &c_n, 0, by(b * frame));
@@ -257,7 +259,9 @@ impl GpuConvLstm {
             dgates: &dgates,
             state: &g.state,
         };
+        rec.set_phase(Phase::Recurrence);
         kcell::record_backward(rec, &s, &bufs)?;
+        rec.set_phase(Phase::Dense);
         // After the loop: every weight gradient in one pass over all T·B frames.
         let xmap = FrameMap {
             frames: b * t,

@@ -12,7 +12,7 @@ use crate::cpu::lstm::LstmDims;
 use crate::error::{Error, Result};
 use crate::kernels::gemm::{self, Mat, Out};
 use crate::kernels::rec::{self, BwdBufs, FwdBufs, RecShape};
-use crate::kernels::{RecordStats, Recorder, buffers};
+use crate::kernels::{Phase, RecordStats, Recorder, buffers};
 
 /// One layer-direction's weights on the device.
 struct GpuCell {
@@ -197,7 +197,9 @@ pub(crate) fn forward(
                 out: &out,
                 aux: &aux,
             };
+            rec.set_phase(Phase::Recurrence);
             kind.record_forward(&mut rec, &s, algo, train, slots, (dn * p, dir * p), &bufs)?;
+            rec.set_phase(Phase::Dense);
             rec.copy(&hseq, by(last * b * p), &hn_buf, by(ci * b * p), by(b * p));
             if kind.has_c() {
                 rec.copy(&cseq, by(last * b * h), &cn_buf, by(ci * b * h), by(b * h));
@@ -327,7 +329,9 @@ pub(crate) fn backward(
                 state: &state,
                 aux: &dhtot,
             };
+            rec.set_phase(Phase::Recurrence);
             kind.record_backward(&mut rec, &s, ct.algo, (dn * p, dir * p), &bufs)?;
+            rec.set_phase(Phase::Dense);
             rec.copy(&state, 0, &dh0, by(ci * b * p), by(b * p));
             if kind.has_c() {
                 rec.copy(&state, by(b * p), &dc0, by(ci * b * h), by(b * h));

@@ -13,7 +13,9 @@ pub(crate) mod gemm;
 pub(crate) mod gru;
 pub(crate) mod lstm;
 pub(crate) mod rec;
+pub(crate) mod recorder;
 pub(crate) mod rnn;
+pub(crate) mod timing;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -160,8 +162,8 @@ pub(crate) struct KernelDef {
 
 /// A built pipeline and its bind group layout.
 pub(crate) struct Pipe {
-    pipeline: wgpu::ComputePipeline,
-    layout: wgpu::BindGroupLayout,
+    pub(crate) pipeline: wgpu::ComputePipeline,
+    pub(crate) layout: wgpu::BindGroupLayout,
 }
 
 /// Thread-safe cache: each shader module and pipeline is built once per context.
@@ -172,7 +174,7 @@ pub(crate) struct Pipelines {
 }
 
 impl Pipelines {
-    fn get(&self, ctx: &Context, k: &KernelDef) -> Result<Arc<Pipe>> {
+    pub(crate) fn get(&self, ctx: &Context, k: &KernelDef) -> Result<Arc<Pipe>> {
         let key = (k.shader, k.entry);
         let lock_err = |_| Error::Device("pipeline cache poisoned".into());
         if let Some(p) = self.pipes.lock().map_err(lock_err)?.get(&key) {
@@ -247,195 +249,5 @@ fn build_pipe(ctx: &Context, cache: &Pipelines, k: &KernelDef) -> Result<Pipe> {
     Ok(Pipe { pipeline, layout })
 }
 
-enum Op {
-    Dispatch {
-        pipe: Arc<Pipe>,
-        buffers: Vec<wgpu::Buffer>,
-        uniform_offset: u32,
-        params_size: u64,
-        groups: [u32; 3],
-    },
-    Copy {
-        src: wgpu::Buffer,
-        src_offset: u64,
-        dst: wgpu::Buffer,
-        dst_offset: u64,
-        size: u64,
-    },
-}
-
-/// Counts reported by benchmarks: how much work one submission recorded.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct RecordStats {
-    /// Compute dispatches.
-    pub dispatches: usize,
-    /// Compute passes (split only where a buffer copy sits between dispatches).
-    pub passes: usize,
-    /// Queue submissions (always 1 per recorder).
-    pub submits: usize,
-}
-
-/// Collects the work of one forward or backward and submits it once.
-pub(crate) struct Recorder<'c> {
-    ctx: &'c Context,
-    ops: Vec<Op>,
-    arena: Vec<u8>,
-    align: usize,
-}
-
-impl<'c> Recorder<'c> {
-    pub fn new(ctx: &'c Context) -> Self {
-        Self {
-            ctx,
-            ops: Vec::new(),
-            arena: Vec::new(),
-            align: ctx.limits.min_uniform_buffer_offset_alignment.max(16) as usize,
-        }
-    }
-
-    /// Records one dispatch of `k` over `groups` workgroups (split into a 2-D grid when
-    /// above the per-dimension limit; kernels flatten `workgroup_id` and bounds-check).
-    pub fn dispatch<P: bytemuck::Pod>(
-        &mut self,
-        k: &KernelDef,
-        params: &P,
-        buffers: &[&wgpu::Buffer],
-        groups: u32,
-    ) -> Result<()> {
-        debug_assert_eq!(buffers.len(), k.storage.len(), "{}", k.entry);
-        debug_assert_eq!(
-            std::mem::size_of::<P>() as u64,
-            k.params_size,
-            "{}",
-            k.entry
-        );
-        if groups == 0 {
-            return Ok(());
-        }
-        let pipe = self.ctx.pipelines.get(self.ctx, k)?;
-        let offset = self.arena.len();
-        self.arena.extend_from_slice(bytemuck::bytes_of(params));
-        let padded = self.arena.len().div_ceil(self.align) * self.align;
-        self.arena.resize(padded, 0);
-        let max = self.ctx.limits.max_compute_workgroups_per_dimension.max(1);
-        let y = groups.div_ceil(max);
-        let x = groups.div_ceil(y);
-        if y > max {
-            return Err(Error::Limit(format!(
-                "{}: {groups} workgroups exceed {max}x{max}",
-                k.entry
-            )));
-        }
-        self.ops.push(Op::Dispatch {
-            pipe,
-            buffers: buffers.iter().map(|b| (*b).clone()).collect(),
-            uniform_offset: u32::try_from(offset)
-                .map_err(|_| Error::Limit("uniform arena over 4 GiB".into()))?,
-            params_size: k.params_size,
-            groups: [x, y, 1],
-        });
-        Ok(())
-    }
-
-    /// Records a buffer-to-buffer copy of `size` bytes (splits the compute pass).
-    pub fn copy(
-        &mut self,
-        src: &wgpu::Buffer,
-        src_offset: u64,
-        dst: &wgpu::Buffer,
-        dst_offset: u64,
-        size: u64,
-    ) {
-        if size == 0 {
-            return;
-        }
-        self.ops.push(Op::Copy {
-            src: src.clone(),
-            src_offset,
-            dst: dst.clone(),
-            dst_offset,
-            size,
-        });
-    }
-
-    /// Writes the uniform arena, records every op, submits once. Returns what was recorded.
-    pub fn submit(self) -> Result<RecordStats> {
-        let ctx = self.ctx;
-        let mut stats = RecordStats::default();
-        ctx.scoped(|| {
-            let dev = &ctx.device;
-            let arena = buffers::create_uniform(ctx, &self.arena)?;
-            // wgpu handles hash and compare by resource identity, which never changes.
-            #[allow(clippy::mutable_key_type)]
-            let mut groups_cache: HashMap<(usize, Vec<wgpu::Buffer>), wgpu::BindGroup> =
-                HashMap::new();
-            let mut enc = dev.create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("wgpu-rnn"),
-            });
-            let mut i = 0;
-            while i < self.ops.len() {
-                match &self.ops[i] {
-                    Op::Copy {
-                        src,
-                        src_offset,
-                        dst,
-                        dst_offset,
-                        size,
-                    } => {
-                        enc.copy_buffer_to_buffer(src, *src_offset, dst, *dst_offset, *size);
-                        i += 1;
-                    }
-                    Op::Dispatch { .. } => {
-                        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                            label: Some("wgpu-rnn"),
-                            timestamp_writes: None,
-                        });
-                        stats.passes += 1;
-                        while let Some(Op::Dispatch {
-                            pipe,
-                            buffers,
-                            uniform_offset,
-                            params_size,
-                            groups,
-                        }) = self.ops.get(i)
-                        {
-                            // One bind group per (pipeline, buffer set): steps differ only in
-                            // their dynamic uniform offset, so a T-step loop reuses one group.
-                            let key = (Arc::as_ptr(pipe) as usize, buffers.clone());
-                            let bg = groups_cache.entry(key).or_insert_with(|| {
-                                let mut entries = vec![wgpu::BindGroupEntry {
-                                    binding: 0,
-                                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                                        buffer: &arena,
-                                        offset: 0,
-                                        size: wgpu::BufferSize::new(*params_size),
-                                    }),
-                                }];
-                                for (j, b) in buffers.iter().enumerate() {
-                                    entries.push(wgpu::BindGroupEntry {
-                                        binding: j as u32 + 1,
-                                        resource: b.as_entire_binding(),
-                                    });
-                                }
-                                dev.create_bind_group(&wgpu::BindGroupDescriptor {
-                                    label: None,
-                                    layout: &pipe.layout,
-                                    entries: &entries,
-                                })
-                            });
-                            pass.set_pipeline(&pipe.pipeline);
-                            pass.set_bind_group(0, &*bg, &[*uniform_offset]);
-                            pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
-                            stats.dispatches += 1;
-                            i += 1;
-                        }
-                    }
-                }
-            }
-            ctx.queue.submit(Some(enc.finish()));
-            stats.submits = 1;
-            Ok(())
-        })?;
-        Ok(stats)
-    }
-}
+pub use recorder::RecordStats;
+pub(crate) use recorder::{Phase, Recorder};

@@ -1,0 +1,280 @@
+//! Records the work of one forward or backward and submits it once (the launch layer's
+//! back half): a uniform arena for every dispatch's parameters, deduplicated bind groups, as
+//! few compute passes as copies and phases allow, optional GPU timestamps per pass.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::timing::PassTimer;
+use super::{KernelDef, Pipe, buffers};
+use crate::context::Context;
+use crate::error::{Error, Result};
+
+enum Op {
+    Dispatch {
+        pipe: Arc<Pipe>,
+        buffers: Vec<wgpu::Buffer>,
+        uniform_offset: u32,
+        params_size: u64,
+        groups: [u32; 3],
+        phase: Phase,
+    },
+    Copy {
+        src: wgpu::Buffer,
+        src_offset: u64,
+        dst: wgpu::Buffer,
+        dst_offset: u64,
+        size: u64,
+    },
+}
+
+/// What a group of dispatches does, so benchmarks can time the time loop apart from the GEMMs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// GEMMs, convolutions and reductions outside the time loop.
+    #[default]
+    Dense,
+    /// The recurrence (time loop).
+    Recurrence,
+}
+
+/// Counts and times reported by benchmarks: how much work one submission recorded.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct RecordStats {
+    /// Compute dispatches.
+    pub dispatches: usize,
+    /// Compute passes (split where a buffer copy sits between dispatches or the phase changes).
+    pub passes: usize,
+    /// Queue submissions (always 1 per recorder).
+    pub submits: usize,
+    /// Host time from the first recorded op to the submit returning (encode + submit), ms.
+    pub encode_ms: f64,
+    /// GPU time from the first pass's start to the last pass's end (profiling contexts with
+    /// TIMESTAMP_QUERY only), ms.
+    pub gpu_ms: Option<f64>,
+    /// GPU time of the recurrence passes alone (as `gpu_ms`), ms.
+    pub recurrence_ms: Option<f64>,
+}
+
+/// Collects the work of one forward or backward and submits it once.
+pub(crate) struct Recorder<'c> {
+    ctx: &'c Context,
+    ops: Vec<Op>,
+    arena: Vec<u8>,
+    align: usize,
+    phase: Phase,
+    started: std::time::Instant,
+}
+
+impl<'c> Recorder<'c> {
+    pub fn new(ctx: &'c Context) -> Self {
+        Self {
+            ctx,
+            ops: Vec::new(),
+            arena: Vec::new(),
+            align: ctx.limits.min_uniform_buffer_offset_alignment.max(16) as usize,
+            phase: Phase::Dense,
+            started: std::time::Instant::now(),
+        }
+    }
+
+    /// Tags the dispatches recorded from now on (a new phase starts a new compute pass).
+    pub fn set_phase(&mut self, phase: Phase) {
+        self.phase = phase;
+    }
+
+    /// Records one dispatch of `k` over `groups` workgroups (split into a 2-D grid when
+    /// above the per-dimension limit; kernels flatten `workgroup_id` and bounds-check).
+    pub fn dispatch<P: bytemuck::Pod>(
+        &mut self,
+        k: &KernelDef,
+        params: &P,
+        buffers: &[&wgpu::Buffer],
+        groups: u32,
+    ) -> Result<()> {
+        debug_assert_eq!(buffers.len(), k.storage.len(), "{}", k.entry);
+        debug_assert_eq!(
+            std::mem::size_of::<P>() as u64,
+            k.params_size,
+            "{}",
+            k.entry
+        );
+        if groups == 0 {
+            return Ok(());
+        }
+        let pipe = self.ctx.pipelines.get(self.ctx, k)?;
+        let offset = self.arena.len();
+        self.arena.extend_from_slice(bytemuck::bytes_of(params));
+        let padded = self.arena.len().div_ceil(self.align) * self.align;
+        self.arena.resize(padded, 0);
+        let max = self.ctx.limits.max_compute_workgroups_per_dimension.max(1);
+        let y = groups.div_ceil(max);
+        let x = groups.div_ceil(y);
+        if y > max {
+            return Err(Error::Limit(format!(
+                "{}: {groups} workgroups exceed {max}x{max}",
+                k.entry
+            )));
+        }
+        self.ops.push(Op::Dispatch {
+            pipe,
+            buffers: buffers.iter().map(|b| (*b).clone()).collect(),
+            uniform_offset: u32::try_from(offset)
+                .map_err(|_| Error::Limit("uniform arena over 4 GiB".into()))?,
+            params_size: k.params_size,
+            groups: [x, y, 1],
+            phase: self.phase,
+        });
+        Ok(())
+    }
+
+    /// Records a buffer-to-buffer copy of `size` bytes (splits the compute pass).
+    pub fn copy(
+        &mut self,
+        src: &wgpu::Buffer,
+        src_offset: u64,
+        dst: &wgpu::Buffer,
+        dst_offset: u64,
+        size: u64,
+    ) {
+        if size == 0 {
+            return;
+        }
+        self.ops.push(Op::Copy {
+            src: src.clone(),
+            src_offset,
+            dst: dst.clone(),
+            dst_offset,
+            size,
+        });
+    }
+
+    /// Writes the uniform arena, records every op (one compute pass per run of dispatches of
+    /// one phase between copies), submits once. With a profiling context and TIMESTAMP_QUERY,
+    /// also waits for the GPU and reports pass timestamps.
+    pub fn submit(self) -> Result<RecordStats> {
+        let ctx = self.ctx;
+        let mut stats = RecordStats::default();
+        let passes = self.pass_count();
+        let timer = ctx
+            .profiling_timestamps()
+            .then(|| PassTimer::new(ctx, passes));
+        let mut pass_phase = Vec::with_capacity(passes);
+        ctx.scoped(|| {
+            let dev = &ctx.device;
+            let arena = buffers::create_uniform(ctx, &self.arena)?;
+            // wgpu handles hash and compare by resource identity, which never changes.
+            #[allow(clippy::mutable_key_type)]
+            let mut groups_cache: HashMap<(usize, Vec<wgpu::Buffer>), wgpu::BindGroup> =
+                HashMap::new();
+            let mut enc = dev.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("wgpu-rnn"),
+            });
+            let mut i = 0;
+            while i < self.ops.len() {
+                let phase = match &self.ops[i] {
+                    Op::Copy {
+                        src,
+                        src_offset,
+                        dst,
+                        dst_offset,
+                        size,
+                    } => {
+                        enc.copy_buffer_to_buffer(src, *src_offset, dst, *dst_offset, *size);
+                        i += 1;
+                        continue;
+                    }
+                    Op::Dispatch { phase, .. } => *phase,
+                };
+                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some("wgpu-rnn"),
+                    timestamp_writes: timer.as_ref().map(|t| t.writes(stats.passes)),
+                });
+                stats.passes += 1;
+                pass_phase.push(phase);
+                while let Some(Op::Dispatch {
+                    pipe,
+                    buffers,
+                    uniform_offset,
+                    params_size,
+                    groups,
+                    phase: p,
+                }) = self.ops.get(i)
+                {
+                    if *p != phase {
+                        break;
+                    }
+                    // One bind group per (pipeline, buffer set): steps differ only in their
+                    // dynamic uniform offset, so a T-step loop reuses one group.
+                    let key = (Arc::as_ptr(pipe) as usize, buffers.clone());
+                    let bg = groups_cache.entry(key).or_insert_with(|| {
+                        let mut entries = vec![wgpu::BindGroupEntry {
+                            binding: 0,
+                            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                                buffer: &arena,
+                                offset: 0,
+                                size: wgpu::BufferSize::new(*params_size),
+                            }),
+                        }];
+                        for (j, b) in buffers.iter().enumerate() {
+                            entries.push(wgpu::BindGroupEntry {
+                                binding: j as u32 + 1,
+                                resource: b.as_entire_binding(),
+                            });
+                        }
+                        dev.create_bind_group(&wgpu::BindGroupDescriptor {
+                            label: None,
+                            layout: &pipe.layout,
+                            entries: &entries,
+                        })
+                    });
+                    pass.set_pipeline(&pipe.pipeline);
+                    pass.set_bind_group(0, &*bg, &[*uniform_offset]);
+                    pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+                    stats.dispatches += 1;
+                    i += 1;
+                }
+            }
+            if let Some(t) = &timer {
+                t.resolve(&mut enc);
+            }
+            ctx.queue.submit(Some(enc.finish()));
+            stats.submits = 1;
+            Ok(())
+        })?;
+        stats.encode_ms = self.started.elapsed().as_secs_f64() * 1e3;
+        if let Some(t) = &timer {
+            let spans = t.read(ctx)?;
+            let used = &spans[..pass_phase.len().min(spans.len())];
+            if let (Some(first), Some(last)) = (used.first(), used.last()) {
+                stats.gpu_ms = Some(last.1 - first.0);
+                let rec: f64 = used
+                    .iter()
+                    .zip(&pass_phase)
+                    .filter(|(_, p)| **p == Phase::Recurrence)
+                    .map(|(s, _)| s.1 - s.0)
+                    .sum();
+                stats.recurrence_ms = Some(rec);
+            }
+        }
+        Ok(stats)
+    }
+
+    /// Compute passes `submit` will record.
+    fn pass_count(&self) -> usize {
+        let mut n = 0;
+        let mut prev: Option<Phase> = None;
+        for op in &self.ops {
+            match op {
+                Op::Copy { .. } => prev = None,
+                Op::Dispatch { phase, .. } => {
+                    if prev != Some(*phase) {
+                        n += 1;
+                    }
+                    prev = Some(*phase);
+                }
+            }
+        }
+        n
+    }
+}
