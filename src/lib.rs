@@ -5,6 +5,7 @@
 //! [`Backend`], then call `forward`, or `forward_train` and `backward`.
 
 pub mod algorithm;
+pub mod bench;
 pub mod context;
 pub mod cpu;
 pub mod error;

@@ -98,3 +98,63 @@ fn info_names_the_chosen_adapter() {
             .any(|l| l.contains("max_compute_workgroup_storage_size"))
     );
 }
+
+#[test]
+fn bench_writes_the_documented_json() {
+    let json = std::env::temp_dir().join("wgpu_rnn_bench_test.json");
+    let (ok, lines) = run(&[
+        "bench",
+        "--quick",
+        "--cells",
+        "rnn",
+        "--runs",
+        "5",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(ok, "{lines:?}");
+    assert!(lines[0].starts_with("adapter: "), "{lines:?}");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    for k in ["name", "backend", "device_type", "driver"] {
+        assert!(v["adapter"][k].is_string(), "adapter.{k}");
+    }
+    assert!(v["crate_version"].is_string());
+    let results = v["results"].as_array().unwrap();
+    // 3 implementations × (forward, forward_backward) at the quick shape.
+    assert_eq!(results.len(), 6, "{results:?}");
+    for r in results {
+        assert_eq!(r["cell"], "rnn");
+        assert_eq!(
+            (
+                r["B"].as_u64(),
+                r["T"].as_u64(),
+                r["I"].as_u64(),
+                r["H"].as_u64()
+            ),
+            (Some(8), Some(100), Some(128), Some(128))
+        );
+        let (lo, med, hi) = (
+            r["min_ms"].as_f64().unwrap(),
+            r["median_ms"].as_f64().unwrap(),
+            r["max_ms"].as_f64().unwrap(),
+        );
+        assert!(0.0 < lo && lo <= med && med <= hi, "{r}");
+        assert!(r["gflops"].as_f64().unwrap() > 0.0);
+        let imp = r["impl"].as_str().unwrap();
+        assert!(["persistent", "stepwise", "cpu"].contains(&imp));
+        let gpu = imp != "cpu";
+        assert_eq!(r["submits"].as_u64().unwrap() > 0, gpu, "{r}");
+        assert_eq!(r["encode_ms"].is_number(), gpu, "{r}");
+        assert!(["gpu_timestamps", "wall"].contains(&r["timing"].as_str().unwrap()));
+        if r["timing"] == "gpu_timestamps" {
+            assert!(r["recurrence_ms"].as_f64().unwrap() <= med, "{r}");
+        }
+    }
+    let stepwise_fwd = results
+        .iter()
+        .find(|r| r["impl"] == "stepwise" && r["pass"] == "forward")
+        .unwrap();
+    assert_eq!(stepwise_fwd["dispatches"], 101, "1 GEMM + 100 steps");
+    assert_eq!(stepwise_fwd["submits"], 1);
+}

@@ -38,6 +38,63 @@ enum Cmd {
         #[arg(long, value_enum, default_value = "gpu")]
         backend: BackendArg,
     },
+    /// Times every cell's forward and forward+backward per implementation (GPU Persistent,
+    /// GPU Stepwise, CPU reference); prints a table, optionally writes JSON (README schema).
+    Bench {
+        /// Small shapes for software adapters (LSTM B8 T100 I128 H128 and friends).
+        #[arg(long)]
+        quick: bool,
+        /// Write the report as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Cells to run, comma-separated.
+        #[arg(long, default_value = "lstm,gru,rnn,convlstm2d")]
+        cells: String,
+        /// Timed runs per measurement (median reported; at least 5).
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+    },
+}
+
+fn bench(quick: bool, json: Option<PathBuf>, cells: &str, runs: usize) -> ExitCode {
+    let gpu = match Backend::gpu() {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("wgpu-rnn: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let opts = wgpu_rnn::bench::BenchOptions {
+        quick,
+        cells: cells
+            .split(',')
+            .map(|c| c.trim().to_string())
+            .filter(|c| !c.is_empty())
+            .collect(),
+        runs,
+    };
+    let report = match wgpu_rnn::bench::run(&opts, &gpu) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("wgpu-rnn bench: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    print!("{}", wgpu_rnn::bench::table(&report));
+    if let Some(path) = json {
+        let text = match serde_json::to_string_pretty(&report) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("wgpu-rnn bench: cannot encode JSON: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        if let Err(e) = std::fs::write(&path, text) {
+            eprintln!("wgpu-rnn bench: cannot write {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 #[derive(Serialize)]
@@ -179,5 +236,11 @@ fn main() -> ExitCode {
     match cli.cmd {
         Cmd::Info => info(),
         Cmd::Verify { files, backend } => verify(&files, backend),
+        Cmd::Bench {
+            quick,
+            json,
+            cells,
+            runs,
+        } => bench(quick, json, &cells, runs),
     }
 }

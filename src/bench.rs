@@ -1,0 +1,425 @@
+//! The benchmark behind `wgpu-rnn bench`: every cell, forward and forward+backward, per
+//! implementation (GPU Persistent, GPU Stepwise, CPU reference), medians of several runs
+//! after a warm-up, in the JSON schema the README documents so runs from different vendors
+//! (and `bench/pytorch_baseline.py`) can be joined side by side.
+
+use std::time::Instant;
+
+use ndarray::{Array3, Array5};
+use serde::Serialize;
+
+use crate::algorithm::Algorithm;
+use crate::error::{Error, Result};
+use crate::kernels::RecordStats;
+use crate::layers::Backend;
+use crate::layers::convlstm::{ConvLstm2d, ConvLstm2dConfig, Padding};
+use crate::layers::gru::{Gru, GruConfig};
+use crate::layers::lstm::{Lstm, LstmConfig};
+use crate::layers::simple_rnn::{SimpleRnn, SimpleRnnConfig};
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct BenchOptions {
+    /// Small shapes for software adapters (always includes LSTM B8 T100 I128 H128).
+    pub quick: bool,
+    /// Cells: any of lstm, gru, rnn, convlstm2d.
+    pub cells: Vec<String>,
+    /// Timed runs per measurement (at least 5; the median is reported).
+    pub runs: usize,
+}
+
+/// The adapter a report was measured on.
+#[derive(Clone, Debug, Serialize)]
+pub struct AdapterJson {
+    pub name: String,
+    pub backend: String,
+    pub device_type: String,
+    pub driver: String,
+}
+
+/// One measurement (see the README for every field).
+#[derive(Clone, Debug, Serialize)]
+pub struct BenchResult {
+    pub cell: String,
+    pub pass: String,
+    #[serde(rename = "B")]
+    pub b: usize,
+    #[serde(rename = "T")]
+    pub t: usize,
+    #[serde(rename = "I", skip_serializing_if = "Option::is_none")]
+    pub i: Option<usize>,
+    #[serde(rename = "H", skip_serializing_if = "Option::is_none")]
+    pub h: Option<usize>,
+    /// ConvLSTM2D: `[rows, cols, channels]` of the input frame.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub frame: Option<[usize; 3]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub filters: Option<usize>,
+    #[serde(rename = "impl")]
+    pub implementation: String,
+    pub median_ms: f64,
+    pub min_ms: f64,
+    pub max_ms: f64,
+    /// The time-loop part alone (GPU timestamps), median.
+    pub recurrence_ms: Option<f64>,
+    /// Host time to record and submit one forward (GPU), median.
+    pub encode_ms: Option<f64>,
+    pub gflops: f64,
+    pub dispatches: usize,
+    pub submits: usize,
+    /// "gpu_timestamps" or "wall".
+    pub timing: String,
+}
+
+/// A whole run.
+#[derive(Clone, Debug, Serialize)]
+pub struct BenchReport {
+    pub adapter: AdapterJson,
+    pub crate_version: String,
+    pub results: Vec<BenchResult>,
+}
+
+/// One measured call: its time (GPU or wall) and what it recorded.
+struct Sample {
+    ms: f64,
+    rec_ms: Option<f64>,
+    stats: RecordStats,
+}
+
+fn median(v: &mut [f64]) -> (f64, f64, f64) {
+    v.sort_by(f64::total_cmp);
+    (v[v.len() / 2], v[0], v[v.len() - 1])
+}
+
+/// Runs `f` once to warm up, then `runs` times; each call returns the stats of its submits.
+fn measure(
+    runs: usize,
+    gpu_timed: bool,
+    mut f: impl FnMut() -> Result<Vec<RecordStats>>,
+) -> Result<(Vec<Sample>, bool)> {
+    f()?;
+    let mut out = Vec::with_capacity(runs);
+    let mut all_gpu = gpu_timed;
+    for _ in 0..runs {
+        let t0 = Instant::now();
+        let stats = f()?;
+        let wall = t0.elapsed().as_secs_f64() * 1e3;
+        let gpu: Option<f64> = stats.iter().map(|s| s.gpu_ms).sum();
+        let rec: Option<f64> = stats.iter().map(|s| s.recurrence_ms).sum();
+        all_gpu &= gpu.is_some();
+        let mut total = RecordStats::default();
+        for s in &stats {
+            total.dispatches += s.dispatches;
+            total.submits += s.submits;
+            total.encode_ms += s.encode_ms;
+        }
+        out.push(Sample {
+            ms: if gpu_timed { gpu.unwrap_or(wall) } else { wall },
+            rec_ms: rec,
+            stats: total,
+        });
+    }
+    Ok((out, all_gpu))
+}
+
+/// Shape and cost of one benchmark case.
+struct Case {
+    cell: &'static str,
+    b: usize,
+    t: usize,
+    i: Option<usize>,
+    h: Option<usize>,
+    frame: Option<[usize; 3]>,
+    filters: Option<usize>,
+    /// Forward FLOPs (DESIGN.md §6); forward+backward counts 3×.
+    flops: f64,
+}
+
+fn recurrent_cases(cell: &'static str, gates: usize, quick: bool) -> Vec<Case> {
+    let shapes: &[(usize, usize, usize, usize)] = if quick {
+        &[(8, 100, 128, 128)]
+    } else {
+        &[(64, 100, 256, 256), (1, 1000, 64, 64), (256, 50, 512, 512)]
+    };
+    shapes
+        .iter()
+        .map(|&(b, t, i, h)| Case {
+            cell,
+            b,
+            t,
+            i: Some(i),
+            h: Some(h),
+            frame: None,
+            filters: None,
+            flops: 2.0 * (t * b * (i + h) * gates * h) as f64,
+        })
+        .collect()
+}
+
+fn convlstm_case(quick: bool) -> Case {
+    let (b, t, side, f) = if quick {
+        (2, 10, 32, 16)
+    } else {
+        (8, 10, 64, 40)
+    };
+    Case {
+        cell: "convlstm2d",
+        b,
+        t,
+        i: None,
+        h: None,
+        frame: Some([side, side, 1]),
+        filters: Some(f),
+        flops: 2.0 * (b * t * side * side * 4 * f * 9 * (1 + f)) as f64,
+    }
+}
+
+/// Two closures per implementation: forward, and forward+backward.
+type Passes<'a> = (
+    Box<dyn FnMut() -> Result<Vec<RecordStats>> + 'a>,
+    Box<dyn FnMut() -> Result<Vec<RecordStats>> + 'a>,
+);
+
+fn boxed<'a>(
+    f: impl FnMut() -> Result<Vec<RecordStats>> + 'a,
+) -> Box<dyn FnMut() -> Result<Vec<RecordStats>> + 'a> {
+    Box::new(f)
+}
+
+macro_rules! h_passes {
+    ($l:expr, $x:expr) => {{
+        let (l, x) = ($l, $x);
+        let fwd = boxed(move || {
+            l.forward(x.view(), None, None)
+                .map(|_| vec![l.last_stats()])
+        });
+        let fb = boxed(move || {
+            let (y, tr) = l.forward_train(x.view(), None, None)?;
+            let s1 = l.last_stats();
+            l.backward(&tr, y.out.view(), None)
+                .map(|_| vec![s1, l.last_stats()])
+        });
+        (fwd, fb)
+    }};
+}
+
+/// Runs every case of `opts` on `gpu` and the CPU reference.
+pub fn run(opts: &BenchOptions, gpu: &Backend) -> Result<BenchReport> {
+    let Backend::Gpu(ctx) = gpu else {
+        return Err(Error::Config(
+            "bench needs a GPU backend (the CPU reference runs beside it)".into(),
+        ));
+    };
+    let runs = opts.runs.max(5);
+    let timed = ctx.has_timestamps();
+    ctx.set_profiling(timed);
+    let a = ctx.adapter();
+    let mut report = BenchReport {
+        adapter: AdapterJson {
+            name: a.name.clone(),
+            backend: a.backend.clone(),
+            device_type: a.device_type.clone(),
+            driver: a.driver.clone(),
+        },
+        crate_version: env!("CARGO_PKG_VERSION").to_string(),
+        results: Vec::new(),
+    };
+    for cell in &opts.cells {
+        let cases = match cell.as_str() {
+            "lstm" => recurrent_cases("lstm", 4, opts.quick),
+            "gru" => recurrent_cases("gru", 3, opts.quick),
+            "rnn" => recurrent_cases("rnn", 1, opts.quick),
+            "convlstm2d" => vec![convlstm_case(opts.quick)],
+            other => {
+                return Err(Error::Config(format!(
+                    "unknown cell {other:?}: lstm, gru, rnn, convlstm2d"
+                )));
+            }
+        };
+        for case in cases {
+            for (name, backend, algo) in [
+                ("persistent", gpu.clone(), Algorithm::Persistent),
+                ("stepwise", gpu.clone(), Algorithm::Stepwise),
+                ("cpu", Backend::Cpu, Algorithm::Auto),
+            ] {
+                let on_gpu = matches!(backend, Backend::Gpu(_));
+                let r = bench_case(&case, backend, algo, runs, on_gpu && timed);
+                match r {
+                    Ok(mut v) => {
+                        for res in &mut v {
+                            res.implementation = name.to_string();
+                        }
+                        report.results.extend(v);
+                    }
+                    // An algorithm that cannot run at this shape is skipped by name.
+                    Err(Error::Limit(msg)) => {
+                        eprintln!("bench: {} {name} skipped: {msg}", case.cell)
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+    }
+    ctx.set_profiling(false);
+    Ok(report)
+}
+
+fn bench_case(
+    case: &Case,
+    backend: Backend,
+    algo: Algorithm,
+    runs: usize,
+    gpu_timed: bool,
+) -> Result<Vec<BenchResult>> {
+    let (mut l1, mut l2, mut l3, mut l4);
+    let x3 = Array3::from_shape_fn((case.t, case.b, case.i.unwrap_or(1)), |(t, b, i)| {
+        ((t * 31 + b * 7 + i) as f32 * 0.01).sin()
+    });
+    let (mut fwd, mut fb): Passes<'_> = match case.cell {
+        "lstm" => {
+            l1 = Lstm::new(
+                LstmConfig::new(case.i.unwrap_or(1), case.h.unwrap_or(1)),
+                backend,
+                1,
+            )?;
+            l1.set_algorithm(algo);
+            let (l, x) = (&l1, &x3);
+            let fwd = boxed(move || {
+                l.forward(x.view(), None, None)
+                    .map(|_| vec![l.last_stats()])
+            });
+            let fb = boxed(move || {
+                let (y, tr) = l.forward_train(x.view(), None, None)?;
+                let s1 = l.last_stats();
+                l.backward(&tr, y.out.view(), None, None)
+                    .map(|_| vec![s1, l.last_stats()])
+            });
+            (fwd, fb)
+        }
+        "gru" => {
+            l2 = Gru::new(
+                GruConfig::new(case.i.unwrap_or(1), case.h.unwrap_or(1)),
+                backend,
+                1,
+            )?;
+            l2.set_algorithm(algo);
+            h_passes!(&l2, &x3)
+        }
+        "rnn" => {
+            l3 = SimpleRnn::new(
+                SimpleRnnConfig::new(case.i.unwrap_or(1), case.h.unwrap_or(1)),
+                backend,
+                1,
+            )?;
+            l3.set_algorithm(algo);
+            h_passes!(&l3, &x3)
+        }
+        _ => {
+            let [rows, cols, cin] = case.frame.unwrap_or([1, 1, 1]);
+            let mut cfg = ConvLstm2dConfig::new(rows, cols, cin, case.filters.unwrap_or(1), (3, 3));
+            cfg.padding = Padding::Same;
+            cfg.return_sequences = true;
+            l4 = ConvLstm2d::new(cfg, backend, 1)?;
+            l4.set_algorithm(algo);
+            let x5 = Array5::from_shape_fn((case.b, case.t, rows, cols, cin), |(b, t, y, x, _)| {
+                ((b + t * 3 + y * x) as f32 * 0.05).sin()
+            });
+            let l = &l4;
+            let x5b = x5.clone();
+            let fwd = boxed(move || l.forward(x5.view(), None).map(|_| vec![l.last_stats()]));
+            let fb = boxed(move || {
+                let (y, tr) = l.forward_train(x5b.view(), None)?;
+                let s1 = l.last_stats();
+                l.backward(&tr, y.out.view(), None, None)
+                    .map(|_| vec![s1, l.last_stats()])
+            });
+            (fwd, fb)
+        }
+    };
+    let mut out = Vec::new();
+    for (pass, f, mult) in [
+        ("forward", &mut fwd, 1.0),
+        ("forward_backward", &mut fb, 3.0),
+    ] {
+        let (samples, all_gpu) = measure(runs, gpu_timed, f)?;
+        let mut ms: Vec<f64> = samples.iter().map(|s| s.ms).collect();
+        let (med, lo, hi) = median(&mut ms);
+        let mut rec: Vec<f64> = samples.iter().filter_map(|s| s.rec_ms).collect();
+        let mut enc: Vec<f64> = samples.iter().map(|s| s.stats.encode_ms).collect();
+        let on_gpu = samples.iter().any(|s| s.stats.submits > 0);
+        out.push(BenchResult {
+            cell: case.cell.into(),
+            pass: pass.into(),
+            b: case.b,
+            t: case.t,
+            i: case.i,
+            h: case.h,
+            frame: case.frame,
+            filters: case.filters,
+            implementation: String::new(),
+            median_ms: med,
+            min_ms: lo,
+            max_ms: hi,
+            recurrence_ms: (rec.len() == samples.len() && !rec.is_empty())
+                .then(|| median(&mut rec).0),
+            encode_ms: on_gpu.then(|| median(&mut enc).0),
+            gflops: mult * case.flops / med / 1e6,
+            dispatches: samples[0].stats.dispatches,
+            submits: samples[0].stats.submits,
+            timing: if all_gpu && gpu_timed {
+                "gpu_timestamps"
+            } else {
+                "wall"
+            }
+            .into(),
+        });
+    }
+    Ok(out)
+}
+
+/// A plain-text table of a report.
+pub fn table(r: &BenchReport) -> String {
+    let mut s = format!(
+        "adapter: {} ({}, {}, {})\n{:<11} {:<17} {:<26} {:<11} {:>10} {:>10} {:>10} {:>9} {:>8} {:>5} {:>4} {}\n",
+        r.adapter.name,
+        r.adapter.backend,
+        r.adapter.device_type,
+        r.adapter.driver,
+        "cell",
+        "pass",
+        "shape",
+        "impl",
+        "median_ms",
+        "min_ms",
+        "recur_ms",
+        "encode_ms",
+        "GFLOP/s",
+        "disp",
+        "subm",
+        "timing"
+    );
+    for x in &r.results {
+        let shape = match (x.i, x.h, x.frame, x.filters) {
+            (Some(i), Some(h), _, _) => format!("B{} T{} I{} H{}", x.b, x.t, i, h),
+            (_, _, Some([rr, cc, ch]), Some(f)) => format!("B{} T{} {rr}x{cc}x{ch} F{f}", x.b, x.t),
+            _ => format!("B{} T{}", x.b, x.t),
+        };
+        let opt = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.2}"));
+        s.push_str(&format!(
+            "{:<11} {:<17} {:<26} {:<11} {:>10.2} {:>10.2} {:>10} {:>9} {:>8.2} {:>5} {:>4} {}\n",
+            x.cell,
+            x.pass,
+            shape,
+            x.implementation,
+            x.median_ms,
+            x.min_ms,
+            opt(x.recurrence_ms),
+            opt(x.encode_ms),
+            x.gflops,
+            x.dispatches,
+            x.submits,
+            x.timing
+        ));
+    }
+    s
+}
