@@ -24,7 +24,8 @@
 // Workgroup 16×16 = 256 invocations; grid: (ceil(N/64)·ceil(M/64)) workgroups, flattened
 // from a 2-D dispatch (x + y·num_workgroups.x), tile row = id / ceil(N/64).
 // Limits: none beyond buffer sizes; K per dispatch bounded by the launcher.
-// Caveats: loads are scalar and strided (general, not the fastest for every layout);
+// Caveats: loads are scalar; each tile loader walks the operand's contiguous axis so
+// neighbouring invocations read neighbouring addresses for row-major and transposed layouts;
 // f32 accumulation in k order within a tile.
 
 struct Params {
@@ -77,6 +78,8 @@ fn gemm(
     let col0 = (tile % tiles_n) * TN;
     let tid = lid.y * 16u + lid.x;
 
+    let a_mwalk = p.a_rs == 1u && p.a_cs != 1u;
+    let b_kwalk = p.b_rs == 1u && p.b_cs != 1u;
     var acc0 = vec4<f32>(0.0);
     var acc1 = vec4<f32>(0.0);
     var acc2 = vec4<f32>(0.0);
@@ -85,9 +88,14 @@ fn gemm(
     for (var k0 = p.k_begin; k0 < p.k_end; k0 += TK) {
         for (var i = 0u; i < 4u; i++) {
             let e = tid + i * 256u;
-            // A: consecutive invocations walk k (contiguous for row-major A).
-            let r = e / TK;
-            let kk = e % TK;
+            // Neighbouring invocations load neighbouring addresses: along k for a row-major
+            // A, along m for a transposed one (a_rs = 1), likewise for B.
+            var r = e / TK;
+            var kk = e % TK;
+            if (a_mwalk) {
+                r = e % TM;
+                kk = e / TM;
+            }
             let gr = row0 + r;
             let gk = k0 + kk;
             var v = 0.0;
@@ -95,9 +103,12 @@ fn gemm(
                 v = a[p.a_off + gr * p.a_rs + gk * p.a_cs];
             }
             a_tile[kk * TM + r] = v;
-            // B: consecutive invocations walk n.
-            let kb = e / TN;
-            let cc = e % TN;
+            var kb = e / TN;
+            var cc = e % TN;
+            if (b_kwalk) {
+                kb = e % TK;
+                cc = e / TK;
+            }
             let gkb = k0 + kb;
             let gc = col0 + cc;
             var w = 0.0;

@@ -11,7 +11,8 @@
 // Bindings (group 0):
 //   0 p      uniform Params (rnn_common.wgsl, prepended; stride/col = out row stride/column)
 //   1 gx     storage rw  f32[T,B,4H]    in: pre-activations; out (train): activated gates
-//   2 w_rec  storage r   f32[4H·P + P·H] W_hh (4H×P, row-major) then W_hr (P×H) when P≠H
+//   2 w_rec  storage r   f32[...]      W_hh (4H×P), W_hr (P×H) when projecting, then W_hhᵀ
+//                                       (P×4H, at p.wt_off: the copy the mat-vec reads)
 //   3 lens   storage r   u32[B]         valid length per sequence (T when not packed)
 //   4 hseq   storage rw  f32[S,B,P]     h state ring, slot = time index (see below)
 //   5 cseq   storage rw  f32[S,B,H]     c state ring
@@ -79,12 +80,8 @@ fn recur_pool(h_at: u32, j: u32) -> vec4<f32> {
     var acc = vec4<f32>(0.0);
     for (var k = 0u; k < P; k++) {
         let hk = pool[h_at + k];
-        acc += hk * vec4<f32>(
-            w_rec[j * P + k],
-            w_rec[(H + j) * P + k],
-            w_rec[(2u * H + j) * P + k],
-            w_rec[(3u * H + j) * P + k]
-        );
+        let wt = p.wt_off + k * 4u * H + j;
+        acc += hk * vec4<f32>(w_rec[wt], w_rec[wt + H], w_rec[wt + 2u * H], w_rec[wt + 3u * H]);
     }
     return acc;
 }
@@ -96,12 +93,8 @@ fn recur_storage(h_at: u32, j: u32) -> vec4<f32> {
     var acc = vec4<f32>(0.0);
     for (var k = 0u; k < P; k++) {
         let hk = hseq[h_at + k];
-        acc += hk * vec4<f32>(
-            w_rec[j * P + k],
-            w_rec[(H + j) * P + k],
-            w_rec[(2u * H + j) * P + k],
-            w_rec[(3u * H + j) * P + k]
-        );
+        let wt = p.wt_off + k * 4u * H + j;
+        acc += hk * vec4<f32>(w_rec[wt], w_rec[wt + H], w_rec[wt + 2u * H], w_rec[wt + 3u * H]);
     }
     return acc;
 }

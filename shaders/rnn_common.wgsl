@@ -29,7 +29,8 @@ struct Params {
     col: u32,       // first column of this direction in that row
     b_tile: u32,    // persistent kernels: batch rows per workgroup
     flags: u32,     // cell-specific bits
-    _pad0: u32,
+    wt_off: u32,    // offset in w_rec of W_hhᵀ (P × G·H), the forward kernels' copy whose
+                    // loads are contiguous across neighbouring units (coalesced / vectorised)
     _pad1: u32,
     _pad2: u32,
     _pad3: u32,

@@ -96,6 +96,9 @@ impl CellKind {
             }
             CellKind::Rnn { .. } => {}
         }
+        // The forward mat-vec reads W_hh transposed, so neighbouring units load neighbouring
+        // addresses (backward's dG·W_hh reads the original layout the same way).
+        v.extend(c.w_hh.t().iter().copied());
         v
     }
 

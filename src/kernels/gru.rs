@@ -5,7 +5,7 @@ use super::Recorder;
 use super::Shader::{GruBackward, GruForward};
 use super::rec::{
     AUX_PER_T, BwdBufs, FINAL, FwdBufs, PoolNeed, RecShape, TRAIN, backward_chunks, base_params,
-    bwd, check_step_budget, forward_chunks, fwd, per_inv, persistent_plan, step_groups,
+    bwd, check_step_budget, forward_chunks, fwd, per_inv, persistent_plan, step_groups, u32_of,
 };
 use crate::algorithm::Algorithm;
 use crate::error::Result;
@@ -55,6 +55,8 @@ pub(crate) fn record_forward(
         flags |= RESET_BEFORE;
     }
     let mut prm = base_params(s, slots, out_at, flags)?;
+    // W_hhᵀ follows W_hh and the cell's extra weights in w_rec (gpu::cell::CellKind::w_rec).
+    prm.wt_off = u32_of(3 * s.h * s.h + s.h, "weights")?;
     let list = bufs.list();
     let h = s.h;
     if algo == Algorithm::Persistent {

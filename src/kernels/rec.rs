@@ -30,7 +30,9 @@ pub(crate) struct Params {
     pub col: u32,
     pub b_tile: u32,
     pub flags: u32,
-    pub _pad: [u32; 4],
+    /// Offset in w_rec of the transposed W_hh the forward kernels read.
+    pub wt_off: u32,
+    pub _pad: [u32; 3],
 }
 
 /// Flag bits shared by the cell shaders.
@@ -189,7 +191,8 @@ pub(crate) fn base_params(
         col: u32_of(col, "column offset")?,
         b_tile: 0,
         flags,
-        _pad: [0; 4],
+        wt_off: 0,
+        _pad: [0; 3],
     })
 }
 

@@ -5,7 +5,7 @@ use super::Recorder;
 use super::Shader::{RnnBackward, RnnForward};
 use super::rec::{
     BwdBufs, FINAL, FwdBufs, PoolNeed, RecShape, backward_chunks, base_params, bwd,
-    check_step_budget, forward_chunks, fwd, per_inv, persistent_plan, step_groups,
+    check_step_budget, forward_chunks, fwd, per_inv, persistent_plan, step_groups, u32_of,
 };
 use crate::algorithm::Algorithm;
 use crate::error::Result;
@@ -40,6 +40,8 @@ pub(crate) fn record_forward(
     bufs: &FwdBufs<'_>,
 ) -> Result<()> {
     let mut prm = base_params(s, slots, out_at, if relu { RELU } else { 0 })?;
+    // W_hhᵀ follows W_hh and the cell's extra weights in w_rec (gpu::cell::CellKind::w_rec).
+    prm.wt_off = u32_of(s.h * s.h, "weights")?;
     let list = bufs.list();
     let h = s.h;
     if algo == Algorithm::Persistent {
