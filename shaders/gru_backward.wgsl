@@ -15,7 +15,7 @@
 // Bindings (group 0):
 //   0 p       uniform Params (rnn_common.wgsl; stride/col = dy row stride/first column)
 //   1 gates   storage r   f32[T,B,3H]   r, z, n saved by the forward
-//   2 w_rec   storage r   f32[3H·H + H] W_hh then b_hn
+//   2 w_rec   storage r   f32[...]      W_hh (3H×H) then b_hn (the forward's W_hhᵀ copy follows)
 //   3 lens    storage r   u32[B]
 //   4 hseq    storage r   f32[T+1,B,H]  h ring of the training forward
 //   5 dy      storage r   f32[T,B,stride] upstream output gradient

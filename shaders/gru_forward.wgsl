@@ -13,7 +13,8 @@
 // Bindings (group 0):
 //   0 p      uniform Params (rnn_common.wgsl; stride/col = out row stride/first column)
 //   1 gx     storage rw  f32[T,B,3H]  in: projections; out: r, z (and n when training)
-//   2 w_rec  storage r   f32[3H·H + H] W_hh (3H×H row-major) then b_hn (H)
+//   2 w_rec  storage r   f32[3H·H + H + H·3H] W_hh (3H×H), b_hn (H), then W_hhᵀ (H×3H at
+//                                      p.wt_off: the copy the mat-vecs read, coalesced)
 //   3 lens   storage r   u32[B]       valid length per sequence
 //   4 hseq   storage rw  f32[S,B,H]   h state ring (slots as in rnn_common.wgsl)
 //   5 unused storage rw  f32[1]       (the LSTM's c ring; keeps one binding layout per family)
@@ -57,10 +58,11 @@ fn rec3_pool(h_at: u32, j: u32, blocks: u32) -> vec3<f32> {
     var acc = vec3<f32>(0.0);
     for (var k = 0u; k < H; k++) {
         let hk = pool[h_at + k];
-        acc.x += hk * w_rec[j * H + k];
-        acc.y += hk * w_rec[(H + j) * H + k];
+        let wt = p.wt_off + k * 3u * H + j;
+        acc.x += hk * w_rec[wt];
+        acc.y += hk * w_rec[wt + H];
         if (blocks == 3u) {
-            acc.z += hk * w_rec[(2u * H + j) * H + k];
+            acc.z += hk * w_rec[wt + 2u * H];
         }
     }
     return acc;
@@ -71,10 +73,11 @@ fn rec3_storage(h_at: u32, j: u32, blocks: u32) -> vec3<f32> {
     var acc = vec3<f32>(0.0);
     for (var k = 0u; k < H; k++) {
         let hk = hseq[h_at + k];
-        acc.x += hk * w_rec[j * H + k];
-        acc.y += hk * w_rec[(H + j) * H + k];
+        let wt = p.wt_off + k * 3u * H + j;
+        acc.x += hk * w_rec[wt];
+        acc.y += hk * w_rec[wt + H];
         if (blocks == 3u) {
-            acc.z += hk * w_rec[(2u * H + j) * H + k];
+            acc.z += hk * w_rec[wt + 2u * H];
         }
     }
     return acc;
@@ -176,9 +179,9 @@ fn persistent(
                 if (t < lens[b]) {
                     if (before) {
                         var acc = 0.0;
-                        let w_at = (2u * H + j) * H;
+                        let w_at = p.wt_off + 2u * H + j;
                         for (var k = 0u; k < H; k++) {
-                            acc += pool[sc + bl * H + k] * w_rec[w_at + k];
+                            acc += pool[sc + bl * H + k] * w_rec[w_at + k * 3u * H];
                         }
                         h = candidate(t, b, j, acc, h);
                     } else {
@@ -272,9 +275,9 @@ fn step_n(
     var h = 0.0;
     if (live) {
         var acc = 0.0;
-        let w_at = (2u * H + j) * H;
+        let w_at = p.wt_off + 2u * H + j;
         for (var k = 0u; k < H; k++) {
-            acc += aux[aux_index(t, b, k)] * w_rec[w_at + k];
+            acc += aux[aux_index(t, b, k)] * w_rec[w_at + k * 3u * H];
         }
         let h_at = (slot_before(t) * p.batch + b) * H;
         h = candidate(t, b, j, acc, hseq[h_at + j]);

@@ -14,7 +14,8 @@
 // Bindings (group 0):
 //   0 p       uniform Params (rnn_common.wgsl, prepended; stride/col = dy row stride/column)
 //   1 gates   storage r   f32[T,B,4H]   activated gates saved by the training forward
-//   2 w_rec   storage r   f32[4H·P + P·H] W_hh (4H×P) then W_hr (P×H) when projecting
+//   2 w_rec   storage r   f32[...]      W_hh (4H×P), then W_hr (P×H) when projecting (the
+//                                       forward's W_hhᵀ copy follows; unused here)
 //   3 lens    storage r   u32[B]        valid lengths
 //   4 cseq    storage r   f32[T+1,B,H]  c states saved by the forward (slot convention there)
 //   5 dy      storage r   f32[T,B,dy_stride] upstream output gradient, columns dy_col..+P

@@ -9,7 +9,7 @@
 // Bindings (group 0):
 //   0 p       uniform Params (rnn_common.wgsl; stride/col = dy row stride/first column)
 //   1 unused  storage r   f32[1]        (the LSTM's saved gates)
-//   2 w_rec   storage r   f32[H·H]      W_hh
+//   2 w_rec   storage r   f32[2·H·H]    W_hh (the forward's W_hhᵀ copy follows; unused here)
 //   3 lens    storage r   u32[B]
 //   4 hseq    storage r   f32[T+1,B,H]  h ring of the training forward
 //   5 dy      storage r   f32[T,B,stride] upstream output gradient

@@ -9,7 +9,7 @@
 // Bindings (group 0):
 //   0 p      uniform Params (rnn_common.wgsl; stride/col = out row stride/first column)
 //   1 gx     storage rw  f32[T,B,H]   input projections (read only here)
-//   2 w_rec  storage r   f32[H·H]     W_hh, row-major
+//   2 w_rec  storage r   f32[2·H·H]   W_hh (row-major), then W_hhᵀ at p.wt_off (read here)
 //   3 lens   storage r   u32[B]       valid length per sequence
 //   4 hseq   storage rw  f32[S,B,H]   h state ring (slots as in rnn_common.wgsl)
 //   5 unused storage rw  f32[1]       (the LSTM's c ring; one binding layout per family)
@@ -73,7 +73,7 @@ fn persistent(
             if (b < B && t < lens[b]) {
                 var a = gx[(t * B + b) * H + j];
                 for (var k = 0u; k < H; k++) {
-                    a += pool[bl * H + k] * w_rec[j * H + k];
+                    a += pool[bl * H + k] * w_rec[p.wt_off + k * H + j];
                 }
                 pool[nh + e] = rnn_act(a);
             }
@@ -120,7 +120,7 @@ fn step(
     if (t < lens[b]) {
         var a = gx[(t * B + b) * H + j];
         for (var k = 0u; k < H; k++) {
-            a += hseq[h_at + k] * w_rec[j * H + k];
+            a += hseq[h_at + k] * w_rec[p.wt_off + k * H + j];
         }
         let h = rnn_act(a);
         hseq[w_at] = h;
