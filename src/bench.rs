@@ -423,3 +423,84 @@ pub fn table(r: &BenchReport) -> String {
     }
     s
 }
+
+/// Key of a row: cell, pass and shape.
+fn row_key(r: &serde_json::Value) -> String {
+    let g = |k: &str| r.get(k).map(|v| v.to_string()).unwrap_or_default();
+    format!(
+        "{} {} B{} T{} {}",
+        r["cell"].as_str().unwrap_or("?"),
+        r["pass"].as_str().unwrap_or("?"),
+        g("B"),
+        g("T"),
+        match (r.get("I"), r.get("H")) {
+            (Some(i), Some(h)) => format!("I{i} H{h}"),
+            _ => format!("frame {} F{}", g("frame"), g("filters")),
+        }
+    )
+}
+
+/// A side-by-side table of two reports (this crate's and, say, `bench/pytorch_baseline.py`'s
+/// on the same machine): one row per (cell, pass, shape) both contain, every implementation's
+/// median, and `b/a` = the second report's best median over the first's (above 1: the first
+/// is faster). Errors when the inputs are not reports.
+pub fn compare(a: &serde_json::Value, b: &serde_json::Value) -> Result<String> {
+    use std::collections::BTreeMap;
+    let rows =
+        |v: &serde_json::Value, which: &str| -> Result<BTreeMap<String, Vec<(String, f64)>>> {
+            let list = v["results"]
+                .as_array()
+                .ok_or_else(|| Error::Format(format!("report {which} has no results array")))?;
+            let mut m: BTreeMap<String, Vec<(String, f64)>> = BTreeMap::new();
+            for r in list {
+                let med = r["median_ms"].as_f64().ok_or_else(|| {
+                    Error::Format(format!("report {which}: a result has no median_ms"))
+                })?;
+                let imp = r["impl"].as_str().unwrap_or("?").to_string();
+                m.entry(row_key(r)).or_default().push((imp, med));
+            }
+            Ok(m)
+        };
+    let (ra, rb) = (rows(a, "a")?, rows(b, "b")?);
+    let name = |v: &serde_json::Value| v["adapter"]["name"].as_str().unwrap_or("?").to_string();
+    let mut s = format!("a: {}\nb: {}\n", name(a), name(b));
+    for (key, va) in &ra {
+        let Some(vb) = rb.get(key) else { continue };
+        let fmt = |v: &[(String, f64)]| {
+            v.iter()
+                .map(|(i, m)| format!("{i} {m:.2}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let best = |v: &[(String, f64)]| v.iter().map(|x| x.1).fold(f64::INFINITY, f64::min);
+        s.push_str(&format!(
+            "{key}: a [{}] | b [{}] | b/a {:.2}\n",
+            fmt(va),
+            fmt(vb),
+            best(vb) / best(va)
+        ));
+    }
+    Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compare_joins_rows_present_in_both_reports() {
+        let a = serde_json::json!({"adapter": {"name": "gpu"}, "results": [
+            {"cell": "lstm", "pass": "forward", "B": 8, "T": 100, "I": 128, "H": 128, "impl": "stepwise", "median_ms": 10.0},
+            {"cell": "lstm", "pass": "forward", "B": 8, "T": 100, "I": 128, "H": 128, "impl": "persistent", "median_ms": 5.0},
+            {"cell": "gru", "pass": "forward", "B": 8, "T": 100, "I": 128, "H": 128, "impl": "stepwise", "median_ms": 7.0}]});
+        let b = serde_json::json!({"adapter": {"name": "torch"}, "results": [
+            {"cell": "lstm", "pass": "forward", "B": 8, "T": 100, "I": 128, "H": 128, "impl": "torch-cpu", "median_ms": 20.0}]});
+        let t = compare(&a, &b).unwrap();
+        assert!(t.contains("lstm forward B8 T100 I128 H128: a [stepwise 10.00, persistent 5.00] | b [torch-cpu 20.00] | b/a 4.00"), "{t}");
+        assert!(
+            !t.contains("gru"),
+            "rows missing from one report are left out: {t}"
+        );
+        assert!(compare(&a, &serde_json::json!({"results": 3})).is_err());
+    }
+}

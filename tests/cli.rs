@@ -158,3 +158,25 @@ fn bench_writes_the_documented_json() {
     assert_eq!(stepwise_fwd["dispatches"], 101, "1 GEMM + 100 steps");
     assert_eq!(stepwise_fwd["submits"], 1);
 }
+
+#[test]
+fn compare_joins_two_reports() {
+    let dir = std::env::temp_dir().join("wgpu_rnn_compare_test");
+    std::fs::create_dir_all(&dir).unwrap();
+    let row = |imp: &str, ms: f64| serde_json::json!({"cell": "gru", "pass": "forward_backward", "B": 8, "T": 100, "I": 128, "H": 128, "impl": imp, "median_ms": ms});
+    let a = serde_json::json!({"adapter": {"name": "A"}, "results": [row("stepwise", 3.0)]});
+    let b = serde_json::json!({"adapter": {"name": "B"}, "results": [row("cudnn-fp32", 6.0), row("cudnn-tf32", 4.5)]});
+    let (pa, pb) = (dir.join("a.json"), dir.join("b.json"));
+    std::fs::write(&pa, a.to_string()).unwrap();
+    std::fs::write(&pb, b.to_string()).unwrap();
+    let (ok, lines) = run(&["compare", pa.to_str().unwrap(), pb.to_str().unwrap()]);
+    assert!(ok, "{lines:?}");
+    assert_eq!(lines[0], "a: A");
+    assert!(lines[2].ends_with("b/a 1.50"), "{lines:?}");
+    let (ok, _) = run(&[
+        "compare",
+        pa.to_str().unwrap(),
+        dir.join("missing.json").to_str().unwrap(),
+    ]);
+    assert!(!ok, "a missing report must fail");
+}

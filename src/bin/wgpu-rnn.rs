@@ -54,6 +54,37 @@ enum Cmd {
         #[arg(long, default_value_t = 5)]
         runs: usize,
     },
+    /// Joins two bench JSON reports (e.g. this crate's and bench/pytorch_baseline.py's) into a
+    /// side-by-side table with the ratio of their best medians.
+    Compare {
+        /// First report (`a`).
+        a: PathBuf,
+        /// Second report (`b`).
+        b: PathBuf,
+    },
+}
+
+fn compare(a: &PathBuf, b: &PathBuf) -> ExitCode {
+    let read = |p: &PathBuf| -> Result<serde_json::Value, String> {
+        let text = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", p.display()))
+    };
+    match (read(a), read(b)) {
+        (Ok(va), Ok(vb)) => match wgpu_rnn::bench::compare(&va, &vb) {
+            Ok(t) => {
+                print!("{t}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("wgpu-rnn compare: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("wgpu-rnn compare: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn bench(quick: bool, json: Option<PathBuf>, cells: &str, runs: usize) -> ExitCode {
@@ -242,5 +273,6 @@ fn main() -> ExitCode {
             cells,
             runs,
         } => bench(quick, json, &cells, runs),
+        Cmd::Compare { a, b } => compare(&a, &b),
     }
 }
