@@ -1,5 +1,6 @@
 //! The benchmark behind `wgpu-rnn bench`: every cell, forward and forward+backward, per
-//! implementation (GPU Persistent, GPU Stepwise, CPU reference), medians of several runs
+//! implementation (GPU Persistent, GPU Stepwise, CPU reference; LSTM forward also the unfused
+//! per-op GPU baseline), medians of several runs
 //! after a warm-up, in the JSON schema the README documents so runs from different vendors
 //! (and `bench/pytorch_baseline.py`) can be joined side by side.
 
@@ -26,6 +27,14 @@ pub struct BenchOptions {
     pub cells: Vec<String>,
     /// Timed runs per measurement (at least 5; the median is reported).
     pub runs: usize,
+    /// Implementations to run: any of persistent, stepwise, unfused, cpu (empty: all).
+    pub impls: Vec<String>,
+}
+
+impl BenchOptions {
+    fn wants(&self, imp: &str) -> bool {
+        self.impls.is_empty() || self.impls.iter().any(|i| i == imp)
+    }
 }
 
 /// The adapter a report was measured on.
@@ -242,6 +251,9 @@ pub fn run(opts: &BenchOptions, gpu: &Backend) -> Result<BenchReport> {
                 ("stepwise", gpu.clone(), Algorithm::Stepwise),
                 ("cpu", Backend::Cpu, Algorithm::Auto),
             ] {
+                if !opts.wants(name) {
+                    continue;
+                }
                 let on_gpu = matches!(backend, Backend::Gpu(_));
                 let r = bench_case(&case, backend, algo, runs, on_gpu && timed);
                 match r {
@@ -258,10 +270,56 @@ pub fn run(opts: &BenchOptions, gpu: &Backend) -> Result<BenchReport> {
                     Err(e) => return Err(e),
                 }
             }
+            if case.cell == "lstm" && opts.wants("unfused") {
+                report.results.push(bench_unfused(&case, gpu, runs, timed)?);
+            }
         }
     }
     ctx.set_profiling(false);
     Ok(report)
+}
+
+/// The unfused baseline (LSTM forward only: per step one GEMM and one dispatch per
+/// element-wise op, one submit), beside the fused implementations.
+fn bench_unfused(case: &Case, gpu: &Backend, runs: usize, gpu_timed: bool) -> Result<BenchResult> {
+    let (i, h) = (case.i.unwrap_or(1), case.h.unwrap_or(1));
+    let l = Lstm::new(LstmConfig::new(i, h), gpu.clone(), 1)?;
+    let x = Array3::from_shape_fn((case.t, case.b, i), |(t, b, k)| {
+        ((t * 31 + b * 7 + k) as f32 * 0.01).sin()
+    });
+    let (samples, all_gpu) = measure(runs, gpu_timed, || {
+        l.forward_unfused_baseline(x.view())
+            .map(|_| vec![l.last_stats()])
+    })?;
+    let mut ms: Vec<f64> = samples.iter().map(|s| s.ms).collect();
+    let (med, lo, hi) = median(&mut ms);
+    let mut rec: Vec<f64> = samples.iter().filter_map(|s| s.rec_ms).collect();
+    let mut enc: Vec<f64> = samples.iter().map(|s| s.stats.encode_ms).collect();
+    Ok(BenchResult {
+        cell: case.cell.into(),
+        pass: "forward".into(),
+        b: case.b,
+        t: case.t,
+        i: case.i,
+        h: case.h,
+        frame: None,
+        filters: None,
+        implementation: "unfused".into(),
+        median_ms: med,
+        min_ms: lo,
+        max_ms: hi,
+        recurrence_ms: (rec.len() == samples.len() && !rec.is_empty()).then(|| median(&mut rec).0),
+        encode_ms: Some(median(&mut enc).0),
+        gflops: case.flops / med / 1e6,
+        dispatches: samples[0].stats.dispatches,
+        submits: samples[0].stats.submits,
+        timing: if all_gpu && gpu_timed {
+            "gpu_timestamps"
+        } else {
+            "wall"
+        }
+        .into(),
+    })
 }
 
 fn bench_case(

@@ -141,3 +141,31 @@ fn wide_batch_spans_several_workgroups() {
     check(&c, Algorithm::Persistent);
     check(&c, Algorithm::Stepwise);
 }
+
+#[test]
+fn unfused_baseline_matches_cpu() {
+    // The benchmark's unfused path must compute the same LSTM, or its timing means nothing.
+    let cfg = LstmConfig::new(5, 9);
+    let gpu = Lstm::new(cfg, common::gpu(), 4).unwrap();
+    let cpu = Lstm::new(cfg, Backend::Cpu, 4).unwrap();
+    let x = common::rand3((6, 3, 5), 12, 1.0);
+    let got = gpu.forward_unfused_baseline(x.view()).unwrap();
+    let want = cpu.forward(x.view(), None, None).unwrap();
+    common::assert_close(
+        "unfused out",
+        got.view().into_dyn(),
+        want.out.view(),
+        ATOL,
+        RTOL,
+    );
+    // One GEMM for the input projection, then per step 1 GEMM + 12 element-wise ops.
+    assert_eq!(gpu.last_stats().dispatches, 1 + 6 * 13);
+    assert_eq!(gpu.last_stats().submits, 1);
+    let mut two = cfg;
+    two.num_layers = 2;
+    let e = Lstm::new(two, common::gpu(), 4)
+        .unwrap()
+        .forward_unfused_baseline(x.view())
+        .unwrap_err();
+    assert!(e.to_string().contains("unsupported"), "{e}");
+}

@@ -53,6 +53,9 @@ enum Cmd {
         /// Timed runs per measurement (median reported; at least 5).
         #[arg(long, default_value_t = 5)]
         runs: usize,
+        /// Implementations, comma-separated: persistent, stepwise, unfused, cpu.
+        #[arg(long, default_value = "persistent,stepwise,unfused,cpu")]
+        impls: String,
     },
     /// Joins two bench JSON reports (e.g. this crate's and bench/pytorch_baseline.py's) into a
     /// side-by-side table with the ratio of their best medians.
@@ -87,7 +90,7 @@ fn compare(a: &PathBuf, b: &PathBuf) -> ExitCode {
     }
 }
 
-fn bench(quick: bool, json: Option<PathBuf>, cells: &str, runs: usize) -> ExitCode {
+fn bench(quick: bool, json: Option<PathBuf>, cells: &str, runs: usize, impls: &str) -> ExitCode {
     let gpu = match Backend::gpu() {
         Ok(b) => b,
         Err(e) => {
@@ -103,6 +106,11 @@ fn bench(quick: bool, json: Option<PathBuf>, cells: &str, runs: usize) -> ExitCo
             .filter(|c| !c.is_empty())
             .collect(),
         runs,
+        impls: impls
+            .split(',')
+            .map(|c| c.trim().to_string())
+            .filter(|c| !c.is_empty())
+            .collect(),
     };
     let report = match wgpu_rnn::bench::run(&opts, &gpu) {
         Ok(r) => r,
@@ -272,7 +280,8 @@ fn main() -> ExitCode {
             json,
             cells,
             runs,
-        } => bench(quick, json, &cells, runs),
+            impls,
+        } => bench(quick, json, &cells, runs, &impls),
         Cmd::Compare { a, b } => compare(&a, &b),
     }
 }

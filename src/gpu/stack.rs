@@ -15,20 +15,20 @@ use crate::kernels::rec::{self, BwdBufs, FwdBufs, RecShape};
 use crate::kernels::{Phase, RecordStats, Recorder, buffers};
 
 /// One layer-direction's weights on the device.
-struct GpuCell {
+pub(crate) struct GpuCell {
     /// `(G·H, In)` row-major.
-    w_ih: wgpu::Buffer,
+    pub(crate) w_ih: wgpu::Buffer,
     /// Recurrent weights in the layout the cell's shader reads (see [`CellKind::w_rec`]).
-    w_rec: wgpu::Buffer,
+    pub(crate) w_rec: wgpu::Buffer,
     /// Bias added by the input projection (see [`CellKind::folded_bias`]).
-    bias: wgpu::Buffer,
+    pub(crate) bias: wgpu::Buffer,
 }
 
 /// All weights of a stack, uploaded once.
 pub(crate) struct GpuWeights {
-    kind: CellKind,
-    dims: LstmDims,
-    cells: Vec<GpuCell>,
+    pub(crate) kind: CellKind,
+    pub(crate) dims: LstmDims,
+    pub(crate) cells: Vec<GpuCell>,
 }
 
 impl GpuWeights {
@@ -509,4 +509,49 @@ pub(crate) fn backward(
         cells,
         stats,
     })
+}
+
+/// The unfused baseline forward (benchmarks): the same input GEMM, then the recurrence as one
+/// dispatch per operation per step (`kernels::unfused`). One unidirectional LSTM layer without
+/// projection, zero initial state; returns `out` `(T, B, H)`.
+pub(crate) fn forward_unfused(
+    ctx: &Context,
+    w: &GpuWeights,
+    x: ArrayView3<f32>,
+) -> Result<(Array3<f32>, RecordStats)> {
+    let d = w.dims;
+    if w.kind != CellKind::Lstm || d.num_layers != 1 || d.bidirectional || d.proj_size > 0 {
+        return Err(Error::Unsupported(
+            "the unfused baseline runs one unidirectional LSTM layer without projection".into(),
+        ));
+    }
+    let (t, b, i) = x.dim();
+    let h = d.hidden_size;
+    let cell = &w.cells[0];
+    let x_buf = buffers::upload(ctx, "x", &flat(x))?;
+    let gx = buffers::zeros(ctx, "gates", t * b * 4 * h)?;
+    let out = buffers::zeros(ctx, "out", t * b * h)?;
+    let mut rec = Recorder::new(ctx);
+    gemm::record(
+        &mut rec,
+        (t * b, 4 * h, i),
+        1.0,
+        Mat::rows(&x_buf, 0, i),
+        Mat::rows_t(&cell.w_ih, 0, i),
+        0.0,
+        Out {
+            buf: &gx,
+            off: 0,
+            rs: 4 * h,
+        },
+        Some((&cell.bias, 0)),
+    )?;
+    rec.set_phase(Phase::Recurrence);
+    crate::kernels::unfused::record_forward(ctx, &mut rec, (t, b, h), &gx, &cell.w_rec, &out)?;
+    let stats = rec.submit()?;
+    let got = buffers::read_f32(ctx, &[(&out, 0, t * b * h)])?
+        .into_iter()
+        .next()
+        .unwrap_or_default();
+    Ok((array3(got, (t, b, h))?, stats))
 }

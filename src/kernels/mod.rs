@@ -16,6 +16,7 @@ pub(crate) mod rec;
 pub(crate) mod recorder;
 pub(crate) mod rnn;
 pub(crate) mod timing;
+pub(crate) mod unfused;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -36,10 +37,11 @@ pub(crate) enum Shader {
     Conv,
     ConvLstmForward,
     ConvLstmBackward,
+    Unfused,
 }
 
 impl Shader {
-    const ALL: [Shader; 10] = [
+    const ALL: [Shader; 11] = [
         Shader::Gemm,
         Shader::LstmForward,
         Shader::LstmBackward,
@@ -50,6 +52,7 @@ impl Shader {
         Shader::Conv,
         Shader::ConvLstmForward,
         Shader::ConvLstmBackward,
+        Shader::Unfused,
     ];
 
     /// The WGSL module: recurrent cells get `rnn_common.wgsl` prepended (WGSL has no include).
@@ -87,6 +90,7 @@ impl Shader {
                 include_str!("../../shaders/rnn_backward.wgsl")
             ),
             Shader::Conv => include_str!("../../shaders/conv.wgsl"),
+            Shader::Unfused => include_str!("../../shaders/unfused.wgsl"),
             Shader::ConvLstmForward => concat!(
                 include_str!("../../shaders/activations.wgsl"),
                 include_str!("../../shaders/convlstm_forward.wgsl")
@@ -109,6 +113,7 @@ impl Shader {
             Shader::RnnForward => &["activations.wgsl", "rnn_common.wgsl", "rnn_forward.wgsl"],
             Shader::RnnBackward => &["activations.wgsl", "rnn_common.wgsl", "rnn_backward.wgsl"],
             Shader::Conv => &["conv.wgsl"],
+            Shader::Unfused => &["unfused.wgsl"],
             Shader::ConvLstmForward => &["activations.wgsl", "convlstm_forward.wgsl"],
             Shader::ConvLstmBackward => &["activations.wgsl", "convlstm_backward.wgsl"],
         }

@@ -233,6 +233,27 @@ impl Lstm {
         }
     }
 
+    /// The unfused baseline (benchmarks): one unidirectional layer, zero state, time-major
+    /// `x` `(T, B, I)`; the recurrence runs as one dispatch per operation per step, as ONNX
+    /// Runtime's WebGPU LSTM does. Returns `out` `(T, B, H)`; GPU only.
+    #[doc(hidden)]
+    pub fn forward_unfused_baseline(&self, x: ArrayView3<f32>) -> Result<Array3<f32>> {
+        let (ctx, w) = self
+            .runner
+            .device()
+            .ok_or_else(|| Error::Unsupported("the unfused baseline is a GPU path".into()))?;
+        let d = self.config.dims();
+        let b = x.dim().1;
+        let (hs, cs) = (
+            [d.cell_count(), b, d.out_size()],
+            [d.cell_count(), b, d.hidden_size],
+        );
+        cpu::check_inputs(&d, x.shape(), &hs, &cs, None)?;
+        let (out, stats) = gpu::forward_unfused(ctx, w, x)?;
+        self.runner.set_stats(stats);
+        Ok(out)
+    }
+
     /// Inference forward. `state` is `(h0, c0)` shaped `(L·D, B, P)` and `(L·D, B, H)` (zeros
     /// when `None`); `lengths` gives each sequence's valid length (PyTorch packed semantics).
     pub fn forward(
