@@ -291,35 +291,9 @@ fn bench_unfused(case: &Case, gpu: &Backend, runs: usize, gpu_timed: bool) -> Re
         l.forward_unfused_baseline(x.view())
             .map(|_| vec![l.last_stats()])
     })?;
-    let mut ms: Vec<f64> = samples.iter().map(|s| s.ms).collect();
-    let (med, lo, hi) = median(&mut ms);
-    let mut rec: Vec<f64> = samples.iter().filter_map(|s| s.rec_ms).collect();
-    let mut enc: Vec<f64> = samples.iter().map(|s| s.stats.encode_ms).collect();
-    Ok(BenchResult {
-        cell: case.cell.into(),
-        pass: "forward".into(),
-        b: case.b,
-        t: case.t,
-        i: case.i,
-        h: case.h,
-        frame: None,
-        filters: None,
-        implementation: "unfused".into(),
-        median_ms: med,
-        min_ms: lo,
-        max_ms: hi,
-        recurrence_ms: (rec.len() == samples.len() && !rec.is_empty()).then(|| median(&mut rec).0),
-        encode_ms: Some(median(&mut enc).0),
-        gflops: case.flops / med / 1e6,
-        dispatches: samples[0].stats.dispatches,
-        submits: samples[0].stats.submits,
-        timing: if all_gpu && gpu_timed {
-            "gpu_timestamps"
-        } else {
-            "wall"
-        }
-        .into(),
-    })
+    Ok(summarize(
+        case, "forward", 1.0, &samples, all_gpu, gpu_timed, "unfused",
+    ))
 }
 
 fn bench_case(
@@ -400,39 +374,53 @@ fn bench_case(
         ("forward_backward", &mut fb, 3.0),
     ] {
         let (samples, all_gpu) = measure(runs, gpu_timed, f)?;
-        let mut ms: Vec<f64> = samples.iter().map(|s| s.ms).collect();
-        let (med, lo, hi) = median(&mut ms);
-        let mut rec: Vec<f64> = samples.iter().filter_map(|s| s.rec_ms).collect();
-        let mut enc: Vec<f64> = samples.iter().map(|s| s.stats.encode_ms).collect();
-        let on_gpu = samples.iter().any(|s| s.stats.submits > 0);
-        out.push(BenchResult {
-            cell: case.cell.into(),
-            pass: pass.into(),
-            b: case.b,
-            t: case.t,
-            i: case.i,
-            h: case.h,
-            frame: case.frame,
-            filters: case.filters,
-            implementation: String::new(),
-            median_ms: med,
-            min_ms: lo,
-            max_ms: hi,
-            recurrence_ms: (rec.len() == samples.len() && !rec.is_empty())
-                .then(|| median(&mut rec).0),
-            encode_ms: on_gpu.then(|| median(&mut enc).0),
-            gflops: mult * case.flops / med / 1e6,
-            dispatches: samples[0].stats.dispatches,
-            submits: samples[0].stats.submits,
-            timing: if all_gpu && gpu_timed {
-                "gpu_timestamps"
-            } else {
-                "wall"
-            }
-            .into(),
-        });
+        out.push(summarize(
+            case, pass, mult, &samples, all_gpu, gpu_timed, "",
+        ));
     }
     Ok(out)
+}
+
+/// One result row from the samples of one (case, pass, implementation).
+fn summarize(
+    case: &Case,
+    pass: &str,
+    mult: f64,
+    samples: &[Sample],
+    all_gpu: bool,
+    gpu_timed: bool,
+    implementation: &str,
+) -> BenchResult {
+    let mut ms: Vec<f64> = samples.iter().map(|s| s.ms).collect();
+    let (med, lo, hi) = median(&mut ms);
+    let mut rec: Vec<f64> = samples.iter().filter_map(|s| s.rec_ms).collect();
+    let mut enc: Vec<f64> = samples.iter().map(|s| s.stats.encode_ms).collect();
+    let on_gpu = samples.iter().any(|s| s.stats.submits > 0);
+    BenchResult {
+        cell: case.cell.into(),
+        pass: pass.into(),
+        b: case.b,
+        t: case.t,
+        i: case.i,
+        h: case.h,
+        frame: case.frame,
+        filters: case.filters,
+        implementation: implementation.into(),
+        median_ms: med,
+        min_ms: lo,
+        max_ms: hi,
+        recurrence_ms: (rec.len() == samples.len() && !rec.is_empty()).then(|| median(&mut rec).0),
+        encode_ms: on_gpu.then(|| median(&mut enc).0),
+        gflops: mult * case.flops / med / 1e6,
+        dispatches: samples[0].stats.dispatches,
+        submits: samples[0].stats.submits,
+        timing: if all_gpu && gpu_timed {
+            "gpu_timestamps"
+        } else {
+            "wall"
+        }
+        .into(),
+    }
 }
 
 /// A plain-text table of a report.
