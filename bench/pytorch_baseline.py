@@ -21,8 +21,11 @@ import torch
 CELLS = {"lstm": (torch.nn.LSTM, 4), "gru": (torch.nn.GRU, 3), "rnn": (torch.nn.RNN, 1)}
 
 
-def shapes(quick):
-    # (B, T, I, H): the quick shape and DESIGN.md §6's standard shapes, as in src/bench.rs.
+def shapes(quick, custom=None):
+    # (B, T, I, H): the quick shape and DESIGN.md §6's standard shapes, as in src/bench.rs;
+    # --shapes "B,T,I,H;..." replaces them (same syntax as `wgpu-rnn bench --shapes`).
+    if custom:
+        return [tuple(int(n) for n in s.split(",")) for s in custom.split(";") if s.strip()]
     return [(8, 100, 128, 128)] if quick else [(64, 100, 256, 256), (1, 1000, 64, 64), (256, 50, 512, 512)]
 
 
@@ -58,7 +61,7 @@ def run(args):
             print(f"skipping {cell}: no PyTorch layer")
             continue
         module, gates = CELLS[cell]
-        for (b, t, i, h) in shapes(args.quick):
+        for (b, t, i, h) in shapes(args.quick, args.shapes):
             layer = module(i, h).to(device)
             x = torch.randn(t, b, i, device=device)
             flops = 2.0 * t * b * (i + h) * gates * h
@@ -101,6 +104,7 @@ def main():
     p.add_argument("--cells", default="lstm,gru,rnn")
     p.add_argument("--runs", type=int, default=5)
     p.add_argument("--json", help="write the report here")
+    p.add_argument("--shapes", help='recurrent shapes "B,T,I,H;B,T,I,H" instead of the defaults')
     args = p.parse_args()
     report = run(args)
     if args.json:

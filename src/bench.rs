@@ -29,6 +29,8 @@ pub struct BenchOptions {
     pub runs: usize,
     /// Implementations to run: any of persistent, stepwise, unfused, cpu (empty: all).
     pub impls: Vec<String>,
+    /// Recurrent-cell shapes (B, T, I, H) replacing the defaults (empty: `quick` decides).
+    pub shapes: Vec<(usize, usize, usize, usize)>,
 }
 
 impl BenchOptions {
@@ -144,8 +146,31 @@ struct Case {
     flops: f64,
 }
 
-fn recurrent_cases(cell: &'static str, gates: usize, quick: bool) -> Vec<Case> {
-    let shapes: &[(usize, usize, usize, usize)] = if quick {
+/// Parses `"B,T,I,H;B,T,I,H"` (the CLI's `--shapes`).
+pub fn parse_shapes(text: &str) -> Result<Vec<(usize, usize, usize, usize)>> {
+    text.split(';')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            let v: Vec<usize> = s
+                .split(',')
+                .map(|n| n.trim().parse::<usize>())
+                .collect::<std::result::Result<_, _>>()
+                .map_err(|e| Error::Config(format!("shape {s:?}: {e} (expected B,T,I,H)")))?;
+            match v[..] {
+                [b, t, i, h] if b * t * i * h > 0 => Ok((b, t, i, h)),
+                _ => Err(Error::Config(format!(
+                    "shape {s:?}: expected four positive numbers B,T,I,H"
+                ))),
+            }
+        })
+        .collect()
+}
+
+fn recurrent_cases(cell: &'static str, gates: usize, opts: &BenchOptions) -> Vec<Case> {
+    let shapes: &[(usize, usize, usize, usize)] = if !opts.shapes.is_empty() {
+        &opts.shapes
+    } else if opts.quick {
         &[(8, 100, 128, 128)]
     } else {
         &[(64, 100, 256, 256), (1, 1000, 64, 64), (256, 50, 512, 512)]
@@ -235,9 +260,9 @@ pub fn run(opts: &BenchOptions, gpu: &Backend) -> Result<BenchReport> {
     };
     for cell in &opts.cells {
         let cases = match cell.as_str() {
-            "lstm" => recurrent_cases("lstm", 4, opts.quick),
-            "gru" => recurrent_cases("gru", 3, opts.quick),
-            "rnn" => recurrent_cases("rnn", 1, opts.quick),
+            "lstm" => recurrent_cases("lstm", 4, opts),
+            "gru" => recurrent_cases("gru", 3, opts),
+            "rnn" => recurrent_cases("rnn", 1, opts),
             "convlstm2d" => vec![convlstm_case(opts.quick)],
             other => {
                 return Err(Error::Config(format!(
@@ -532,6 +557,18 @@ pub fn compare(a: &serde_json::Value, b: &serde_json::Value) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parse_shapes_reads_lists_and_names_bad_entries() {
+        let v = parse_shapes("8,100,128,128; 1,1000,64,64").unwrap();
+        assert_eq!(v, vec![(8, 100, 128, 128), (1, 1000, 64, 64)]);
+        assert!(parse_shapes("").unwrap().is_empty());
+        let e = parse_shapes("8,100,128").unwrap_err().to_string();
+        assert!(e.contains("8,100,128"), "{e}");
+        let e = parse_shapes("8,0,128,128").unwrap_err().to_string();
+        assert!(e.contains("positive"), "{e}");
+        assert!(parse_shapes("8,x,1,1").is_err());
+    }
 
     #[test]
     fn compare_joins_rows_present_in_both_reports() {

@@ -56,6 +56,9 @@ enum Cmd {
         /// Implementations, comma-separated: persistent, stepwise, unfused, cpu.
         #[arg(long, default_value = "persistent,stepwise,unfused,cpu")]
         impls: String,
+        /// Recurrent shapes instead of the defaults: "B,T,I,H;B,T,I,H".
+        #[arg(long)]
+        shapes: Option<String>,
     },
     /// Joins two bench JSON reports (e.g. this crate's and bench/pytorch_baseline.py's) into a
     /// side-by-side table with the ratio of their best medians.
@@ -90,7 +93,21 @@ fn compare(a: &PathBuf, b: &PathBuf) -> ExitCode {
     }
 }
 
-fn bench(quick: bool, json: Option<PathBuf>, cells: &str, runs: usize, impls: &str) -> ExitCode {
+fn bench(
+    quick: bool,
+    json: Option<PathBuf>,
+    cells: &str,
+    runs: usize,
+    impls: &str,
+    shapes: Option<&str>,
+) -> ExitCode {
+    let shapes = match wgpu_rnn::bench::parse_shapes(shapes.unwrap_or("")) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("wgpu-rnn bench: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let gpu = match Backend::gpu() {
         Ok(b) => b,
         Err(e) => {
@@ -111,6 +128,7 @@ fn bench(quick: bool, json: Option<PathBuf>, cells: &str, runs: usize, impls: &s
             .map(|c| c.trim().to_string())
             .filter(|c| !c.is_empty())
             .collect(),
+        shapes,
     };
     let report = match wgpu_rnn::bench::run(&opts, &gpu) {
         Ok(r) => r,
@@ -281,7 +299,8 @@ fn main() -> ExitCode {
             cells,
             runs,
             impls,
-        } => bench(quick, json, &cells, runs, &impls),
+            shapes,
+        } => bench(quick, json, &cells, runs, &impls, shapes.as_deref()),
         Cmd::Compare { a, b } => compare(&a, &b),
     }
 }

@@ -27,6 +27,15 @@ pub struct Golden {
 impl Golden {
     /// Reads a `.safetensors` golden file.
     pub fn load(path: &Path) -> Result<Self> {
+        // Each case is a `.safetensors` file with a `.json` twin holding the same config;
+        // accept either name (shell globs like `tests/data/*` hand over both).
+        let sibling;
+        let path = if path.extension().is_some_and(|e| e == "json") {
+            sibling = path.with_extension("safetensors");
+            sibling.as_path()
+        } else {
+            path
+        };
         let file = safetensors_io::read(path)?;
         let raw = file.metadata.get("config").ok_or_else(|| {
             Error::Format(format!(

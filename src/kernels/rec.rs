@@ -155,11 +155,14 @@ pub(crate) fn resolve(
     match algo {
         Algorithm::Persistent => fits().map(|_| Algorithm::Persistent),
         Algorithm::Stepwise => Ok(Algorithm::Stepwise),
-        // Persistent keeps the state on chip and needs no per-step launch, which is what costs
-        // on a real GPU while one workgroup's mat-vec is short; large H spreads better over
-        // many workgroups. On software adapters (lavapipe, 2 cores) Stepwise measured 2-3x
-        // faster at every shape tried (B1-8, H64-128), so they always get Stepwise.
-        Algorithm::Auto => Ok(if !ctx.software && s.h <= 256 && fits().is_ok() {
+        // Measured (BENCHMARKS.md, H100 Vulkan, T=100, LSTM/GRU/RNN alike): Persistent wins
+        // only while the whole problem is small enough that one launch per step dominates:
+        // B1 H64 0.58 vs 1.58 ms, B8 H128 2.75 vs 2.90, B1 H256 5.15 vs 5.45, B1 T1000 H64
+        // 5.6 vs 15.6. Once B·H grows, its few workgroups lose to Stepwise's spread: B8 H256
+        // 10.4 vs 5.7, B64 H128 13.5 vs 3.1, B64 H256 26 vs 6.1. Hence B·H <= 1024.
+        // On software adapters (lavapipe, 2 cores) Stepwise measured 2-3x faster at every
+        // shape tried (B1-8, H64-128), so they always get Stepwise.
+        Algorithm::Auto => Ok(if !ctx.software && s.b * s.h <= 1024 && fits().is_ok() {
             Algorithm::Persistent
         } else {
             Algorithm::Stepwise
