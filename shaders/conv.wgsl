@@ -13,6 +13,14 @@
 //               at once (implicit GEMM). Binding `w` = kernel [K, cout], `g` unused.
 //   conv_wgrad  dW[k, o] = Σ_m A(m,k)·G[m, o] (+ beta·dW) over m in [k_begin, k_end) — weight
 //               gradient after the backward loop (input kernel from x, recurrent from the h ring).
+//   wgrad_direct  the same dW without tiles, for dW small next to the reduction (ConvLSTM2D:
+//               9·Cin×4F against B·T·Ho·Wo rows): one invocation per (k, 4 outputs, frame
+//               split), looping over its frames' pixels with no divisions and no barriers;
+//               k = K (when has_bias = 1) is a row of ones, i.e. db = Σ_m G[m, :]. Partials go
+//               to dst[split·(K+has_bias)·cout ..]; split_len = frames per split; needs
+//               cout % 4 = 0 and split_len·Ho·Wo under the loop budget (host checks).
+//   split_sum   dst[i] = Σ_{s < frames} src[src_off + s·src_sb + i] (+ beta·dst[i]) for
+//               i < k_end: sums the split partials in a fixed order (deterministic).
 //   conv_dgrad  dX[frame, iy, ix, ch] = Σ_{a,c,o} G[m(oy,ox), o]·W[k(a,c,ch), o] where
 //               oy·sy = iy + pad_top - a·dy (and likewise x) — the input gradient, one invocation
 //               per input element (gather, no atomics), accumulated when beta = 1.
@@ -24,7 +32,8 @@
 //   3 g     storage r   f32[M, cout]                   gate gradients (wgrad, dgrad)
 //   4 bias  storage r   f32[cout]                      (gemm, has_bias = 1)
 //   5 dst   storage rw  f32[...]                       Y [M, cout] / dW [K, cout] / dX [frames, rows, cols, cin]
-// Memory: GEMM entries keep a 64×16 A tile and a 16×64 B tile in workgroup memory (8 KiB) and
+// Memory: wgrad_direct and split_sum: registers only (a vec4 accumulator), 64 invocations.
+// GEMM entries keep a 64×16 A tile and a 16×64 B tile in workgroup memory (8 KiB) and
 // a 4×4 block of results per invocation in registers; 16×16 invocations, one 64×64 tile per
 // workgroup (flattened 2-D grid). conv_dgrad: 64 invocations, registers only.
 // Limits: u32 indexing; K per GEMM dispatch is chunked by the host under the loop budget.
@@ -54,7 +63,7 @@ struct ConvParams {
     k_end: u32,
     has_bias: u32,
     beta: f32,
-    _pad: u32,
+    split_len: u32, // wgrad_direct: frames per split
 }
 
 @group(0) @binding(0) var<uniform> p: ConvParams;
@@ -201,6 +210,86 @@ fn conv_wgrad(
     @builtin(num_workgroups) nwg: vec3<u32>,
 ) {
     tiled(lid, wid, nwg, true);
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn wgrad_direct(
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let e = (wid.y * nwg.x + wid.x) * 64u + lid;
+    let kc = k_count();
+    let kq = kc + p.has_bias;
+    let o4n = p.cout / 4u;
+    let per_split = kq * o4n;
+    let splits = (p.frames + p.split_len - 1u) / p.split_len;
+    if (e >= per_split * splits) {
+        return;
+    }
+    let split = e / per_split;
+    let r = e % per_split;
+    let o0 = (r % o4n) * 4u;
+    let k = r / o4n;
+    let n0 = split * p.split_len;
+    let n1 = min(p.frames, n0 + p.split_len);
+    let hw = p.out_rows * p.out_cols;
+    var acc = vec4<f32>(0.0);
+    if (k == kc) {
+        for (var m = n0 * hw; m < n1 * hw; m++) {
+            let gm = m * p.cout + o0;
+            acc += vec4<f32>(g[gm], g[gm + 1u], g[gm + 2u], g[gm + 3u]);
+        }
+    } else {
+        let a = k / (p.kw * p.cin);
+        let c = (k / p.cin) % p.kw;
+        let ch = k % p.cin;
+        for (var n = n0; n < n1; n++) {
+            let frame = p.src_off + (n / p.t_len) * p.src_sb + (n % p.t_len) * p.src_st;
+            for (var oy = 0u; oy < p.out_rows; oy++) {
+                let iy = i32(oy * p.sy + a * p.dy) - i32(p.pad_top);
+                if (iy < 0 || iy >= i32(p.rows)) {
+                    continue;
+                }
+                let src_row = (frame * p.rows + u32(iy)) * p.cols;
+                let g_row = (n * p.out_rows + oy) * p.out_cols;
+                for (var ox = 0u; ox < p.out_cols; ox++) {
+                    let ix = i32(ox * p.sx + c * p.dx) - i32(p.pad_left);
+                    if (ix < 0 || ix >= i32(p.cols)) {
+                        continue;
+                    }
+                    let v = src[(src_row + u32(ix)) * p.cin + ch];
+                    let gm = (g_row + ox) * p.cout + o0;
+                    acc += v * vec4<f32>(g[gm], g[gm + 1u], g[gm + 2u], g[gm + 3u]);
+                }
+            }
+        }
+    }
+    let out = (split * kq + k) * p.cout + o0;
+    dst[out] = acc.x;
+    dst[out + 1u] = acc.y;
+    dst[out + 2u] = acc.z;
+    dst[out + 3u] = acc.w;
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn split_sum(
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let i = (wid.y * nwg.x + wid.x) * 64u + lid;
+    if (i >= p.k_end) {
+        return;
+    }
+    var acc = 0.0;
+    for (var s = 0u; s < p.frames; s++) {
+        acc += src[p.src_off + s * p.src_sb + i];
+    }
+    if (p.beta != 0.0) {
+        acc += p.beta * dst[i];
+    }
+    dst[i] = acc;
 }
 
 @compute @workgroup_size(64, 1, 1)

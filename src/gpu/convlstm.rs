@@ -11,7 +11,6 @@ use crate::cpu::convlstm::{ConvLstmDims, ConvLstmParams};
 use crate::error::{Error, Result};
 use crate::kernels::conv::{self, ConvGeom, FrameMap};
 use crate::kernels::convlstm::{self as kcell, BwdBufs, CellShape, FwdBufs};
-use crate::kernels::gemm::{self, Mat, Out};
 use crate::kernels::{Phase, RecordStats, Recorder, buffers};
 
 /// A layer's weights on the device (Keras layouts, flattened row-major).
@@ -250,7 +249,6 @@ impl GpuConvLstm {
             drk: buffers::zeros(ctx, "d recurrent_kernel", k_rows * f * 4 * f)?,
             db: buffers::zeros(ctx, "d bias", 4 * f)?,
         };
-        let ones = buffers::upload(ctx, "ones", &[1.0f32])?;
         let bufs = BwdBufs {
             gates: &tape.gates,
             rk: &self.rkernel,
@@ -278,28 +276,17 @@ impl GpuConvLstm {
             st: b,
             off: 0,
         };
-        conv::wgrad(rec, &gin, &xmap, 4 * f, &tape.x, &dgates, &g.dk, 0.0)?;
-        conv::wgrad(rec, &grec, &hmap, 4 * f, &tape.hseq, &dgates, &g.drk, 0.0)?;
-        let rows = b * t * s.rows * s.cols;
-        gemm::record(
+        conv::wgrad_bias(
             rec,
-            (1, 4 * f, rows),
-            1.0,
-            Mat {
-                buf: &ones,
-                off: 0,
-                rs: 0,
-                cs: 0,
-            },
-            Mat::rows(&dgates, 0, 4 * f),
+            &gin,
+            &xmap,
+            4 * f,
+            &tape.x,
+            &dgates,
+            (&g.dk, Some(&g.db)),
             0.0,
-            Out {
-                buf: &g.db,
-                off: 0,
-                rs: 4 * f,
-            },
-            None,
         )?;
+        conv::wgrad(rec, &grec, &hmap, 4 * f, &tape.hseq, &dgates, &g.drk, 0.0)?;
         conv::dgrad(rec, &gin, &xmap, 4 * f, &dgates, &self.kernel, &g.dx, 0.0)?;
         Ok(g)
     }

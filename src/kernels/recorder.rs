@@ -18,6 +18,7 @@ enum Op {
         params_size: u64,
         groups: [u32; 3],
         phase: Phase,
+        entry: &'static str,
     },
     Copy {
         src: wgpu::Buffer,
@@ -79,6 +80,11 @@ impl<'c> Recorder<'c> {
     }
 
     /// Tags the dispatches recorded from now on (a new phase starts a new compute pass).
+    /// The context this recorder submits to (for scratch buffers a kernel needs).
+    pub fn ctx(&self) -> &'c Context {
+        self.ctx
+    }
+
     pub fn set_phase(&mut self, phase: Phase) {
         self.phase = phase;
     }
@@ -124,6 +130,7 @@ impl<'c> Recorder<'c> {
             params_size: k.params_size,
             groups: [x, y, 1],
             phase: self.phase,
+            entry: k.entry,
         });
         Ok(())
     }
@@ -155,11 +162,23 @@ impl<'c> Recorder<'c> {
     pub fn submit(self) -> Result<RecordStats> {
         let ctx = self.ctx;
         let mut stats = RecordStats::default();
-        let passes = self.pass_count();
+        // WGPU_RNN_PROFILE=dispatch: one pass per dispatch, each timed and printed to stderr
+        // (a diagnostic for finding the kernel that dominates; it adds pass overhead).
+        let per_dispatch = ctx.profiling_timestamps()
+            && std::env::var("WGPU_RNN_PROFILE").is_ok_and(|v| v == "dispatch");
+        let passes = if per_dispatch {
+            self.ops
+                .iter()
+                .filter(|o| matches!(o, Op::Dispatch { .. }))
+                .count()
+        } else {
+            self.pass_count()
+        };
         let timer = ctx
             .profiling_timestamps()
             .then(|| PassTimer::new(ctx, passes));
         let mut pass_phase = Vec::with_capacity(passes);
+        let mut pass_entry = Vec::new();
         ctx.scoped(|| {
             let dev = &ctx.device;
             let arena = buffers::create_uniform(ctx, &self.arena)?;
@@ -199,11 +218,13 @@ impl<'c> Recorder<'c> {
                     params_size,
                     groups,
                     phase: p,
+                    entry,
                 }) = self.ops.get(i)
                 {
-                    if *p != phase {
+                    if *p != phase || (per_dispatch && pass_entry.len() == stats.passes) {
                         break;
                     }
+                    pass_entry.push(*entry);
                     // One bind group per (pipeline, buffer set): steps differ only in their
                     // dynamic uniform offset, so a T-step loop reuses one group.
                     let key = (Arc::as_ptr(pipe) as usize, buffers.clone());
@@ -246,6 +267,11 @@ impl<'c> Recorder<'c> {
         if let Some(t) = &timer {
             let spans = t.read(ctx)?;
             let used = &spans[..pass_phase.len().min(spans.len())];
+            if per_dispatch {
+                for (s, e) in used.iter().zip(&pass_entry) {
+                    eprintln!("wgpu-rnn profile: {e:<28} {:9.3} ms", s.1 - s.0);
+                }
+            }
             if let (Some(first), Some(last)) = (used.first(), used.last()) {
                 stats.gpu_ms = Some(last.1 - first.0);
                 let rec: f64 = used
