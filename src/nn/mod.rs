@@ -10,6 +10,8 @@
 //! Parameter gradients stay on the device: [`ParamBuffer`] pairs every parameter buffer with
 //! its gradient buffer, so an optimizer can update weights in place.
 
+#[cfg(test)]
+mod chain_tests;
 pub mod conv_head;
 pub mod dense;
 
@@ -47,6 +49,9 @@ impl ParamBuffer {
 }
 
 /// Where a recorded backward writes the gradient with respect to its input.
+// `Into`/`AddTo` serve in-crate training steps that chain layers on device buffers (the
+// ndarray wrappers only need `New`); `chain_tests` exercises both.
+#[cfg_attr(not(test), allow(dead_code))]
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum GradTarget<'a> {
     /// Allocate a fresh buffer and return it.
