@@ -317,8 +317,7 @@ fn read_buffer(ctx: &Context, buf: &wgpu::Buffer) -> Vec<f32> {
     ctx.device()
         .poll(wgpu::PollType::wait_indefinitely())
         .unwrap();
-    let v = bytemuck::cast_slice(&staging.slice(..).get_mapped_range().unwrap()).to_vec();
-    v
+    bytemuck::cast_slice(&staging.slice(..).get_mapped_range().unwrap()).to_vec()
 }
 
 #[test]
@@ -397,4 +396,17 @@ fn bad_shapes_are_errors_naming_the_value() {
     assert!(m.contains("steps = 0"), "{m}");
     let m = msg(ConvHeadConfig::new(4, 1, (3, 0), Activation::Sigmoid));
     assert!(m.contains("kernel width = 0"), "{m}");
+    // Sizes whose product overflows are a Limit error, not a panic.
+    let m = msg(DenseConfig::new(usize::MAX, 2, Activation::Linear));
+    assert!(
+        m.contains("dense weight") && m.contains(&usize::MAX.to_string()),
+        "{m}"
+    );
+    let m = msg(ConvHeadConfig::new(
+        1 << 40,
+        1 << 30,
+        (3, 3),
+        Activation::Linear,
+    ));
+    assert!(m.contains("conv head kernel"), "{m}");
 }

@@ -149,3 +149,24 @@ fn convlstm_head_chain_in_one_submit_matches_cpu() {
 fn head_input_gradient_accumulates_into_an_existing_buffer() {
     chain(true);
 }
+
+#[test]
+fn a_too_small_device_buffer_is_a_shape_error() {
+    let ctx = ctx();
+    let cfg = ConvHeadConfig::new(3, 1, (3, 3), Activation::Sigmoid).unwrap();
+    let head =
+        GpuConvHead::new(ctx.clone(), &ConvHeadParams::random(cfg, 1, 0.5).unwrap()).unwrap();
+    let x = buffers::zeros(&ctx, "x", 20).unwrap();
+    let shape = SeqShape {
+        batch: 1,
+        steps: 2,
+        rows: 2,
+        cols: 2,
+    };
+    let mut rec = Recorder::new(&ctx);
+    let e = head
+        .record_forward(&mut rec, &x, shape)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("holds 20 f32s") && e.contains("needs 24"), "{e}");
+}

@@ -11,7 +11,10 @@ use std::sync::Arc;
 
 use ndarray::{Array1, Array2, Array4, Array5, ArrayView1, ArrayView4, ArrayView5, Axis};
 
-use super::{GradTarget, ParamBuffer, check_buffer, check_nonzero, check_shape, flat, shaped};
+use super::{
+    GradTarget, ParamBuffer, check_buffer, check_nonzero, check_shape, checked_product, flat,
+    shaped,
+};
 use crate::context::Context;
 use crate::cpu::common::Filler;
 use crate::cpu::conv::ConvGeom as CpuGeom;
@@ -56,7 +59,14 @@ impl ConvHeadConfig {
         check_nonzero("conv head in_channels", self.in_channels)?;
         check_nonzero("conv head out_channels", self.out_channels)?;
         check_nonzero("conv head kernel height", self.kernel.0)?;
-        check_nonzero("conv head kernel width", self.kernel.1)
+        check_nonzero("conv head kernel width", self.kernel.1)?;
+        let k = [
+            self.kernel.0,
+            self.kernel.1,
+            self.in_channels,
+            self.out_channels,
+        ];
+        checked_product("conv head kernel", &k).map(|_| ())
     }
 
     /// Padding above and left of each frame under TF `same` with stride 1.
@@ -91,16 +101,20 @@ impl SeqShape {
         }
     }
 
-    /// Pixels over all frames, `B·T·H·W`.
+    /// Pixels over all frames, `B·T·H·W` (saturating: layers reject shapes that overflow).
     pub fn pixels(&self) -> usize {
-        self.batch * self.steps * self.rows * self.cols
+        [self.steps, self.rows, self.cols]
+            .iter()
+            .fold(self.batch, |acc, &d| acc.saturating_mul(d))
     }
 
     fn validate(&self) -> Result<()> {
         check_nonzero("conv head batch", self.batch)?;
         check_nonzero("conv head steps", self.steps)?;
         check_nonzero("conv head frame rows", self.rows)?;
-        check_nonzero("conv head frame cols", self.cols)
+        check_nonzero("conv head frame cols", self.cols)?;
+        let d = [self.batch, self.steps, self.rows, self.cols];
+        checked_product("conv head sequence", &d).map(|_| ())
     }
 
     fn dims(&self, c: usize) -> [usize; 5] {
@@ -383,6 +397,15 @@ impl GpuConvHead {
         Ok((g, m))
     }
 
+    /// Element counts of the input and output sequences, overflow-checked.
+    fn lens(&self, s: SeqShape) -> Result<(usize, usize)> {
+        let c = self.config;
+        Ok((
+            checked_product("conv head input", &s.dims(c.in_channels))?,
+            checked_product("conv head output", &s.dims(c.out_channels))?,
+        ))
+    }
+
     /// Records the forward of `x` (`[B, T, H, W, Cin]` f32s on the device, e.g. a ConvLSTM
     /// output) into `rec`, without submitting; returns the new output buffer
     /// `[B, T, H, W, Cout]`, which backward needs again.
@@ -393,11 +416,12 @@ impl GpuConvHead {
         s: SeqShape,
     ) -> Result<wgpu::Buffer> {
         let (g, m) = self.plan(s)?;
-        let (ci, co) = (self.config.in_channels, self.config.out_channels);
-        check_buffer("conv head input", x, s.pixels() * ci)?;
-        let y = buffers::zeros(&self.ctx, "conv head output", s.pixels() * co)?;
+        let co = self.config.out_channels;
+        let (n_in, n_out) = self.lens(s)?;
+        check_buffer("conv head input", x, n_in)?;
+        let y = buffers::zeros(&self.ctx, "conv head output", n_out)?;
         conv::forward(rec, &g, &m, co, x, &self.kernel, &self.bias, &y)?;
-        nn_act::forward(rec, self.config.activation, &y, &self.bias, s.pixels() * co)?;
+        nn_act::forward(rec, self.config.activation, &y, &self.bias, n_out)?;
         Ok(y)
     }
 
@@ -414,12 +438,12 @@ impl GpuConvHead {
         dx: GradTarget<'_>,
     ) -> Result<wgpu::Buffer> {
         let (g, m) = self.plan(s)?;
-        let (ci, co) = (self.config.in_channels, self.config.out_channels);
-        let n_out = s.pixels() * co;
-        check_buffer("conv head input", x, s.pixels() * ci)?;
+        let co = self.config.out_channels;
+        let (n_in, n_out) = self.lens(s)?;
+        check_buffer("conv head input", x, n_in)?;
         check_buffer("conv head output", y, n_out)?;
         check_buffer("conv head output gradient", dy, n_out)?;
-        let (dx, beta) = dx.resolve(&self.ctx, "conv head input gradient", s.pixels() * ci)?;
+        let (dx, beta) = dx.resolve(&self.ctx, "conv head input gradient", n_in)?;
         // The linear case needs no element-wise pass: dz is dy itself.
         let dz = if self.config.activation == Activation::Linear {
             dy.clone()

@@ -11,7 +11,10 @@ use std::sync::Arc;
 
 use ndarray::{Array, Array1, Array2, Array3, ArrayView1, ArrayView2, ArrayView3, Axis, Ix2, Ix3};
 
-use super::{GradTarget, ParamBuffer, check_buffer, check_nonzero, check_shape, flat, shaped};
+use super::{
+    GradTarget, ParamBuffer, check_buffer, check_nonzero, check_shape, checked_product, flat,
+    shaped,
+};
 use crate::context::Context;
 use crate::cpu::common::Filler;
 use crate::cpu::{Activation, Real};
@@ -45,7 +48,8 @@ impl DenseConfig {
     /// `Error::Config` when a size is 0.
     pub fn validate(&self) -> Result<()> {
         check_nonzero("dense in_features", self.in_features)?;
-        check_nonzero("dense out_features", self.out_features)
+        check_nonzero("dense out_features", self.out_features)?;
+        checked_product("dense weight", &[self.out_features, self.in_features]).map(|_| ())
     }
 }
 
@@ -268,6 +272,16 @@ impl GpuDense {
         DenseParams::new(self.config, weight, bias)
     }
 
+    /// Element counts of `rows` input and output rows, checked (nonzero, no overflow).
+    fn lens(&self, rows: usize) -> Result<(usize, usize)> {
+        check_nonzero("dense input rows", rows)?;
+        let c = self.config;
+        Ok((
+            checked_product("dense input", &[rows, c.in_features])?,
+            checked_product("dense output", &[rows, c.out_features])?,
+        ))
+    }
+
     /// Records the forward of `rows` input rows `x` (`[rows, in]` f32s on the device) into
     /// `rec`, without submitting; returns the new output buffer `[rows, out]`, which backward
     /// needs again.
@@ -278,9 +292,9 @@ impl GpuDense {
         rows: usize,
     ) -> Result<wgpu::Buffer> {
         let (i, o) = (self.config.in_features, self.config.out_features);
-        check_nonzero("dense input rows", rows)?;
-        check_buffer("dense input", x, rows * i)?;
-        let y = buffers::zeros(&self.ctx, "dense output", rows * o)?;
+        let (n_in, n_out) = self.lens(rows)?;
+        check_buffer("dense input", x, n_in)?;
+        let y = buffers::zeros(&self.ctx, "dense output", n_out)?;
         gemm::record(
             rec,
             (rows, o, i),
@@ -295,7 +309,7 @@ impl GpuDense {
             },
             Some((&self.bias, 0)),
         )?;
-        nn_act::forward(rec, self.config.activation, &y, &self.bias, rows * o)?;
+        nn_act::forward(rec, self.config.activation, &y, &self.bias, n_out)?;
         Ok(y)
     }
 
@@ -311,17 +325,17 @@ impl GpuDense {
         dx: GradTarget<'_>,
     ) -> Result<wgpu::Buffer> {
         let (i, o) = (self.config.in_features, self.config.out_features);
-        check_nonzero("dense input rows", rows)?;
-        check_buffer("dense input", x, rows * i)?;
-        check_buffer("dense output", y, rows * o)?;
-        check_buffer("dense output gradient", dy, rows * o)?;
-        let (dx, beta) = dx.resolve(&self.ctx, "dense input gradient", rows * i)?;
+        let (n_in, n_out) = self.lens(rows)?;
+        check_buffer("dense input", x, n_in)?;
+        check_buffer("dense output", y, n_out)?;
+        check_buffer("dense output gradient", dy, n_out)?;
+        let (dx, beta) = dx.resolve(&self.ctx, "dense input gradient", n_in)?;
         // The linear case needs no element-wise pass: dz is dy itself.
         let dz = if self.config.activation == Activation::Linear {
             dy.clone()
         } else {
-            let dz = buffers::zeros(&self.ctx, "dense dz", rows * o)?;
-            nn_act::backward(rec, self.config.activation, dy, y, &dz, rows * o)?;
+            let dz = buffers::zeros(&self.ctx, "dense dz", n_out)?;
+            nn_act::backward(rec, self.config.activation, dy, y, &dz, n_out)?;
             dz
         };
         // dW[out, in] = dzᵀ·X: dz read transposed through its strides.

@@ -113,6 +113,17 @@ pub(crate) fn check_nonzero(what: &str, v: usize) -> Result<()> {
     Ok(())
 }
 
+/// The product of `dims`, or `Error::Limit` naming `what` when it overflows `usize`.
+pub(crate) fn checked_product(what: &str, dims: &[usize]) -> Result<usize> {
+    dims.iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .ok_or_else(|| {
+            Error::Limit(format!(
+                "{what} {dims:?} has more elements than usize holds"
+            ))
+        })
+}
+
 /// An array's elements in logical (row-major) order, whatever its memory layout.
 pub(crate) fn flat<D: ndarray::Dimension>(a: ndarray::ArrayView<f32, D>) -> Vec<f32> {
     a.iter().copied().collect()
