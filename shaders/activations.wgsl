@@ -1,5 +1,5 @@
-// activations.wgsl — prelude of every recurrent module (prepended by the launcher before
-// rnn_common.wgsl or the ConvLSTM files): numerically safe activations.
+// activations.wgsl — prelude of every module with activations (prepended by the launcher before
+// rnn_common.wgsl, the ConvLSTM files or nn_act.wgsl): numerically safe activations.
 //
 //   sigmoid(x)     logistic, finite for any x (exp of a non-positive argument only)
 //   tanh_s(x)      tanh with its argument clamped to ±15 (f32 tanh is ±1 there), so backends

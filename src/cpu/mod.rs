@@ -1,8 +1,8 @@
 //! ndarray CPU reference of every recurrent forward and backward pass, used to check the
 //! GPU kernels and, through finite differences, itself.
 
-mod common;
-mod conv;
+pub(crate) mod common;
+pub(crate) mod conv;
 pub mod convlstm;
 mod convlstm_backward;
 pub mod gru;

@@ -12,6 +12,7 @@ pub(crate) mod convlstm;
 pub(crate) mod gemm;
 pub(crate) mod gru;
 pub(crate) mod lstm;
+pub(crate) mod nn_act;
 pub(crate) mod rec;
 pub(crate) mod recorder;
 pub(crate) mod rnn;
@@ -38,10 +39,11 @@ pub(crate) enum Shader {
     ConvLstmForward,
     ConvLstmBackward,
     Unfused,
+    NnAct,
 }
 
 impl Shader {
-    const ALL: [Shader; 11] = [
+    const ALL: [Shader; 12] = [
         Shader::Gemm,
         Shader::LstmForward,
         Shader::LstmBackward,
@@ -53,6 +55,7 @@ impl Shader {
         Shader::ConvLstmForward,
         Shader::ConvLstmBackward,
         Shader::Unfused,
+        Shader::NnAct,
     ];
 
     /// The WGSL module: recurrent cells get `rnn_common.wgsl` prepended (WGSL has no include).
@@ -99,6 +102,10 @@ impl Shader {
                 include_str!("../../shaders/activations.wgsl"),
                 include_str!("../../shaders/convlstm_backward.wgsl")
             ),
+            Shader::NnAct => concat!(
+                include_str!("../../shaders/activations.wgsl"),
+                include_str!("../../shaders/nn_act.wgsl")
+            ),
         }
     }
 
@@ -116,6 +123,7 @@ impl Shader {
             Shader::Unfused => &["unfused.wgsl"],
             Shader::ConvLstmForward => &["activations.wgsl", "convlstm_forward.wgsl"],
             Shader::ConvLstmBackward => &["activations.wgsl", "convlstm_backward.wgsl"],
+            Shader::NnAct => &["activations.wgsl", "nn_act.wgsl"],
         }
     }
 
