@@ -17,6 +17,7 @@ pub use context::{AdapterSummary, Context};
 pub use error::{Error, Result};
 pub use kernels::{RecordStats, ShaderModuleSource, shader_modules};
 pub mod layers;
+pub mod train;
 pub mod weights;
 
 pub use layers::Backend;

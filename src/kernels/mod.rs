@@ -11,7 +11,9 @@ pub(crate) mod conv;
 pub(crate) mod convlstm;
 pub(crate) mod gemm;
 pub(crate) mod gru;
+pub(crate) mod loss;
 pub(crate) mod lstm;
+pub(crate) mod optim;
 pub(crate) mod rec;
 pub(crate) mod recorder;
 pub(crate) mod rnn;
@@ -38,10 +40,12 @@ pub(crate) enum Shader {
     ConvLstmForward,
     ConvLstmBackward,
     Unfused,
+    Loss,
+    Optim,
 }
 
 impl Shader {
-    const ALL: [Shader; 11] = [
+    const ALL: [Shader; 13] = [
         Shader::Gemm,
         Shader::LstmForward,
         Shader::LstmBackward,
@@ -53,6 +57,8 @@ impl Shader {
         Shader::ConvLstmForward,
         Shader::ConvLstmBackward,
         Shader::Unfused,
+        Shader::Loss,
+        Shader::Optim,
     ];
 
     /// The WGSL module: recurrent cells get `rnn_common.wgsl` prepended (WGSL has no include).
@@ -91,6 +97,8 @@ impl Shader {
             ),
             Shader::Conv => include_str!("../../shaders/conv.wgsl"),
             Shader::Unfused => include_str!("../../shaders/unfused.wgsl"),
+            Shader::Loss => include_str!("../../shaders/loss.wgsl"),
+            Shader::Optim => include_str!("../../shaders/optim.wgsl"),
             Shader::ConvLstmForward => concat!(
                 include_str!("../../shaders/activations.wgsl"),
                 include_str!("../../shaders/convlstm_forward.wgsl")
@@ -114,6 +122,8 @@ impl Shader {
             Shader::RnnBackward => &["activations.wgsl", "rnn_common.wgsl", "rnn_backward.wgsl"],
             Shader::Conv => &["conv.wgsl"],
             Shader::Unfused => &["unfused.wgsl"],
+            Shader::Loss => &["loss.wgsl"],
+            Shader::Optim => &["optim.wgsl"],
             Shader::ConvLstmForward => &["activations.wgsl", "convlstm_forward.wgsl"],
             Shader::ConvLstmBackward => &["activations.wgsl", "convlstm_backward.wgsl"],
         }
