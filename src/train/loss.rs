@@ -38,7 +38,7 @@ fn rows_cols(shape: &[usize]) -> Result<(usize, usize)> {
         Error::Shape("softmax cross-entropy needs at least one axis (the classes)".into())
     })?;
     let n: usize = shape.iter().product();
-    Ok((if cols == 0 { 0 } else { n / cols }, cols))
+    Ok((n.checked_div(cols).unwrap_or(0), cols))
 }
 
 fn element_count(shape: &[usize]) -> Result<usize> {
@@ -246,5 +246,61 @@ impl GpuLoss {
             .and_then(|x| x.first())
             .copied()
             .ok_or_else(|| Error::Device("loss read-back returned nothing".into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::IxDyn;
+
+    const KINDS: [LossKind; 5] = [
+        LossKind::Mse,
+        LossKind::Mae,
+        LossKind::BinaryCrossEntropy { from_logits: true },
+        LossKind::BinaryCrossEntropy { from_logits: false },
+        LossKind::SoftmaxCrossEntropy,
+    ];
+
+    #[test]
+    fn f32_reference_agrees_with_f64() {
+        let p: Vec<f64> = (0..12)
+            .map(|i| 0.05 + 0.9 * ((i * 7) % 12) as f64 / 11.0)
+            .collect();
+        let t: Vec<f64> = (0..12).map(|i| ((i * 5) % 12) as f64 / 11.0).collect();
+        let a = |v: &[f64]| ArrayD::from_shape_vec(IxDyn(&[3, 4]), v.to_vec()).unwrap();
+        let a32 = |v: &[f64]| a(v).mapv(|x| x as f32);
+        for kind in KINDS {
+            let (l64, g64) = cpu_loss(kind, a(&p).view(), a(&t).view()).unwrap();
+            let (l32, g32) = cpu_loss(kind, a32(&p).view(), a32(&t).view()).unwrap();
+            assert!(
+                l64 > 0.0 && (f64::from(l32) - l64).abs() < 1e-5 * l64,
+                "{kind:?}"
+            );
+            for (x, y) in g32.iter().zip(g64.iter()) {
+                assert!((f64::from(*x) - y).abs() < 1e-6, "{kind:?}: {x} vs {y}");
+            }
+            assert!(
+                g64.iter().any(|v| v.abs() > 1e-3),
+                "{kind:?}: zero gradient"
+            );
+        }
+    }
+
+    #[test]
+    fn mismatched_or_empty_shapes_are_errors() {
+        let a = ArrayD::<f64>::zeros(IxDyn(&[2, 3]));
+        let b = ArrayD::<f64>::zeros(IxDyn(&[3, 2]));
+        let e = ArrayD::<f64>::zeros(IxDyn(&[0, 3]));
+        for kind in KINDS {
+            assert!(matches!(
+                cpu_loss(kind, a.view(), b.view()),
+                Err(Error::Shape(_))
+            ));
+            assert!(matches!(
+                cpu_loss(kind, e.view(), e.view()),
+                Err(Error::Shape(_))
+            ));
+        }
     }
 }

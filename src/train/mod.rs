@@ -62,7 +62,6 @@ impl<'c> StepRecorder<'c> {
     }
 
     /// The crate's recorder, so layers can add their forward and backward to the same step.
-    #[allow(dead_code)]
     pub(crate) fn recorder(&mut self) -> &mut Recorder<'c> {
         &mut self.inner
     }

@@ -358,3 +358,74 @@ fn update<T: Real>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn adam_bias_corrections_follow_the_step_count() {
+        let c = OptimizerConfig::adam(0.01);
+        // t = 1: lr/(1 - 0.9) = 0.1, sqrt(1 - 0.999) = sqrt(0.001).
+        let u = c.resolved(1);
+        assert!((u.step_size - 0.1).abs() < 1e-7, "{}", u.step_size);
+        // The f32 β₂ is 0.99900001…, so compare relatively.
+        assert!(
+            (u.bc2_sqrt / 0.001f32.sqrt() - 1.0).abs() < 1e-5,
+            "{}",
+            u.bc2_sqrt
+        );
+        // t = 2: lr/(1 - 0.81), sqrt(1 - 0.998001).
+        let u = c.resolved(2);
+        assert!((u.step_size - 0.01 / 0.19).abs() < 1e-7, "{}", u.step_size);
+        assert!(
+            (u.bc2_sqrt / 0.001999f32.sqrt() - 1.0).abs() < 1e-5,
+            "{}",
+            u.bc2_sqrt
+        );
+        // SGD ignores t.
+        assert_eq!(
+            OptimizerConfig::sgd(0.3, 0.0, false).resolved(9).step_size,
+            0.3
+        );
+    }
+
+    #[test]
+    fn invalid_hyper_parameters_name_the_value_and_the_range() {
+        let mut c = OptimizerConfig::rmsprop(0.1);
+        c.kind = OptimizerKind::RmsProp {
+            alpha: 1.5,
+            eps: 1e-8,
+            momentum: 0.0,
+        };
+        let msg = c.validate().unwrap_err().to_string();
+        assert!(
+            msg.contains("alpha = 1.5") && msg.contains("[0, 1]"),
+            "{msg}"
+        );
+        let mut c = OptimizerConfig::adam(0.1);
+        c.clip_norm = Some(0.0);
+        let msg = c.validate().unwrap_err().to_string();
+        assert!(msg.contains("clip_norm = 0"), "{msg}");
+        c.clip_norm = Some(1.0);
+        c.weight_decay = f32::NAN;
+        assert!(c.validate().is_err());
+        assert!(OptimizerConfig::sgd(0.1, 0.9, true).validate().is_ok());
+    }
+
+    #[test]
+    fn state_is_kept_between_steps_and_checked() {
+        let mut opt = Optimizer::<f64>::new(OptimizerConfig::sgd(1.0, 0.5, false)).unwrap();
+        let mut w = ArrayD::<f64>::zeros(ndarray::IxDyn(&[2]));
+        let g = ArrayD::from_elem(ndarray::IxDyn(&[2]), 1.0);
+        for _ in 0..2 {
+            opt.step(&mut [w.view_mut()], &[g.view()]).unwrap();
+        }
+        // b₁ = 1, w₁ = -1; b₂ = 0.5 + 1 = 1.5, w₂ = -2.5.
+        assert_eq!(w.as_slice().unwrap(), &[-2.5, -2.5]);
+        assert_eq!(opt.steps(), 2);
+        let mut other = ArrayD::<f64>::zeros(ndarray::IxDyn(&[3]));
+        let g3 = ArrayD::<f64>::zeros(ndarray::IxDyn(&[3]));
+        assert!(opt.step(&mut [other.view_mut()], &[g3.view()]).is_err());
+    }
+}
