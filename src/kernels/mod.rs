@@ -11,8 +11,10 @@ pub(crate) mod conv;
 pub(crate) mod convlstm;
 pub(crate) mod gemm;
 pub(crate) mod gru;
+pub(crate) mod loss;
 pub(crate) mod lstm;
 pub(crate) mod nn_act;
+pub(crate) mod optim;
 pub(crate) mod rec;
 pub(crate) mod recorder;
 pub(crate) mod rnn;
@@ -40,10 +42,12 @@ pub(crate) enum Shader {
     ConvLstmBackward,
     Unfused,
     NnAct,
+    Loss,
+    Optim,
 }
 
 impl Shader {
-    const ALL: [Shader; 12] = [
+    const ALL: [Shader; 14] = [
         Shader::Gemm,
         Shader::LstmForward,
         Shader::LstmBackward,
@@ -56,6 +60,8 @@ impl Shader {
         Shader::ConvLstmBackward,
         Shader::Unfused,
         Shader::NnAct,
+        Shader::Loss,
+        Shader::Optim,
     ];
 
     /// The WGSL module: recurrent cells get `rnn_common.wgsl` prepended (WGSL has no include).
@@ -94,6 +100,8 @@ impl Shader {
             ),
             Shader::Conv => include_str!("../../shaders/conv.wgsl"),
             Shader::Unfused => include_str!("../../shaders/unfused.wgsl"),
+            Shader::Loss => include_str!("../../shaders/loss.wgsl"),
+            Shader::Optim => include_str!("../../shaders/optim.wgsl"),
             Shader::ConvLstmForward => concat!(
                 include_str!("../../shaders/activations.wgsl"),
                 include_str!("../../shaders/convlstm_forward.wgsl")
@@ -121,6 +129,8 @@ impl Shader {
             Shader::RnnBackward => &["activations.wgsl", "rnn_common.wgsl", "rnn_backward.wgsl"],
             Shader::Conv => &["conv.wgsl"],
             Shader::Unfused => &["unfused.wgsl"],
+            Shader::Loss => &["loss.wgsl"],
+            Shader::Optim => &["optim.wgsl"],
             Shader::ConvLstmForward => &["activations.wgsl", "convlstm_forward.wgsl"],
             Shader::ConvLstmBackward => &["activations.wgsl", "convlstm_backward.wgsl"],
             Shader::NnAct => &["activations.wgsl", "nn_act.wgsl"],
