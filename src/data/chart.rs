@@ -153,14 +153,19 @@ pub fn render_loss_chart(train: &[f32], held_out: &[f32], opts: &ChartOptions) -
     let epochs = train.len().max(held_out.len());
     let (mut lo, mut hi) = finite
         .iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
+            (a.min(v), b.max(v))
+        });
     if hi - lo <= hi.abs().max(lo.abs()) * 1e-9 {
         // A flat series still needs a visible y range around it.
         let pad = if lo == 0.0 { 1.0 } else { lo.abs() * 0.1 };
         (lo, hi) = (lo - pad, hi + pad);
     }
     let y_step = nice_step(hi - lo, 5.0);
-    let (y_min, y_max) = ((lo / y_step).floor() * y_step, (hi / y_step).ceil() * y_step);
+    let (y_min, y_max) = (
+        (lo / y_step).floor() * y_step,
+        (hi / y_step).ceil() * y_step,
+    );
     let (x_min, x_max) = if epochs > 1 {
         (1.0, epochs as f64)
     } else {
@@ -216,7 +221,13 @@ pub fn render_loss_chart(train: &[f32], held_out: &[f32], opts: &ChartOptions) -
     img.rect(left, bottom, right - left + 1, 1, AXIS);
     let title = "epoch";
     let tw = text_width(title, text_scale) as i64;
-    img.text(title, (left + right - tw) / 2, h as i64 - char_h - 4, text_scale, TEXT);
+    img.text(
+        title,
+        (left + right - tw) / 2,
+        h as i64 - char_h - 4,
+        text_scale,
+        TEXT,
+    );
     img.text("loss", 4, 4, text_scale, TEXT);
 
     // Series: markers only when they stay distinct, so long runs read as clean lines.

@@ -11,6 +11,7 @@
 pub mod chart;
 #[cfg(feature = "render")]
 mod font;
+mod glyphs;
 pub mod moving_digits;
 pub mod npy;
 #[cfg(feature = "render")]

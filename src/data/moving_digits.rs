@@ -10,130 +10,14 @@
 
 use ndarray::{Array2, Array4, Array5, ArrayView5, Axis, s};
 
+use crate::data::glyphs::{DIGIT_STROKES, GLYPH_UNITS_H, GLYPH_UNITS_W};
 use crate::error::{Error, Result};
 
-/// Glyph design box in stroke units: x in `0..=4` (left to right), y in `0..=6` (top to
-/// bottom). One unit is `glyph_scale` pixels.
-const GLYPH_UNITS_W: f32 = 4.0;
-const GLYPH_UNITS_H: f32 = 6.0;
 /// Pen radius in units for `thickness = 1`; 0.42 gives strokes about as heavy as MNIST's.
 const STROKE_RADIUS: f32 = 0.42;
 /// The generator draws each digit's pen thickness from `[THICK_MIN, THICK_MIN + THICK_SPAN)`.
 const THICK_MIN: f32 = 0.85;
 const THICK_SPAN: f32 = 0.3;
-
-type Stroke = &'static [(f32, f32)];
-
-/// The digits 0-9 as polylines in the 4×6 design box. Curves are approximated by a few
-/// chords; the round pen and soft edge hide the corners.
-const DIGIT_STROKES: [&[Stroke]; 10] = [
-    // 0: a closed oval
-    &[&[
-        (1.2, 0.0),
-        (2.8, 0.0),
-        (3.8, 1.0),
-        (4.0, 3.0),
-        (3.8, 5.0),
-        (2.8, 6.0),
-        (1.2, 6.0),
-        (0.2, 5.0),
-        (0.0, 3.0),
-        (0.2, 1.0),
-        (1.2, 0.0),
-    ]],
-    // 1: flag and stem
-    &[&[(1.0, 1.4), (2.4, 0.0), (2.4, 6.0)]],
-    // 2: hook, diagonal, base
-    &[&[
-        (0.2, 1.2),
-        (1.2, 0.1),
-        (2.8, 0.1),
-        (3.8, 1.1),
-        (3.7, 2.3),
-        (0.2, 5.9),
-        (4.0, 5.9),
-    ]],
-    // 3: two bowls
-    &[&[
-        (0.3, 0.6),
-        (1.3, 0.0),
-        (2.9, 0.0),
-        (3.8, 0.9),
-        (3.7, 2.1),
-        (2.7, 2.9),
-        (1.5, 2.9),
-        (2.7, 2.9),
-        (3.9, 3.9),
-        (3.9, 5.0),
-        (2.9, 6.0),
-        (1.2, 6.0),
-        (0.2, 5.3),
-    ]],
-    // 4: open four
-    &[&[(2.9, 6.0), (2.9, 0.0), (0.0, 4.2), (4.0, 4.2)]],
-    // 5: top bar, short stem, belly
-    &[&[
-        (3.8, 0.0),
-        (0.7, 0.0),
-        (0.4, 2.7),
-        (1.6, 2.4),
-        (3.0, 2.6),
-        (3.9, 3.6),
-        (3.9, 5.0),
-        (2.9, 6.0),
-        (1.2, 6.0),
-        (0.1, 5.3),
-    ]],
-    // 6: swoop into a loop
-    &[&[
-        (3.4, 0.1),
-        (2.0, 0.3),
-        (0.8, 1.5),
-        (0.1, 3.4),
-        (0.2, 5.0),
-        (1.2, 6.0),
-        (2.9, 6.0),
-        (3.9, 5.0),
-        (3.8, 3.8),
-        (2.8, 3.0),
-        (1.2, 3.0),
-        (0.2, 3.9),
-    ]],
-    // 7: bar and diagonal
-    &[&[(0.0, 0.0), (4.0, 0.0), (1.5, 6.0)]],
-    // 8: two stacked loops in one stroke
-    &[&[
-        (2.0, 2.9),
-        (0.5, 2.2),
-        (0.4, 0.9),
-        (1.3, 0.0),
-        (2.7, 0.0),
-        (3.6, 0.9),
-        (3.5, 2.2),
-        (2.0, 2.9),
-        (0.3, 3.8),
-        (0.2, 5.1),
-        (1.2, 6.0),
-        (2.8, 6.0),
-        (3.8, 5.1),
-        (3.7, 3.8),
-        (2.0, 2.9),
-    ]],
-    // 9: loop and tail
-    &[&[
-        (3.8, 1.9),
-        (2.8, 2.9),
-        (1.2, 2.9),
-        (0.2, 2.0),
-        (0.2, 0.9),
-        (1.2, 0.0),
-        (2.8, 0.0),
-        (3.8, 0.9),
-        (3.8, 2.2),
-        (3.4, 4.4),
-        (2.4, 6.0),
-    ]],
-];
 
 /// Settings of [`MovingDigits`]. `Default` gives the Moving MNIST layout: 64×64 frames,
 /// 20 frames per sequence, one or two digits about 20×28 pixels, 1-3 pixels per frame.
@@ -277,7 +161,10 @@ impl SplitMix64 {
 /// Pen radius and soft-edge ramp width in pixels. The pen is at least 1.2 px wide so tiny
 /// scales do not vanish; the ramp grows with scale so big glyphs look smoothed, not aliased.
 fn pen(scale: f32, thickness: f32) -> (f32, f32) {
-    ((STROKE_RADIUS * scale * thickness).max(0.6), (0.3 * scale).max(1.0))
+    (
+        (STROKE_RADIUS * scale * thickness).max(0.6),
+        (0.3 * scale).max(1.0),
+    )
 }
 
 /// Empty margin in pixels around the strokes: far enough that no ink reaches the border
@@ -347,7 +234,9 @@ fn check_glyph_args(digit: u8, scale: f32, slant: f32) -> Result<()> {
         return Err(Error::Config(format!("digit {digit} is not in 0..=9")));
     }
     if !(scale.is_finite() && scale > 0.0 && scale <= 64.0) {
-        return Err(Error::Config(format!("glyph scale {scale} must be in (0, 64]")));
+        return Err(Error::Config(format!(
+            "glyph scale {scale} must be in (0, 64]"
+        )));
     }
     if !(slant.is_finite() && slant.abs() <= 1.0) {
         return Err(Error::Config(format!("slant {slant} must be in [-1, 1]")));
@@ -474,9 +363,8 @@ impl MovingDigits {
         let c = &self.cfg;
         // Derive an independent stream per sequence: scramble (seed, index) through one
         // SplitMix64 step so neighbouring indices do not get overlapping streams.
-        let mut rng = SplitMix64(
-            SplitMix64(c.seed ^ index.wrapping_mul(0xD1B5_4A32_D192_ED03)).next_u64(),
-        );
+        let mut rng =
+            SplitMix64(SplitMix64(c.seed ^ index.wrapping_mul(0xD1B5_4A32_D192_ED03)).next_u64());
         let count = c.min_digits + rng.below((c.max_digits - c.min_digits + 1) as u64) as usize;
         let mut motions = Vec::with_capacity(count);
         for _ in 0..count {
@@ -555,16 +443,19 @@ pub fn downscale(frames: ArrayView5<f32>, factor: usize) -> Result<Array5<f32>> 
     }
     let (oh, ow) = (h / factor, w / factor);
     let inv = 1.0 / (factor * factor) as f32;
-    Ok(Array5::from_shape_fn((n, t, oh, ow, c), |(i, j, y, x, k)| {
-        let block = frames.slice(s![
-            i,
-            j,
-            y * factor..(y + 1) * factor,
-            x * factor..(x + 1) * factor,
-            k
-        ]);
-        block.sum() * inv
-    }))
+    Ok(Array5::from_shape_fn(
+        (n, t, oh, ow, c),
+        |(i, j, y, x, k)| {
+            let block = frames.slice(s![
+                i,
+                j,
+                y * factor..(y + 1) * factor,
+                x * factor..(x + 1) * factor,
+                k
+            ]);
+            block.sum() * inv
+        },
+    ))
 }
 
 #[cfg(test)]
@@ -601,7 +492,8 @@ mod tests {
             let mass = g.sum() / g.len() as f32;
             assert!((0.08..0.6).contains(&mass), "digit {d}: mean {mass}");
             let (h, w) = g.dim();
-            let border = g.row(0).sum() + g.row(h - 1).sum() + g.column(0).sum() + g.column(w - 1).sum();
+            let border =
+                g.row(0).sum() + g.row(h - 1).sum() + g.column(0).sum() + g.column(w - 1).sum();
             assert!(border < 1e-6, "digit {d} touches its box: {border}");
         }
         // Distinct digits are distinct images.

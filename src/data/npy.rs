@@ -44,7 +44,10 @@ impl NpyHeader {
 
     /// Whether `descr` is a one-byte unsigned integer (`|u1`, `<u1`, `>u1`, `u1`, `|B`).
     pub fn is_u8(&self) -> bool {
-        matches!(self.descr.as_str(), "|u1" | "<u1" | ">u1" | "=u1" | "u1" | "|B" | "B")
+        matches!(
+            self.descr.as_str(),
+            "|u1" | "<u1" | ">u1" | "=u1" | "u1" | "|B" | "B"
+        )
     }
 }
 
@@ -407,7 +410,8 @@ mod tests {
 
     #[test]
     fn writer_pads_to_64_and_parses_back() {
-        let a = ndarray::Array3::<u8>::from_shape_fn((2, 3, 4), |(i, j, k)| (i * 12 + j * 4 + k) as u8);
+        let a =
+            ndarray::Array3::<u8>::from_shape_fn((2, 3, 4), |(i, j, k)| (i * 12 + j * 4 + k) as u8);
         let bytes = encode_u8(a.view()).unwrap();
         let h = parse_header(&bytes).unwrap();
         assert_eq!(h.data_offset % 64, 0);
