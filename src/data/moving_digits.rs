@@ -65,15 +65,10 @@ impl MovingDigitsConfig {
     /// Checks every field; the error names the field and its value.
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::Config(m));
-        if self.frame_size == 0 || self.frames == 0 {
+        check_sizes(self.frame_size, self.frames)?;
+        if self.min_digits == 0 || self.min_digits > self.max_digits || self.max_digits > 64 {
             return bad(format!(
-                "frame_size {} and frames {} must both be at least 1",
-                self.frame_size, self.frames
-            ));
-        }
-        if self.min_digits == 0 || self.min_digits > self.max_digits {
-            return bad(format!(
-                "digit range {}..={} must satisfy 1 <= min_digits <= max_digits",
+                "digit range {}..={} must satisfy 1 <= min_digits <= max_digits <= 64",
                 self.min_digits, self.max_digits
             ));
         }
@@ -103,6 +98,25 @@ impl MovingDigitsConfig {
         }
         Ok(())
     }
+}
+
+/// Frame size and count must be non-zero, and one sequence must fit in memory addressing
+/// (an error here beats an allocation panic on a typo like `frame_size: 640000`).
+fn check_sizes(frame_size: usize, frames: usize) -> Result<()> {
+    if frame_size == 0 || frames == 0 || frame_size > 16384 {
+        return Err(Error::Config(format!(
+            "frame_size {frame_size} must be in 1..=16384 and frames {frames} at least 1"
+        )));
+    }
+    frames
+        .checked_mul(frame_size * frame_size)
+        .filter(|&e| e <= isize::MAX as usize / 4)
+        .map(|_| ())
+        .ok_or_else(|| {
+            Error::Limit(format!(
+                "{frames} frames of {frame_size}x{frame_size} do not fit in memory"
+            ))
+        })
 }
 
 /// One digit's motion, for placing digits by hand with [`render_motions`].
@@ -271,11 +285,7 @@ pub fn render_motions(
     motions: &[DigitMotion],
 ) -> Result<(Array4<f32>, Vec<DigitTrack>)> {
     let (n, t_len) = (cfg.frame_size, cfg.frames);
-    if n == 0 || t_len == 0 {
-        return Err(Error::Config(format!(
-            "frame_size {n} and frames {t_len} must both be at least 1"
-        )));
-    }
+    check_sizes(n, t_len)?;
     if !(cfg.glyph_scale.is_finite() && cfg.glyph_scale > 0.0 && cfg.glyph_scale <= 64.0) {
         return Err(Error::Config(format!(
             "glyph_scale {} must be in (0, 64]",
