@@ -39,6 +39,10 @@ pub enum Error {
     /// A file could not be read or parsed.
     #[error("I/O error on {path}: {msg}")]
     Io { path: String, msg: String },
+    /// A data set file or generator request is malformed (bad NPY header, wrong dtype or
+    /// rank, truncated data, mismatched frame shapes, ...).
+    #[error("data error: {0}")]
+    Data(String),
     /// A golden file or safetensors file is malformed.
     #[error("format error: {0}")]
     Format(String),

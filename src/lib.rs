@@ -8,6 +8,7 @@ pub mod algorithm;
 pub mod bench;
 pub mod context;
 pub mod cpu;
+pub mod data;
 pub mod error;
 pub(crate) mod gpu;
 pub(crate) mod kernels;
