@@ -18,6 +18,7 @@ pub use context::{AdapterSummary, Context};
 pub use error::{Error, Result};
 pub use kernels::{RecordStats, ShaderModuleSource, shader_modules};
 pub mod layers;
+pub mod models;
 pub mod nn;
 pub mod train;
 pub mod weights;

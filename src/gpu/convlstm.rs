@@ -34,6 +34,12 @@ impl GpuConvLstm {
         })
     }
 
+    /// (kernel, recurrent_kernel, bias) device buffers, Keras layouts: what an optimizer
+    /// updates in place.
+    pub fn params(&self) -> [&wgpu::Buffer; 3] {
+        [&self.kernel, &self.rkernel, &self.bias]
+    }
+
     fn input_geom(&self) -> Result<ConvGeom> {
         let d = &self.dims;
         let (ho, wo) = d.out_hw()?;
