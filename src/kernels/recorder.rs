@@ -78,6 +78,11 @@ impl<'c> Recorder<'c> {
         }
     }
 
+    /// The context dispatches are recorded for.
+    pub fn ctx(&self) -> &'c Context {
+        self.ctx
+    }
+
     /// Tags the dispatches recorded from now on (a new phase starts a new compute pass).
     pub fn set_phase(&mut self, phase: Phase) {
         self.phase = phase;
