@@ -114,12 +114,17 @@ impl GemmKernel {
     }
 
     /// The entry point for these operands and the (rows, cols) of C one workgroup computes.
-    fn def(self, a: &Mat<'_>, b: &Mat<'_>, n: usize) -> (&'static KernelDef, usize, usize) {
+    fn def(
+        self,
+        a: &Mat<'_>,
+        b: &Mat<'_>,
+        (n, k): (usize, usize),
+    ) -> (&'static KernelDef, usize, usize) {
         match self {
             GemmKernel::Plain16 => (&PLAIN16, 16, 16),
             GemmKernel::Tiled64 => (&TILED64, 64, 64),
             GemmKernel::RegBlock => {
-                let entry = match vec4_layout(a, b, n) {
+                let entry = match vec4_layout(a, b, n, k) {
                     Some(Vec4Layout::Kk) => &RB_KK,
                     Some(Vec4Layout::Kn) => &RB_KN,
                     None => &RB_ANY,
@@ -144,10 +149,12 @@ enum Vec4Layout {
 
 /// The vec4 layout the operands allow: A contiguous along k and every row start a multiple
 /// of 4 elements (16 bytes); B likewise along k, or along n with N % 4 == 0 (so a column
-/// group of 4 never straddles N). K chunks start at multiples of 4 (K_CHUNK).
-fn vec4_layout(a: &Mat<'_>, b: &Mat<'_>, n: usize) -> Option<Vec4Layout> {
+/// group of 4 never straddles N), and K ≥ 4. K chunks start at multiples of 4 (K_CHUNK).
+fn vec4_layout(a: &Mat<'_>, b: &Mat<'_>, n: usize, k: usize) -> Option<Vec4Layout> {
     let q = |v: usize| v.is_multiple_of(4);
-    if !(a.cs == 1 && q(a.off) && q(a.rs)) {
+    // k ≥ 4 also keeps both buffers at least one vec4 long, the smallest binding a vec4
+    // array accepts (a K < 4 product would not use the vec4 loop anyway).
+    if k < 4 || !(a.cs == 1 && q(a.off) && q(a.rs)) {
         return None;
     }
     if b.rs == 1 && q(b.off) && q(b.cs) {
@@ -239,7 +246,7 @@ pub(crate) fn record_with(
     if m == 0 || n == 0 {
         return Ok(());
     }
-    let (def, tm, tn) = kernel.def(&a, &b, n);
+    let (def, tm, tn) = kernel.def(&a, &b, (n, k));
     let groups = u32_of(m.div_ceil(tm) * n.div_ceil(tn), "tile count")?;
     let mut k_begin = 0;
     let mut first = true;

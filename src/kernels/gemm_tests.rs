@@ -185,14 +185,15 @@ fn vec4_entries_are_chosen_only_where_the_strides_allow() {
     };
     let kk = Some(Vec4Layout::Kk);
     let kn = Some(Vec4Layout::Kn);
-    assert_eq!(vec4_layout(&m(0, 128, 1), &m(0, 1, 128), 512), kk);
-    assert_eq!(vec4_layout(&m(0, 128, 1), &m(4, 512, 1), 512), kn);
-    assert_eq!(vec4_layout(&m(0, 128, 1), &m(4, 512, 1), 510), None);
-    assert_eq!(vec4_layout(&m(2, 128, 1), &m(0, 1, 128), 512), None);
-    assert_eq!(vec4_layout(&m(0, 130, 1), &m(0, 1, 128), 512), None);
-    assert_eq!(vec4_layout(&m(0, 1, 128), &m(0, 512, 1), 512), None);
-    assert_eq!(vec4_layout(&m(0, 0, 0), &m(0, 512, 1), 512), None);
-    assert_eq!(vec4_layout(&m(0, 128, 1), &m(0, 1, 130), 512), None);
+    assert_eq!(vec4_layout(&m(0, 128, 1), &m(0, 1, 128), 512, 128), kk);
+    assert_eq!(vec4_layout(&m(0, 128, 1), &m(0, 1, 128), 512, 3), None);
+    assert_eq!(vec4_layout(&m(0, 128, 1), &m(4, 512, 1), 512, 128), kn);
+    assert_eq!(vec4_layout(&m(0, 128, 1), &m(4, 512, 1), 510, 128), None);
+    assert_eq!(vec4_layout(&m(2, 128, 1), &m(0, 1, 128), 512, 128), None);
+    assert_eq!(vec4_layout(&m(0, 130, 1), &m(0, 1, 128), 512, 128), None);
+    assert_eq!(vec4_layout(&m(0, 1, 128), &m(0, 512, 1), 512, 128), None);
+    assert_eq!(vec4_layout(&m(0, 0, 0), &m(0, 512, 1), 512, 128), None);
+    assert_eq!(vec4_layout(&m(0, 128, 1), &m(0, 1, 130), 512, 128), None);
 }
 
 #[test]
@@ -281,6 +282,19 @@ fn broadcast_row_sums_columns_like_bias_gradients() {
             assert!((got[j] - want).abs() < 1e-4, "{}: {j}", kern.name());
         }
     }
+}
+
+#[test]
+fn short_k_with_tiny_buffers_uses_scalar_loads() {
+    // K < 4: aligned strides but buffers shorter than one vec4 must not take a vec4 entry.
+    all(&Case {
+        mnk: (1, 4, 3),
+        a: Spec::row(0, 4),
+        b: Spec::tr(0, 4),
+        alpha: 1.0,
+        beta: 0.0,
+        bias: false,
+    });
 }
 
 #[test]
