@@ -2,7 +2,8 @@
 //! implementation (GPU Persistent, GPU Stepwise, CPU reference; LSTM forward also the unfused
 //! per-op GPU baseline), medians of several runs
 //! after a warm-up, in the JSON schema the README documents so runs from different vendors
-//! (and `bench/pytorch_baseline.py`) can be joined side by side.
+//! (and `bench/pytorch_baseline.py`) can be joined side by side. The `gemm` cell times the
+//! GEMM kernels alone (`bench/gemm.rs`).
 
 mod gemm;
 
