@@ -2,7 +2,10 @@
 //! implementation (GPU Persistent, GPU Stepwise, CPU reference; LSTM forward also the unfused
 //! per-op GPU baseline), medians of several runs
 //! after a warm-up, in the JSON schema the README documents so runs from different vendors
-//! (and `bench/pytorch_baseline.py`) can be joined side by side.
+//! (and `bench/pytorch_baseline.py`) can be joined side by side. The `gemm` cell times the
+//! GEMM kernels alone (`bench/gemm.rs`).
+
+mod gemm;
 
 use std::time::Instant;
 
@@ -66,6 +69,13 @@ pub struct BenchResult {
     pub frame: Option<[usize; 3]>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub filters: Option<usize>,
+    /// GEMM rows: C is M×N, the inner dimension K (B = T = 1).
+    #[serde(rename = "M", skip_serializing_if = "Option::is_none")]
+    pub m: Option<usize>,
+    #[serde(rename = "K", skip_serializing_if = "Option::is_none")]
+    pub k: Option<usize>,
+    #[serde(rename = "N", skip_serializing_if = "Option::is_none")]
+    pub n: Option<usize>,
     #[serde(rename = "impl")]
     pub implementation: String,
     pub median_ms: f64,
@@ -259,6 +269,13 @@ pub fn run(opts: &BenchOptions, gpu: &Backend) -> Result<BenchReport> {
         results: Vec::new(),
     };
     for cell in &opts.cells {
+        if cell == "gemm" {
+            let kernels = gemm::kernels(&opts.impls);
+            report
+                .results
+                .extend(gemm::run(ctx, &kernels, runs, timed)?);
+            continue;
+        }
         let cases = match cell.as_str() {
             "lstm" => recurrent_cases("lstm", 4, opts),
             "gru" => recurrent_cases("gru", 3, opts),
@@ -266,7 +283,7 @@ pub fn run(opts: &BenchOptions, gpu: &Backend) -> Result<BenchReport> {
             "convlstm2d" => vec![convlstm_case(opts.quick)],
             other => {
                 return Err(Error::Config(format!(
-                    "unknown cell {other:?}: lstm, gru, rnn, convlstm2d"
+                    "unknown cell {other:?}: lstm, gru, rnn, convlstm2d, gemm"
                 )));
             }
         };
@@ -430,6 +447,9 @@ fn summarize(
         h: case.h,
         frame: case.frame,
         filters: case.filters,
+        m: None,
+        k: None,
+        n: None,
         implementation: implementation.into(),
         median_ms: med,
         min_ms: lo,
@@ -471,6 +491,7 @@ pub fn table(r: &BenchReport) -> String {
     );
     for x in &r.results {
         let shape = match (x.i, x.h, x.frame, x.filters) {
+            _ if x.m.is_some() => gemm_shape(x.m, x.k, x.n),
             (Some(i), Some(h), _, _) => format!("B{} T{} I{} H{}", x.b, x.t, i, h),
             (_, _, Some([rr, cc, ch]), Some(f)) => format!("B{} T{} {rr}x{cc}x{ch} F{f}", x.b, x.t),
             _ => format!("B{} T{}", x.b, x.t),
@@ -496,8 +517,22 @@ pub fn table(r: &BenchReport) -> String {
 }
 
 /// Key of a row: cell, pass and shape.
+fn gemm_shape(m: Option<usize>, k: Option<usize>, n: Option<usize>) -> String {
+    let g = |v: Option<usize>| v.map_or("?".to_string(), |v| v.to_string());
+    format!("M{} K{} N{}", g(m), g(k), g(n))
+}
+
 fn row_key(r: &serde_json::Value) -> String {
     let g = |k: &str| r.get(k).map(|v| v.to_string()).unwrap_or_default();
+    if r.get("M").is_some() {
+        let u = |k: &str| r.get(k).and_then(|v| v.as_u64()).map(|v| v as usize);
+        return format!(
+            "{} {} {}",
+            r["cell"].as_str().unwrap_or("?"),
+            r["pass"].as_str().unwrap_or("?"),
+            gemm_shape(u("M"), u("K"), u("N"))
+        );
+    }
     format!(
         "{} {} B{} T{} {}",
         r["cell"].as_str().unwrap_or("?"),

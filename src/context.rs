@@ -54,6 +54,8 @@ pub struct Context {
     summary: AdapterSummary,
     /// The adapter runs on the CPU (lavapipe, WARP, SwiftShader): the heuristic differs.
     pub(crate) software: bool,
+    /// The GEMM kernel for this adapter (chosen once, in `GemmKernel::for_adapter`).
+    pub(crate) gemm: crate::kernels::gemm::GemmKernel,
     /// Errors no scope caught (reported by the uncaptured-error handler instead of panicking).
     uncaptured: Arc<Mutex<Vec<String>>>,
     /// Benchmarks turn this on: every submission then records GPU timestamps per pass.
@@ -165,8 +167,10 @@ impl Context {
         let limits = device.limits();
         let info = adapter.get_info();
         let summary = AdapterSummary::from_info(&info);
+        let software = info.device_type == wgpu::DeviceType::Cpu;
         Self {
-            software: info.device_type == wgpu::DeviceType::Cpu,
+            software,
+            gemm: crate::kernels::gemm::GemmKernel::for_adapter(software),
             adapter,
             device,
             queue,

@@ -160,6 +160,58 @@ fn bench_writes_the_documented_json() {
 }
 
 #[test]
+fn bench_gemm_times_the_named_kernels_at_both_shapes() {
+    let json = std::env::temp_dir().join("wgpu_rnn_bench_gemm_test.json");
+    let (ok, lines) = run(&[
+        "bench",
+        "--cells",
+        "gemm",
+        "--impls",
+        "gemm_tiled64,gemm_regblock",
+        "--runs",
+        "5",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(ok, "{lines:?}");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let results = v["results"].as_array().unwrap();
+    let got: Vec<(String, u64, u64, u64)> = results
+        .iter()
+        .map(|r| {
+            assert_eq!(
+                (r["cell"].as_str(), r["B"].as_u64()),
+                (Some("gemm"), Some(1))
+            );
+            assert!(r["gflops"].as_f64().unwrap() > 0.0, "{r}");
+            let u = |k: &str| r[k].as_u64().unwrap();
+            (
+                r["impl"].as_str().unwrap().to_string(),
+                u("M"),
+                u("K"),
+                u("N"),
+            )
+        })
+        .collect();
+    let want: Vec<(String, u64, u64, u64)> = [(800, 128, 512), (512, 512, 512)]
+        .iter()
+        .flat_map(|&(m, k, n)| ["gemm_tiled64", "gemm_regblock"].map(|i| (i.to_string(), m, k, n)))
+        .collect();
+    assert_eq!(got, want);
+    // Reports with GEMM rows join by shape.
+    let p = json.to_str().unwrap();
+    let (ok, lines) = run(&["compare", p, p]);
+    assert!(ok, "{lines:?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("gemm forward M800 K128 N512: ")),
+        "{lines:?}"
+    );
+}
+
+#[test]
 fn compare_joins_two_reports() {
     let dir = std::env::temp_dir().join("wgpu_rnn_compare_test");
     std::fs::create_dir_all(&dir).unwrap();

@@ -47,13 +47,15 @@ enum Cmd {
         /// Write the report as JSON to this file.
         #[arg(long)]
         json: Option<PathBuf>,
-        /// Cells to run, comma-separated.
+        /// Cells to run, comma-separated: lstm, gru, rnn, convlstm2d, and gemm (the GEMM
+        /// kernels side by side; pick them with --impls gemm_plain16,gemm_tiled64,...).
         #[arg(long, default_value = "lstm,gru,rnn,convlstm2d")]
         cells: String,
         /// Timed runs per measurement (median reported; at least 5).
         #[arg(long, default_value_t = 5)]
         runs: usize,
-        /// Implementations, comma-separated: persistent, stepwise, unfused, cpu.
+        /// Implementations, comma-separated: persistent, stepwise, unfused, cpu; for the gemm
+        /// cell gemm_plain16, gemm_tiled64, gemm_regblock (default: all three).
         #[arg(long, default_value = "persistent,stepwise,unfused,cpu")]
         impls: String,
         /// Recurrent shapes instead of the defaults: "B,T,I,H;B,T,I,H".

@@ -31,6 +31,10 @@ use crate::error::{Error, Result};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum Shader {
     Gemm,
+    GemmPlain,
+    GemmRbAny,
+    GemmRbKk,
+    GemmRbKn,
     LstmForward,
     LstmBackward,
     GruForward,
@@ -47,8 +51,12 @@ pub(crate) enum Shader {
 }
 
 impl Shader {
-    const ALL: [Shader; 14] = [
+    const ALL: [Shader; 18] = [
         Shader::Gemm,
+        Shader::GemmPlain,
+        Shader::GemmRbAny,
+        Shader::GemmRbKk,
+        Shader::GemmRbKn,
         Shader::LstmForward,
         Shader::LstmBackward,
         Shader::GruForward,
@@ -68,6 +76,19 @@ impl Shader {
     fn source(self) -> &'static str {
         match self {
             Shader::Gemm => include_str!("../../shaders/gemm.wgsl"),
+            Shader::GemmPlain => include_str!("../../shaders/gemm_plain.wgsl"),
+            Shader::GemmRbAny => concat!(
+                include_str!("../../shaders/gemm_regblock.wgsl"),
+                include_str!("../../shaders/gemm_rb_any.wgsl")
+            ),
+            Shader::GemmRbKk => concat!(
+                include_str!("../../shaders/gemm_regblock.wgsl"),
+                include_str!("../../shaders/gemm_rb_kk.wgsl")
+            ),
+            Shader::GemmRbKn => concat!(
+                include_str!("../../shaders/gemm_regblock.wgsl"),
+                include_str!("../../shaders/gemm_rb_kn.wgsl")
+            ),
             Shader::LstmForward => concat!(
                 include_str!("../../shaders/activations.wgsl"),
                 include_str!("../../shaders/rnn_common.wgsl"),
@@ -121,6 +142,10 @@ impl Shader {
     fn files(self) -> &'static [&'static str] {
         match self {
             Shader::Gemm => &["gemm.wgsl"],
+            Shader::GemmPlain => &["gemm_plain.wgsl"],
+            Shader::GemmRbAny => &["gemm_regblock.wgsl", "gemm_rb_any.wgsl"],
+            Shader::GemmRbKk => &["gemm_regblock.wgsl", "gemm_rb_kk.wgsl"],
+            Shader::GemmRbKn => &["gemm_regblock.wgsl", "gemm_rb_kn.wgsl"],
             Shader::LstmForward => &["activations.wgsl", "rnn_common.wgsl", "lstm_forward.wgsl"],
             Shader::LstmBackward => &["activations.wgsl", "rnn_common.wgsl", "lstm_backward.wgsl"],
             Shader::GruForward => &["activations.wgsl", "rnn_common.wgsl", "gru_forward.wgsl"],

@@ -79,6 +79,11 @@ impl<'c> Recorder<'c> {
         }
     }
 
+    /// The context dispatches are recorded for.
+    pub fn ctx(&self) -> &'c Context {
+        self.ctx
+    }
+
     /// Tags the dispatches recorded from now on (a new phase starts a new compute pass).
     /// The context this recorder submits to (for scratch buffers a kernel needs).
     pub fn ctx(&self) -> &'c Context {

@@ -1,0 +1,154 @@
+//! `wgpu-rnn bench --cells gemm`: the GEMM kernels side by side at the LSTM input-projection
+//! shape (M = B·T = 800, K = I = 128, N = 4H = 512, B = W_ihᵀ as a transposed view, bias row)
+//! and a square 512³ (both operands row-major). Runs are interleaved — one run of every
+//! kernel per round — so machine load shifts all kernels alike.
+
+use super::{BenchResult, median};
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::kernels::gemm::{self, GemmKernel, Mat, Out};
+use crate::kernels::{Recorder, buffers};
+
+/// A GEMM case: (M, K, N) and whether B is the transposed view of an N×K matrix.
+struct Shape {
+    m: usize,
+    k: usize,
+    n: usize,
+    b_transposed: bool,
+    bias: bool,
+}
+
+const SHAPES: [Shape; 2] = [
+    Shape {
+        m: 800,
+        k: 128,
+        n: 512,
+        b_transposed: true,
+        bias: true,
+    },
+    Shape {
+        m: 512,
+        k: 512,
+        n: 512,
+        b_transposed: false,
+        bias: false,
+    },
+];
+
+/// The kernels `impls` names (`gemm_plain16`, `gemm_tiled64`, ...), or by default the plain
+/// baseline, the tiled kernel and the register-blocked one.
+pub(super) fn kernels(impls: &[String]) -> Vec<GemmKernel> {
+    let named: Vec<GemmKernel> = GemmKernel::ALL
+        .into_iter()
+        .filter(|k| impls.iter().any(|i| i == k.name()))
+        .collect();
+    if named.is_empty() {
+        GemmKernel::ALL.to_vec()
+    } else {
+        named
+    }
+}
+
+fn fill(len: usize, seed: usize) -> Vec<f32> {
+    (0..len)
+        .map(|i| (((i * 7 + seed * 13) % 97) as f32 - 48.0) * 0.01)
+        .collect()
+}
+
+/// One submit of one GEMM; GPU time when timestamps are on, else wall time to completion.
+fn run_once(
+    ctx: &Context,
+    kernel: GemmKernel,
+    s: &Shape,
+    bufs: &[wgpu::Buffer; 4],
+    gpu_timed: bool,
+) -> Result<(f64, bool)> {
+    let [a, b, bias, c] = bufs;
+    let t0 = std::time::Instant::now();
+    let mut rec = Recorder::new(ctx);
+    let bm = if s.b_transposed {
+        Mat::rows_t(b, 0, s.k)
+    } else {
+        Mat::rows(b, 0, s.n)
+    };
+    gemm::record_with(
+        &mut rec,
+        kernel,
+        (s.m, s.n, s.k),
+        1.0,
+        Mat::rows(a, 0, s.k),
+        bm,
+        0.0,
+        Out {
+            buf: c,
+            off: 0,
+            rs: s.n,
+        },
+        s.bias.then_some((bias, 0)),
+    )?;
+    let stats = rec.submit()?;
+    if let (true, Some(ms)) = (gpu_timed, stats.gpu_ms) {
+        return Ok((ms, true));
+    }
+    ctx.device
+        .poll(wgpu::PollType::wait_indefinitely())
+        .map_err(|e| Error::Device(format!("poll failed: {e}")))?;
+    Ok((t0.elapsed().as_secs_f64() * 1e3, false))
+}
+
+/// Times every kernel at every shape, interleaved, one warm-up round first.
+pub(super) fn run(
+    ctx: &Context,
+    kernels: &[GemmKernel],
+    runs: usize,
+    gpu_timed: bool,
+) -> Result<Vec<BenchResult>> {
+    let mut out = Vec::new();
+    for s in &SHAPES {
+        let bufs = [
+            buffers::upload(ctx, "gemm a", &fill(s.m * s.k, 1))?,
+            buffers::upload(ctx, "gemm b", &fill(s.k * s.n, 2))?,
+            buffers::upload(ctx, "gemm bias", &fill(s.n, 3))?,
+            buffers::zeros(ctx, "gemm c", s.m * s.n)?,
+        ];
+        let mut times = vec![Vec::with_capacity(runs); kernels.len()];
+        let mut all_gpu = vec![gpu_timed; kernels.len()];
+        for round in 0..=runs {
+            for (i, &kern) in kernels.iter().enumerate() {
+                let (ms, on_gpu) = run_once(ctx, kern, s, &bufs, gpu_timed)?;
+                if round > 0 {
+                    times[i].push(ms);
+                    all_gpu[i] &= on_gpu;
+                }
+            }
+        }
+        let flops = 2.0 * (s.m * s.n * s.k) as f64;
+        for (i, kern) in kernels.iter().enumerate() {
+            let (med, lo, hi) = median(&mut times[i]);
+            out.push(BenchResult {
+                cell: "gemm".into(),
+                pass: "forward".into(),
+                b: 1,
+                t: 1,
+                i: None,
+                h: None,
+                frame: None,
+                filters: None,
+                m: Some(s.m),
+                k: Some(s.k),
+                n: Some(s.n),
+                implementation: kern.name().into(),
+                median_ms: med,
+                min_ms: lo,
+                max_ms: hi,
+                recurrence_ms: None,
+                encode_ms: None,
+                gflops: flops / med / 1e6,
+                dispatches: 1,
+                submits: 1,
+                timing: if all_gpu[i] { "gpu_timestamps" } else { "wall" }.into(),
+            });
+        }
+    }
+    Ok(out)
+}
