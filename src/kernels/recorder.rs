@@ -85,11 +85,6 @@ impl<'c> Recorder<'c> {
     }
 
     /// Tags the dispatches recorded from now on (a new phase starts a new compute pass).
-    /// The context this recorder submits to (for scratch buffers a kernel needs).
-    pub fn ctx(&self) -> &'c Context {
-        self.ctx
-    }
-
     pub fn set_phase(&mut self, phase: Phase) {
         self.phase = phase;
     }
