@@ -85,10 +85,10 @@ fn plan(a: &Args) -> Plan {
             layers: vec![layer(12, 3)],
             head_kernel: (3, 3),
             batch: 8,
-            train: 256,
+            train: 384,
             heldout: 32,
-            epochs: 4,
-            lr: 3e-3,
+            epochs: 5,
+            lr: 1e-2,
         }
     } else if a.full {
         Plan {
@@ -150,7 +150,10 @@ fn load_data(a: &Args, p: &Plan) -> Result<(Array5<f32>, Array5<f32>, String)> {
                 seed: a.seed,
                 ..MovingDigitsConfig::default()
             };
-            (data::generate(cfg, n)?, "built-in bouncing digits".to_string())
+            (
+                data::generate(cfg, n)?,
+                "built-in bouncing digits".to_string(),
+            )
         }
     };
     let all = if p.downscale > 1 {
@@ -160,8 +163,12 @@ fn load_data(a: &Args, p: &Plan) -> Result<(Array5<f32>, Array5<f32>, String)> {
     };
     let n = all.dim().0.min(n);
     let heldout = p.heldout.min(n / 2).max(1);
-    let train = all.slice(s![..n - heldout, ..p.frames, .., .., ..]).to_owned();
-    let held = all.slice(s![n - heldout..n, ..p.frames, .., .., ..]).to_owned();
+    let train = all
+        .slice(s![..n - heldout, ..p.frames, .., .., ..])
+        .to_owned();
+    let held = all
+        .slice(s![n - heldout..n, ..p.frames, .., .., ..])
+        .to_owned();
     Ok((train, held, source))
 }
 
@@ -248,7 +255,10 @@ fn main() -> Result<()> {
     println!(
         "model ({}): ConvLSTM2D {:?} + conv head {:?}, {} parameters, Adam lr {}, batch {}",
         p.name,
-        p.layers.iter().map(|l| (l.filters, l.kernel)).collect::<Vec<_>>(),
+        p.layers
+            .iter()
+            .map(|l| (l.filters, l.kernel))
+            .collect::<Vec<_>>(),
         p.head_kernel,
         model.parameter_count(),
         p.lr,
@@ -367,12 +377,14 @@ fn main() -> Result<()> {
         "seconds": seconds,
     });
     let path = args.out.join("metrics.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&metrics).unwrap_or_default()).map_err(
-        |e| wgpu_rnn::Error::Io {
-            path: path.display().to_string(),
-            msg: e.to_string(),
-        },
-    )?;
+    std::fs::write(
+        &path,
+        serde_json::to_string_pretty(&metrics).unwrap_or_default(),
+    )
+    .map_err(|e| wgpu_rnn::Error::Io {
+        path: path.display().to_string(),
+        msg: e.to_string(),
+    })?;
     let best = last.mse_copy_last.min(last.mse_blank);
     println!(
         "held-out MSE: model {:.5}, copy-last {:.5}, blank {:.5} (model/best baseline {:.2}); rollout MSE per step {:?}",
@@ -380,7 +392,10 @@ fn main() -> Result<()> {
         last.mse_copy_last,
         last.mse_blank,
         last.mse_model / best,
-        rollout_mse.iter().map(|v| format!("{v:.4}")).collect::<Vec<_>>()
+        rollout_mse
+            .iter()
+            .map(|v| format!("{v:.4}"))
+            .collect::<Vec<_>>()
     );
     println!("wrote {} in {seconds:.0} s", args.out.display());
     Ok(())

@@ -11,7 +11,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use ndarray::{Array5, ArrayView5, Axis, concatenate, s};
+use ndarray::{Array5, ArrayD, ArrayView5, Axis, IxDyn, concatenate, s};
 
 use crate::algorithm::Algorithm;
 use crate::context::Context;
@@ -22,6 +22,7 @@ use crate::kernels::{Recorder, buffers, nn_act};
 use crate::nn::{ConvHeadConfig, ConvHeadParams, GpuConvHead, GradTarget, SeqShape};
 use crate::train::checkpoint::{self, NamedBuffer};
 use crate::train::{GpuLoss, GpuOptimizer, LossKind, OptimizerConfig, StepRecorder};
+use crate::weights::TensorMap;
 
 /// One ConvLSTM2D layer of the stack.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,7 +72,9 @@ impl NextFrameConfig {
             )));
         }
         if self.layers.is_empty() {
-            return Err(Error::Config("the model needs at least one ConvLSTM2D layer".into()));
+            return Err(Error::Config(
+                "the model needs at least one ConvLSTM2D layer".into(),
+            ));
         }
         if let Some(l) = self
             .layers
@@ -118,9 +121,7 @@ impl NextFrameModel {
             let mut p = ConvLstmParams::<f32>::random(d, seed, (6.0 / fan as f64).sqrt())?;
             p.bias.fill(0.0);
             // Keras' unit_forget_bias: start the forget gate open.
-            p.bias
-                .slice_mut(s![l.filters..2 * l.filters])
-                .fill(1.0);
+            p.bias.slice_mut(s![l.filters..2 * l.filters]).fill(1.0);
             lens.extend([p.kernel.len(), p.recurrent_kernel.len(), p.bias.len()]);
             cells.push((d, GpuConvLstm::upload(&ctx, &p)?));
             cin = l.filters;
@@ -208,8 +209,15 @@ impl NextFrameModel {
                 buffers::zeros(&self.ctx, "c0", n)?,
             );
             let input = runs.last().map_or(x, |r| &r.out);
-            let run =
-                cell.record_forward(&self.ctx, rec, input, (b, t), (&h0, &c0), Algorithm::Auto, train)?;
+            let run = cell.record_forward(
+                &self.ctx,
+                rec,
+                input,
+                (b, t),
+                (&h0, &c0),
+                Algorithm::Auto,
+                train,
+            )?;
             runs.push(run);
         }
         let shape = SeqShape {
@@ -218,9 +226,10 @@ impl NextFrameModel {
             rows: self.config.rows,
             cols: self.config.cols,
         };
-        let last = runs.last().map(|r| &r.out).ok_or_else(|| {
-            Error::Config("the model needs at least one ConvLSTM2D layer".into())
-        })?;
+        let last = runs
+            .last()
+            .map(|r| &r.out)
+            .ok_or_else(|| Error::Config("the model needs at least one ConvLSTM2D layer".into()))?;
         let logits = self.head.record_forward(rec, last, shape)?;
         Ok(Forward {
             runs,
@@ -298,7 +307,11 @@ impl NextFrameModel {
 
     /// Mean BCE of the model's predictions of `y` from `x`, and the predictions (sigmoid
     /// probabilities, the shape of `x`), without touching the weights.
-    pub fn evaluate(&mut self, x: ArrayView5<f32>, y: ArrayView5<f32>) -> Result<(f32, Array5<f32>)> {
+    pub fn evaluate(
+        &mut self,
+        x: ArrayView5<f32>,
+        y: ArrayView5<f32>,
+    ) -> Result<(f32, Array5<f32>)> {
         self.check_frames("input", &x)?;
         if x.dim() != y.dim() {
             return Err(Error::Shape(format!(
@@ -313,7 +326,13 @@ impl NextFrameModel {
         let (logits, mut sr) = self.logits(&ctx, &x)?;
         self.loss_for(y.shape())?
             .record(&mut sr, &logits, &y_buf, &scratch)?;
-        nn_act::forward(sr.recorder(), Activation::Sigmoid, &logits, &scratch, y.len())?;
+        nn_act::forward(
+            sr.recorder(),
+            Activation::Sigmoid,
+            &logits,
+            &scratch,
+            y.len(),
+        )?;
         sr.submit()?;
         let loss = self.loss_for(y.shape())?.read_value(&ctx)?;
         Ok((loss, self.read_frames(&logits, x.dim())?))
@@ -331,7 +350,11 @@ impl NextFrameModel {
         Ok((fwd.logits, sr))
     }
 
-    fn read_frames(&self, buf: &wgpu::Buffer, dim: (usize, usize, usize, usize, usize)) -> Result<Array5<f32>> {
+    fn read_frames(
+        &self,
+        buf: &wgpu::Buffer,
+        dim: (usize, usize, usize, usize, usize),
+    ) -> Result<Array5<f32>> {
         let n = dim.0 * dim.1 * dim.2 * dim.3 * dim.4;
         let v = buffers::read_f32(&self.ctx, &[(buf, 0, n)])?
             .pop()
@@ -383,12 +406,35 @@ impl NextFrameModel {
                 rk.clone(),
                 vec![kh, kw, d.filters, 4 * d.filters],
             ));
-            v.push((format!("conv_lstm2d_{i}.bias"), b.clone(), vec![4 * d.filters]));
+            v.push((
+                format!("conv_lstm2d_{i}.bias"),
+                b.clone(),
+                vec![4 * d.filters],
+            ));
         }
         for p in self.head.params() {
             v.push((format!("head.{}", p.name), p.param.clone(), p.shape.clone()));
         }
         v
+    }
+
+    /// Reads every weight back (Keras layouts), under the names [`save`](Self::save) uses.
+    pub fn weights(&self) -> Result<TensorMap> {
+        let named = self.named();
+        let ranges: Vec<_> = named
+            .iter()
+            .map(|(_, b, shape)| (b, 0, shape.iter().product::<usize>()))
+            .collect();
+        let data = buffers::read_f32(&self.ctx, &ranges)?;
+        named
+            .into_iter()
+            .zip(data)
+            .map(|((n, _, shape), v)| {
+                ArrayD::from_shape_vec(IxDyn(&shape), v)
+                    .map(|a| (n, a))
+                    .map_err(|e| Error::Shape(e.to_string()))
+            })
+            .collect()
     }
 
     /// Saves every weight (Keras layouts, names `conv_lstm2d_{i}.kernel|recurrent_kernel|
