@@ -169,3 +169,21 @@ fn unfused_baseline_matches_cpu() {
         .unwrap_err();
     assert!(e.to_string().contains("unsupported"), "{e}");
 }
+
+/// The Stepwise forward has two kernels: 4 batch rows per invocation (CPU adapters, so what
+/// the other tests here run on lavapipe) and one (b, j) per invocation (GPUs). This binary
+/// re-runs itself with `WGPU_RNN_STEP=b1` so the GPU variant is checked on any adapter.
+#[test]
+fn every_case_also_passes_with_the_unblocked_step_kernel() {
+    if std::env::var_os("WGPU_RNN_STEP").is_some() {
+        return; // the child run
+    }
+    let exe = std::env::current_exe().expect("test binary path");
+    let out = std::process::Command::new(exe)
+        .env("WGPU_RNN_STEP", "b1")
+        .output()
+        .expect("re-run the test binary");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "WGPU_RNN_STEP=b1 run failed:\n{text}");
+    assert!(text.contains("test result: ok"), "{text}");
+}

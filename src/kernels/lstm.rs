@@ -14,6 +14,7 @@ const PROJ: u32 = 2;
 
 const FWD_PERSISTENT: super::KernelDef = fwd(LstmForward, "persistent");
 const FWD_STEP: super::KernelDef = fwd(LstmForward, "step");
+const FWD_STEP_B4: super::KernelDef = fwd(LstmForward, "step_b4");
 const FWD_PROJECT: super::KernelDef = fwd(LstmForward, "project");
 const BWD_PERSISTENT: super::KernelDef = bwd(LstmBackward, "persistent");
 const BWD_FUSED: super::KernelDef = bwd(LstmBackward, "fused");
@@ -66,10 +67,24 @@ pub(crate) fn record_forward(
         return forward_chunks(rec, &FWD_PERSISTENT, &mut prm, &list, plan, s.t);
     }
     check_step_budget(s.p.max(s.h), "Stepwise forward")?;
-    let (cells, projs) = (step_groups(s.b * s.h)?, step_groups(s.b * s.p)?);
+    // CPU adapters: 4 batch rows per invocation (each weight load feeds 4 rows; lavapipe
+    // B8 T100 H128 forward recurrence measured in BENCHMARKS.md). GPUs keep one (b, j) per
+    // invocation for parallelism.
+    // WGPU_RNN_STEP=b1|b4 overrides the choice (tests run both variants on any adapter).
+    let blocked = match std::env::var("WGPU_RNN_STEP").as_deref() {
+        Ok("b1") => false,
+        Ok("b4") => true,
+        _ => rec.ctx().software,
+    };
+    let (step_def, cells) = if blocked {
+        (&FWD_STEP_B4, step_groups(s.b.div_ceil(4) * s.h)?)
+    } else {
+        (&FWD_STEP, step_groups(s.b * s.h)?)
+    };
+    let projs = step_groups(s.b * s.p)?;
     for step in 0..s.t {
         prm.s_begin = step as u32;
-        rec.dispatch(&FWD_STEP, &prm, &list, cells)?;
+        rec.dispatch(step_def, &prm, &list, cells)?;
         if s.proj {
             rec.dispatch(&FWD_PROJECT, &prm, &list, projs)?;
         }
