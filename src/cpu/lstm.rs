@@ -9,7 +9,7 @@
 //! `t·B + b` is time `t`, batch `b`. That makes one time step a contiguous block of `B` rows,
 //! and lets the input projection and the weight gradients be single large matmuls.
 
-use ndarray::{Array1, Array2, Array3, ArrayView2, ArrayView3, Axis, s};
+use ndarray::{Array1, Array2, Array3, ArrayView2, ArrayView3, Axis, Zip, s};
 
 use super::common::{
     Filler, Walk, cast_array, cast_cell, check_cells, check_shape, check_x_h0, from_rows,
@@ -205,8 +205,9 @@ impl<T: Real> LstmParams<T> {
 pub(crate) struct DirTape<T> {
     /// Gate activations after the nonlinearity, `[i|f|g|o]`, `(T·B, 4H)`.
     pub(crate) gates: Array2<T>,
-    /// Cell state after the step, `(T·B, H)`.
-    pub(crate) c: Array2<T>,
+    /// `tanh` of the cell state after the step, `(T·B, H)` (what backward needs; computed
+    /// once in forward rather than again in backward).
+    pub(crate) tanh_c: Array2<T>,
     /// Cell state before the step, `(T·B, H)`. Stored rather than derived from `c` because
     /// "the previous step" is `t-1` or `t+1` depending on the direction and is `c0` at a
     /// sequence's own start, which differs per batch entry under variable lengths.
@@ -319,6 +320,7 @@ fn run_direction<T: Real>(
     let mut h = h0.to_owned();
     let mut c = c0.to_owned();
     let mut h_raw = Array2::<T>::zeros((batch, hs));
+    let mut tanh_c = Array2::<T>::zeros((batch, hs));
 
     for step in 0..seq {
         let t = walk.time(step, seq);
@@ -335,15 +337,26 @@ fn run_direction<T: Real>(
                 grow.fill(zero);
                 continue;
             }
-            for (k, v) in grow.iter_mut().enumerate() {
-                *v = if k / hs == 2 { tanh(*v) } else { sigmoid(*v) };
-            }
-            for j in 0..hs {
-                let (i, f, gg, o) = (grow[j], grow[hs + j], grow[2 * hs + j], grow[3 * hs + j]);
-                let cn = f * c[[b, j]] + i * gg;
-                c[[b, j]] = cn;
-                h_raw[[b, j]] = o * tanh(cn);
-            }
+            // Zip over the four gate blocks and the state rows: no per-element bounds checks.
+            let (i, rest) = grow.view_mut().split_at(Axis(0), hs);
+            let (f, rest) = rest.split_at(Axis(0), hs);
+            let (gg, o) = rest.split_at(Axis(0), hs);
+            Zip::from(i)
+                .and(f)
+                .and(gg)
+                .and(o)
+                .and(c.row_mut(b))
+                .and(tanh_c.row_mut(b))
+                .for_each(|i, f, gg, o, c, tc| {
+                    (*i, *f, *gg, *o) = (sigmoid(*i), sigmoid(*f), tanh(*gg), sigmoid(*o));
+                    *c = *f * *c + *i * *gg;
+                    *tc = tanh(*c);
+                });
+            let o = grow.slice(s![3 * hs..]);
+            Zip::from(h_raw.row_mut(b))
+                .and(&o)
+                .and(tanh_c.row(b))
+                .for_each(|hr, o, tc| *hr = *o * *tc);
         }
 
         let h_new = match &cell.w_hr {
@@ -359,12 +372,12 @@ fn run_direction<T: Real>(
             h.row_mut(b).assign(&h_new.row(b));
             out.row_mut(t * batch + b).assign(&h_new.row(b));
         }
-        tape_c.slice_mut(s![r, ..]).assign(&c);
+        tape_c.slice_mut(s![r, ..]).assign(&tanh_c);
     }
 
     let tape = DirTape {
         gates,
-        c: tape_c,
+        tanh_c: tape_c,
         c_prev,
         h_prev,
         h_raw: h_raw_all,

@@ -9,7 +9,7 @@ use ndarray::{Array2, Array3, ArrayView2, ArrayView3, Axis, s};
 
 use super::common::{Walk, check_shape, dot3, from_rows, loss_out_h, valid_rows};
 use super::lstm::{DirTape, LstmCellParams, LstmForward, LstmGrads, LstmParams, LstmTape};
-use super::real::{Real, tanh};
+use super::real::Real;
 use crate::error::{Error, Result};
 
 /// Gradients of one layer-direction, before they are placed into `LstmGrads`.
@@ -77,7 +77,7 @@ fn backprop_direction<T: Real>(
             let gate = tape.gates.row(row);
             for j in 0..hs {
                 let (i, f, g, o) = (gate[j], gate[hs + j], gate[2 * hs + j], gate[3 * hs + j]);
-                let tc = tanh(tape.c[[row, j]]);
+                let tc = tape.tanh_c[[row, j]];
                 let dhr = dh_raw[[b, j]];
                 // c_t feeds h_t through tanh and the next step directly (dc).
                 let dct = dc[[b, j]] + dhr * o * (one - tc * tc);
