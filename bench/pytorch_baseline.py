@@ -89,7 +89,7 @@ def run(args):
                         "gflops": mult * flops / med / 1e6, "dispatches": 0, "submits": 0,
                         "timing": "wall",
                     })
-                    print(f"{cell:5} {pass_name:17} B{b} T{t} I{i} H{h} {impl:11} {med:9.2} ms")
+                    print(f"{cell:5} {pass_name:17} B{b} T{t} I{i} H{h} {impl:11} {med:9.2f} ms (min {lo:.2f})")
     return {
         "adapter": {"name": name, "backend": args.device, "device_type": device_type, "driver": driver},
         "crate_version": f"torch-{torch.__version__}",

@@ -332,32 +332,39 @@ fn run_direction<T: Real>(
         let mut g = gates.slice_mut(s![r.clone(), ..]);
         ndarray::linalg::general_mat_mul(one, &h, &cell.w_hh.t(), one, &mut g);
         h_raw.fill(zero);
-        for (b, mut grow) in g.outer_iter_mut().enumerate() {
-            if t >= walk.lengths[b] {
-                grow.fill(zero);
-                continue;
-            }
-            // Zip over the four gate blocks and the state rows: no per-element bounds checks.
-            let (i, rest) = grow.view_mut().split_at(Axis(0), hs);
-            let (f, rest) = rest.split_at(Axis(0), hs);
-            let (gg, o) = rest.split_at(Axis(0), hs);
-            Zip::from(i)
-                .and(f)
-                .and(gg)
-                .and(o)
-                .and(c.row_mut(b))
-                .and(tanh_c.row_mut(b))
-                .for_each(|i, f, gg, o, c, tc| {
-                    (*i, *f, *gg, *o) = (sigmoid(*i), sigmoid(*f), tanh(*gg), sigmoid(*o));
-                    *c = *f * *c + *i * *gg;
-                    *tc = tanh(*c);
-                });
-            let o = grow.slice(s![3 * hs..]);
-            Zip::from(h_raw.row_mut(b))
-                .and(&o)
-                .and(tanh_c.row(b))
-                .for_each(|hr, o, tc| *hr = *o * *tc);
-        }
+        // Rows are independent: split them over the rayon pool (the GEMMs around this use
+        // matrixmultiply's threads; the two never run at once). Zip over the four gate blocks
+        // and the state rows avoids per-element bounds checks.
+        let lens = walk.lengths;
+        Zip::indexed(g.rows_mut())
+            .and(c.rows_mut())
+            .and(tanh_c.rows_mut())
+            .and(h_raw.rows_mut())
+            .par_for_each(|b, mut grow, c, mut tanh_c, h_raw| {
+                if t >= lens[b] {
+                    grow.fill(zero);
+                    return;
+                }
+                let (i, rest) = grow.view_mut().split_at(Axis(0), hs);
+                let (f, rest) = rest.split_at(Axis(0), hs);
+                let (gg, o) = rest.split_at(Axis(0), hs);
+                Zip::from(i)
+                    .and(f)
+                    .and(gg)
+                    .and(o)
+                    .and(c)
+                    .and(tanh_c.view_mut())
+                    .for_each(|i, f, gg, o, c, tc| {
+                        (*i, *f, *gg, *o) = (sigmoid(*i), sigmoid(*f), tanh(*gg), sigmoid(*o));
+                        *c = *f * *c + *i * *gg;
+                        *tc = tanh(*c);
+                    });
+                let o = grow.slice(s![3 * hs..]);
+                Zip::from(h_raw)
+                    .and(&o)
+                    .and(&tanh_c)
+                    .for_each(|hr, o, tc| *hr = *o * *tc);
+            });
 
         let h_new = match &cell.w_hr {
             Some(w) => {

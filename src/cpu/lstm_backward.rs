@@ -5,7 +5,7 @@
 //! gradients, the gradient of the layer input) is done afterwards as one matmul over all
 //! `T·B` rows, which keeps the f32 reference fast (large matmuls instead of many small ones).
 
-use ndarray::{Array2, Array3, ArrayView2, ArrayView3, Axis, s};
+use ndarray::{Array2, Array3, ArrayView2, ArrayView3, Axis, Zip, s};
 
 use super::common::{Walk, check_shape, dot3, from_rows, loss_out_h, valid_rows};
 use super::lstm::{DirTape, LstmCellParams, LstmForward, LstmGrads, LstmParams, LstmTape};
@@ -72,22 +72,30 @@ fn backprop_direction<T: Real>(
         };
 
         let mut dg = dgates.slice_mut(s![r.clone(), ..]);
-        for b in walk.valid(t) {
-            let row = t * batch + b;
-            let gate = tape.gates.row(row);
-            for j in 0..hs {
-                let (i, f, g, o) = (gate[j], gate[hs + j], gate[2 * hs + j], gate[3 * hs + j]);
-                let tc = tape.tanh_c[[row, j]];
-                let dhr = dh_raw[[b, j]];
-                // c_t feeds h_t through tanh and the next step directly (dc).
-                let dct = dc[[b, j]] + dhr * o * (one - tc * tc);
-                dg[[b, j]] = dct * g * i * (one - i);
-                dg[[b, hs + j]] = dct * tape.c_prev[[row, j]] * f * (one - f);
-                dg[[b, 2 * hs + j]] = dct * i * (one - g * g);
-                dg[[b, 3 * hs + j]] = dhr * tc * o * (one - o);
-                dc[[b, j]] = dct * f;
-            }
-        }
+        // Rows are independent; split them over the rayon pool like the forward.
+        let lens = walk.lengths;
+        Zip::indexed(dg.rows_mut())
+            .and(dc.rows_mut())
+            .and(dh_raw.rows())
+            .par_for_each(|b, mut dg, mut dc, dhr| {
+                if t >= lens[b] {
+                    return;
+                }
+                let row = t * batch + b;
+                let gate = tape.gates.row(row);
+                let (tc, cp) = (tape.tanh_c.row(row), tape.c_prev.row(row));
+                for j in 0..hs {
+                    let (i, f, g, o) = (gate[j], gate[hs + j], gate[2 * hs + j], gate[3 * hs + j]);
+                    let (tc, dhr) = (tc[j], dhr[j]);
+                    // c_t feeds h_t through tanh and the next step directly (dc).
+                    let dct = dc[j] + dhr * o * (one - tc * tc);
+                    dg[j] = dct * g * i * (one - i);
+                    dg[hs + j] = dct * cp[j] * f * (one - f);
+                    dg[2 * hs + j] = dct * i * (one - g * g);
+                    dg[3 * hs + j] = dhr * tc * o * (one - o);
+                    dc[j] = dct * f;
+                }
+            });
         // Padded rows of dg are 0, so this would give them dh_prev = 0; they must instead
         // keep their carried dh, hence the per-row copy.
         let dh_prev = dg.dot(&cell.w_hh);
