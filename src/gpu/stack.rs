@@ -12,7 +12,9 @@ use crate::cpu::lstm::LstmDims;
 use crate::error::{Error, Result};
 use crate::kernels::gemm::{self, Mat, Out};
 use crate::kernels::rec::{self, BwdBufs, FwdBufs, RecShape};
+use crate::kernels::workspace::{Alloc, Workspace};
 use crate::kernels::{Phase, RecordStats, Recorder, buffers};
+use std::sync::Mutex;
 
 /// One layer-direction's weights on the device.
 pub(crate) struct GpuCell {
@@ -29,6 +31,9 @@ pub(crate) struct GpuWeights {
     pub(crate) kind: CellKind,
     pub(crate) dims: LstmDims,
     pub(crate) cells: Vec<GpuCell>,
+    /// Buffers, arena and bind groups kept between inference calls (see
+    /// [`Workspace`]); a training forward allocates afresh, its buffers live on in the tape.
+    pub(crate) workspace: Mutex<Workspace>,
 }
 
 impl GpuWeights {
@@ -51,6 +56,7 @@ impl GpuWeights {
             kind,
             dims,
             cells: out,
+            workspace: Mutex::default(),
         })
     }
 }
@@ -137,30 +143,48 @@ pub(crate) fn forward(
     let (h, p, dn, g) = (d.hidden_size, d.out_size(), d.directions(), kind.gates());
     let cells_n = d.cell_count();
     let lens: Vec<u32> = lengths.iter().map(|&l| l as u32).collect();
-    let lens = buffers::upload(ctx, "lengths", &lens)?;
-    let x_buf = buffers::upload(ctx, "x", &flat(x))?;
-    let h0_buf = buffers::upload(ctx, "h0", &flat(h0))?;
-    let c0_buf = match c0 {
-        Some(c) => buffers::upload(ctx, "c0", &flat(c))?,
-        None => buffers::zeros(ctx, "no c0", 1)?,
+    // Inference reuses the layer's workspace (unless another thread holds it); training
+    // allocates, since the tape keeps its buffers.
+    let mut guard = if train {
+        None
+    } else {
+        w.workspace.try_lock().ok()
     };
-    let hn_buf = buffers::zeros(ctx, "h_n", cells_n * b * p)?;
-    let cn_buf = buffers::zeros(ctx, "c_n", if kind.has_c() { cells_n * b * h } else { 1 })?;
+    let mut al = match guard.as_deref_mut() {
+        Some(ws) => {
+            ws.begin();
+            Alloc::Reuse(ws)
+        }
+        None => Alloc::Fresh,
+    };
+    let mut rec = Recorder::new(ctx);
+    let lens = al.upload(ctx, "lengths", &lens)?;
+    let x_buf = al.upload(ctx, "x", &flat(x))?;
+    let h0_buf = al.upload(ctx, "h0", &flat(h0))?;
+    let c0_buf = match c0 {
+        Some(c) => al.upload(ctx, "c0", &flat(c))?,
+        None => al.zeros(&mut rec, "no c0", 1)?,
+    };
+    let hn_buf = al.zeros(&mut rec, "h_n", cells_n * b * p)?;
+    let cn_buf = al.zeros(
+        &mut rec,
+        "c_n",
+        if kind.has_c() { cells_n * b * h } else { 1 },
+    )?;
     let slots = if train { t + 1 } else { 2 };
 
-    let mut rec = Recorder::new(ctx);
     let mut inputs = vec![x_buf];
     let mut cells = Vec::with_capacity(cells_n);
     let mut last_out = None;
     for layer in 0..d.num_layers {
         let in_w = d.layer_input_size(layer);
-        let out = buffers::zeros(ctx, "out", t * b * dn * p)?;
+        let out = al.zeros(&mut rec, "out", t * b * dn * p)?;
         for dir in 0..dn {
             let ci = layer * dn + dir;
             let cell = &w.cells[ci];
             let s = shape_of(&d, t, b, dir);
             let algo = rec::resolve(ctx, algo, &s, train, &kind.pool_need(&s))?;
-            let gx = buffers::zeros(ctx, "gates", t * b * g * h)?;
+            let gx = al.zeros(&mut rec, "gates", t * b * g * h)?;
             let input = inputs
                 .last()
                 .ok_or_else(|| Error::Device("no layer input".into()))?;
@@ -178,9 +202,13 @@ pub(crate) fn forward(
                 },
                 Some((&cell.bias, 0)),
             )?;
-            let hseq = buffers::zeros(ctx, "hseq", slots * b * p)?;
-            let cseq = buffers::zeros(ctx, "cseq", if kind.has_c() { slots * b * h } else { 1 })?;
-            let aux = buffers::zeros(ctx, "aux", kind.forward_aux_len(&s, train))?;
+            let hseq = al.zeros(&mut rec, "hseq", slots * b * p)?;
+            let cseq = al.zeros(
+                &mut rec,
+                "cseq",
+                if kind.has_c() { slots * b * h } else { 1 },
+            )?;
+            let aux = al.zeros(&mut rec, "aux", kind.forward_aux_len(&s, train))?;
             // State before the first processed step: slot (t_first + dir) % slots.
             let first = (if dir == 0 { 0 } else { t }) % slots;
             let last = (if dir == 0 { t } else { 0 }) % slots;
@@ -218,7 +246,10 @@ pub(crate) fn forward(
             last_out = Some(out);
         }
     }
-    let stats = rec.submit()?;
+    let stats = match al {
+        Alloc::Reuse(ws) => rec.submit_with(Some(ws))?,
+        Alloc::Fresh => rec.submit()?,
+    };
     let out_buf = last_out.ok_or_else(|| Error::Config("num_layers is 0".into()))?;
     let c_len = if kind.has_c() { cells_n * b * h } else { 0 };
     let mut got = buffers::read_f32(

@@ -69,7 +69,8 @@ pub(crate) fn create_uniform(ctx: &Context, bytes: &[u8]) -> Result<wgpu::Buffer
         .create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some("uniform arena"),
             contents: &data,
-            usage: wgpu::BufferUsages::UNIFORM,
+            // COPY_DST: a workspace rewrites a kept arena for the next call.
+            usage: wgpu::BufferUsages::UNIFORM.union(wgpu::BufferUsages::COPY_DST),
         }))
 }
 

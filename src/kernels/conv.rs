@@ -214,7 +214,7 @@ pub(crate) fn wgrad_bias(
     let kc = g.kernel.0 * g.kernel.1 * g.cin;
     let hw = g.out_rows * g.out_cols;
     let max_len = LOOP_BUDGET as usize / hw.max(1);
-    if cout % 4 != 0 || max_len == 0 {
+    if !cout.is_multiple_of(4) || max_len == 0 {
         // Rare shapes (cout not a multiple of 4, frames over the loop budget): tiled GEMM.
         let k = m.frames * hw;
         chunked(

@@ -20,6 +20,7 @@ pub(crate) mod recorder;
 pub(crate) mod rnn;
 pub(crate) mod timing;
 pub(crate) mod unfused;
+pub(crate) mod workspace;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -229,11 +230,15 @@ impl Pipelines {
             return Ok(p.clone());
         }
         let pipe = ctx.scoped(|| Ok(Arc::new(build_pipe(ctx, self, k)?)))?;
-        self.pipes
+        // Another thread may have built the same pipeline meanwhile: keep the first one, so
+        // every caller gets the same Arc (bind-group caches key on its address).
+        Ok(self
+            .pipes
             .lock()
             .map_err(lock_err)?
-            .insert(key, pipe.clone());
-        Ok(pipe)
+            .entry(key)
+            .or_insert(pipe)
+            .clone())
     }
 }
 

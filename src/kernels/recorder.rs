@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::timing::PassTimer;
+use super::workspace::{BindKey, Workspace};
 use super::{KernelDef, Pipe, buffers};
 use crate::context::Context;
 use crate::error::{Error, Result};
@@ -20,6 +21,8 @@ enum Op {
         phase: Phase,
         entry: &'static str,
     },
+    /// Zero-fill (a reused workspace buffer standing in for a fresh, zeroed one).
+    Clear(wgpu::Buffer),
     Copy {
         src: wgpu::Buffer,
         src_offset: u64,
@@ -55,6 +58,9 @@ pub struct RecordStats {
     pub gpu_ms: Option<f64>,
     /// GPU time of the recurrence passes alone (as `gpu_ms`), ms.
     pub recurrence_ms: Option<f64>,
+    /// Bind groups this submission had to build (0 when a repeated inference call found its
+    /// buffers, arena and bind groups all kept from the previous call).
+    pub bind_groups_built: usize,
 }
 
 /// Collects the work of one forward or backward and submits it once.
@@ -136,6 +142,11 @@ impl<'c> Recorder<'c> {
     }
 
     /// Records a buffer-to-buffer copy of `size` bytes (splits the compute pass).
+    /// Records a zero-fill of `buf`, ordered with the dispatches around it.
+    pub fn clear(&mut self, buf: &wgpu::Buffer) {
+        self.ops.push(Op::Clear(buf.clone()));
+    }
+
     pub fn copy(
         &mut self,
         src: &wgpu::Buffer,
@@ -160,6 +171,12 @@ impl<'c> Recorder<'c> {
     /// one phase between copies), submits once. With a profiling context and TIMESTAMP_QUERY,
     /// also waits for the GPU and reports pass timestamps.
     pub fn submit(self) -> Result<RecordStats> {
+        self.submit_with(None)
+    }
+
+    /// [`submit`](Self::submit), keeping the uniform arena and the bind groups in `ws` for the
+    /// next call of the same shape (whose buffers `ws` hands out again).
+    pub fn submit_with(self, mut ws: Option<&mut Workspace>) -> Result<RecordStats> {
         let ctx = self.ctx;
         let mut stats = RecordStats::default();
         // WGPU_RNN_PROFILE=dispatch: one pass per dispatch, each timed and printed to stderr
@@ -181,11 +198,35 @@ impl<'c> Recorder<'c> {
         let mut pass_entry = Vec::new();
         ctx.scoped(|| {
             let dev = &ctx.device;
-            let arena = buffers::create_uniform(ctx, &self.arena)?;
+            // A workspace keeps the arena when it is large enough; its bind groups name it.
+            let kept = ws
+                .as_deref()
+                .and_then(|w| w.arena.clone())
+                .filter(|a| a.size() >= self.arena.len().max(256) as u64);
+            let arena = match kept {
+                Some(a) => {
+                    if !self.arena.is_empty() {
+                        ctx.queue.write_buffer(&a, 0, &self.arena);
+                    }
+                    a
+                }
+                None => {
+                    let a = buffers::create_uniform(ctx, &self.arena)?;
+                    if let Some(w) = ws.as_deref_mut() {
+                        w.arena = Some(a.clone());
+                        w.bind_groups.clear();
+                    }
+                    a
+                }
+            };
             // wgpu handles hash and compare by resource identity, which never changes.
             #[allow(clippy::mutable_key_type)]
-            let mut groups_cache: HashMap<(usize, Vec<wgpu::Buffer>), wgpu::BindGroup> =
-                HashMap::new();
+            let mut local: HashMap<BindKey, wgpu::BindGroup> = HashMap::new();
+            #[allow(clippy::mutable_key_type)]
+            let groups_cache = match ws {
+                Some(w) => &mut w.bind_groups,
+                None => &mut local,
+            };
             let mut enc = dev.create_command_encoder(&wgpu::CommandEncoderDescriptor {
                 label: Some("wgpu-rnn"),
             });
@@ -200,6 +241,11 @@ impl<'c> Recorder<'c> {
                         size,
                     } => {
                         enc.copy_buffer_to_buffer(src, *src_offset, dst, *dst_offset, *size);
+                        i += 1;
+                        continue;
+                    }
+                    Op::Clear(buf) => {
+                        enc.clear_buffer(buf, 0, None);
                         i += 1;
                         continue;
                     }
@@ -229,6 +275,7 @@ impl<'c> Recorder<'c> {
                     // dynamic uniform offset, so a T-step loop reuses one group.
                     let key = (Arc::as_ptr(pipe) as usize, buffers.clone());
                     let bg = groups_cache.entry(key).or_insert_with(|| {
+                        stats.bind_groups_built += 1;
                         let mut entries = vec![wgpu::BindGroupEntry {
                             binding: 0,
                             resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
@@ -292,7 +339,7 @@ impl<'c> Recorder<'c> {
         let mut prev: Option<Phase> = None;
         for op in &self.ops {
             match op {
-                Op::Copy { .. } => prev = None,
+                Op::Copy { .. } | Op::Clear(_) => prev = None,
                 Op::Dispatch { phase, .. } => {
                     if prev != Some(*phase) {
                         n += 1;
