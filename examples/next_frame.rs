@@ -80,7 +80,7 @@ fn plan(a: &Args) -> Plan {
         Plan {
             name: "quick",
             downscale: 4,
-            frames: 10,
+            frames: 20,
             speed: (3.0, 6.0),
             layers: vec![layer(12, 3)],
             head_kernel: (3, 3),
@@ -343,7 +343,11 @@ fn main() -> Result<()> {
         &args.out.join("rollout.gif"),
         truth_all.view(),
         wide(pred.view())?.view(),
-        &GifOptions::default(),
+        &GifOptions {
+            // Small frames scaled up to roughly 200 pixels per sequence.
+            scale: (192 / cols).max(2),
+            ..GifOptions::default()
+        },
     )?;
     let as_f32 = |v: &[f64]| v.iter().map(|x| *x as f32).collect::<Vec<_>>();
     data::write_loss_chart(
