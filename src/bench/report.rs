@@ -1,0 +1,126 @@
+//! The bench report as text: the table `wgpu-rnn bench` prints, and `compare`, which joins
+//! two JSON reports (ours and bench/pytorch_baseline.py's) row by row.
+
+use super::BenchReport;
+use crate::error::{Error, Result};
+
+/// A plain-text table of a report.
+pub fn table(r: &BenchReport) -> String {
+    let mut s = format!(
+        "adapter: {} ({}, {}, {})\n{:<11} {:<17} {:<26} {:<11} {:>10} {:>10} {:>10} {:>9} {:>8} {:>5} {:>4} {}\n",
+        r.adapter.name,
+        r.adapter.backend,
+        r.adapter.device_type,
+        r.adapter.driver,
+        "cell",
+        "pass",
+        "shape",
+        "impl",
+        "median_ms",
+        "min_ms",
+        "recur_ms",
+        "encode_ms",
+        "GFLOP/s",
+        "disp",
+        "subm",
+        "timing"
+    );
+    for x in &r.results {
+        let shape = match (x.i, x.h, x.frame, x.filters) {
+            _ if x.m.is_some() => gemm_shape(x.m, x.k, x.n),
+            (Some(i), Some(h), _, _) => format!("B{} T{} I{} H{}", x.b, x.t, i, h),
+            (_, _, Some([rr, cc, ch]), Some(f)) => format!("B{} T{} {rr}x{cc}x{ch} F{f}", x.b, x.t),
+            _ => format!("B{} T{}", x.b, x.t),
+        };
+        let opt = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.2}"));
+        s.push_str(&format!(
+            "{:<11} {:<17} {:<26} {:<11} {:>10.2} {:>10.2} {:>10} {:>9} {:>8.2} {:>5} {:>4} {}\n",
+            x.cell,
+            x.pass,
+            shape,
+            x.implementation,
+            x.median_ms,
+            x.min_ms,
+            opt(x.recurrence_ms),
+            opt(x.encode_ms),
+            x.gflops,
+            x.dispatches,
+            x.submits,
+            x.timing
+        ));
+    }
+    s
+}
+
+/// Key of a row: cell, pass and shape.
+fn gemm_shape(m: Option<usize>, k: Option<usize>, n: Option<usize>) -> String {
+    let g = |v: Option<usize>| v.map_or("?".to_string(), |v| v.to_string());
+    format!("M{} K{} N{}", g(m), g(k), g(n))
+}
+
+fn row_key(r: &serde_json::Value) -> String {
+    let g = |k: &str| r.get(k).map(|v| v.to_string()).unwrap_or_default();
+    if r.get("M").is_some() {
+        let u = |k: &str| r.get(k).and_then(|v| v.as_u64()).map(|v| v as usize);
+        return format!(
+            "{} {} {}",
+            r["cell"].as_str().unwrap_or("?"),
+            r["pass"].as_str().unwrap_or("?"),
+            gemm_shape(u("M"), u("K"), u("N"))
+        );
+    }
+    format!(
+        "{} {} B{} T{} {}",
+        r["cell"].as_str().unwrap_or("?"),
+        r["pass"].as_str().unwrap_or("?"),
+        g("B"),
+        g("T"),
+        match (r.get("I"), r.get("H")) {
+            (Some(i), Some(h)) => format!("I{i} H{h}"),
+            _ => format!("frame {} F{}", g("frame"), g("filters")),
+        }
+    )
+}
+
+/// A side-by-side table of two reports (this crate's and, say, `bench/pytorch_baseline.py`'s
+/// on the same machine): one row per (cell, pass, shape) both contain, every implementation's
+/// median, and `b/a` = the second report's best median over the first's (above 1: the first
+/// is faster). Errors when the inputs are not reports.
+pub fn compare(a: &serde_json::Value, b: &serde_json::Value) -> Result<String> {
+    use std::collections::BTreeMap;
+    let rows =
+        |v: &serde_json::Value, which: &str| -> Result<BTreeMap<String, Vec<(String, f64)>>> {
+            let list = v["results"]
+                .as_array()
+                .ok_or_else(|| Error::Format(format!("report {which} has no results array")))?;
+            let mut m: BTreeMap<String, Vec<(String, f64)>> = BTreeMap::new();
+            for r in list {
+                let med = r["median_ms"].as_f64().ok_or_else(|| {
+                    Error::Format(format!("report {which}: a result has no median_ms"))
+                })?;
+                let imp = r["impl"].as_str().unwrap_or("?").to_string();
+                m.entry(row_key(r)).or_default().push((imp, med));
+            }
+            Ok(m)
+        };
+    let (ra, rb) = (rows(a, "a")?, rows(b, "b")?);
+    let name = |v: &serde_json::Value| v["adapter"]["name"].as_str().unwrap_or("?").to_string();
+    let mut s = format!("a: {}\nb: {}\n", name(a), name(b));
+    for (key, va) in &ra {
+        let Some(vb) = rb.get(key) else { continue };
+        let fmt = |v: &[(String, f64)]| {
+            v.iter()
+                .map(|(i, m)| format!("{i} {m:.2}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let best = |v: &[(String, f64)]| v.iter().map(|x| x.1).fold(f64::INFINITY, f64::min);
+        s.push_str(&format!(
+            "{key}: a [{}] | b [{}] | b/a {:.2}\n",
+            fmt(va),
+            fmt(vb),
+            best(vb) / best(va)
+        ));
+    }
+    Ok(s)
+}
