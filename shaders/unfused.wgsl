@@ -6,6 +6,9 @@
 //   dst[d_off + r·d_rs + j] = op(a[a_off + r·a_rs + j], b[b_off + r·b_rs + j])
 // so gate blocks of a [B, 4H] row (offset q·H, row stride 4H) are operands without copies.
 //   add: a + b   mul: a·b   sigmoid: σ(a)   tanh: tanh(a)   copy: a
+//   dsig: a·b·(1 - b)   (b = σ(z): the gradient through a sigmoid, from its output)
+//   dtanh: a·(1 - b²)    (b = tanh(z))
+// The backward baseline (BPTT) issues these per step like an autograd engine would.
 //
 // Bindings (group 0):
 //   0 p    uniform Params (dynamic offset)
@@ -77,5 +80,23 @@ fn copy(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     let i = index(wid, lid, nwg);
     if (i < p.n) {
         dst[at(i, p.d_off, p.d_rs)] = a[at(i, p.a_off, p.a_rs)];
+    }
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn dsig(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = index(wid, lid, nwg);
+    if (i < p.n) {
+        let y = b[at(i, p.b_off, p.b_rs)];
+        dst[at(i, p.d_off, p.d_rs)] = a[at(i, p.a_off, p.a_rs)] * y * (1.0 - y);
+    }
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn dtanh(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = index(wid, lid, nwg);
+    if (i < p.n) {
+        let y = b[at(i, p.b_off, p.b_rs)];
+        dst[at(i, p.d_off, p.d_rs)] = a[at(i, p.a_off, p.a_rs)] * (1.0 - y * y);
     }
 }

@@ -316,7 +316,9 @@ pub fn run(opts: &BenchOptions, gpu: &Backend) -> Result<BenchReport> {
                 }
             }
             if case.cell == "lstm" && opts.wants("unfused") {
-                report.results.push(bench_unfused(&case, gpu, runs, timed)?);
+                report
+                    .results
+                    .extend(bench_unfused(&case, gpu, runs, timed)?);
             }
         }
     }
@@ -324,21 +326,39 @@ pub fn run(opts: &BenchOptions, gpu: &Backend) -> Result<BenchReport> {
     Ok(report)
 }
 
-/// The unfused baseline (LSTM forward only: per step one GEMM and one dispatch per
-/// element-wise op, one submit), beside the fused implementations.
-fn bench_unfused(case: &Case, gpu: &Backend, runs: usize, gpu_timed: bool) -> Result<BenchResult> {
+/// The unfused baseline (LSTM; per step one GEMM and one dispatch per element-wise op, one
+/// submit), forward and forward+backward, beside the fused implementations.
+fn bench_unfused(
+    case: &Case,
+    gpu: &Backend,
+    runs: usize,
+    gpu_timed: bool,
+) -> Result<Vec<BenchResult>> {
     let (i, h) = (case.i.unwrap_or(1), case.h.unwrap_or(1));
     let l = Lstm::new(LstmConfig::new(i, h), gpu.clone(), 1)?;
     let x = Array3::from_shape_fn((case.t, case.b, i), |(t, b, k)| {
         ((t * 31 + b * 7 + k) as f32 * 0.01).sin()
     });
-    let (samples, all_gpu) = measure(runs, gpu_timed, || {
+    let (fwd, all_gpu) = measure(runs, gpu_timed, || {
         l.forward_unfused_baseline(x.view())
             .map(|_| vec![l.last_stats()])
     })?;
-    Ok(summarize(
-        case, "forward", 1.0, &samples, all_gpu, gpu_timed, "unfused",
-    ))
+    let (both, all_gpu_b) = measure(runs, gpu_timed, || {
+        l.forward_backward_unfused_baseline(x.view())
+            .map(|_| vec![l.last_stats()])
+    })?;
+    Ok(vec![
+        summarize(case, "forward", 1.0, &fwd, all_gpu, gpu_timed, "unfused"),
+        summarize(
+            case,
+            "forward_backward",
+            3.0,
+            &both,
+            all_gpu_b,
+            gpu_timed,
+            "unfused",
+        ),
+    ])
 }
 
 fn bench_case(

@@ -170,6 +170,42 @@ fn unfused_baseline_matches_cpu() {
     assert!(e.to_string().contains("unsupported"), "{e}");
 }
 
+#[test]
+fn unfused_baseline_backward_matches_cpu() {
+    // The unfused BPTT (per step one dispatch per element-wise op and one GEMM) must compute
+    // the same gradients as the reference for L = ½·Σ out².
+    let cfg = LstmConfig::new(5, 7);
+    let gpu = Lstm::new(cfg, common::gpu(), 9).unwrap();
+    let cpu = Lstm::new(cfg, Backend::Cpu, 9).unwrap();
+    let x = common::rand3((5, 3, 5), 21, 1.0);
+    let (out, dx, grads) = gpu.forward_backward_unfused_baseline(x.view()).unwrap();
+    let (y, trace) = cpu.forward_train(x.view(), None, None).unwrap();
+    let want = cpu.backward(&trace, y.out.view(), None, None).unwrap();
+    common::assert_close(
+        "unfused out",
+        out.view().into_dyn(),
+        y.out.view(),
+        ATOL,
+        RTOL,
+    );
+    common::assert_close(
+        "unfused dx",
+        dx.view().into_dyn(),
+        want.dx.view(),
+        ATOL,
+        RTOL,
+    );
+    for name in ["weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"] {
+        let g = &grads[name];
+        assert!(g.iter().any(|v| v.abs() > 1e-3), "{name} is all but zero");
+        common::assert_close(name, g.view(), want.weights[name].view(), ATOL, RTOL);
+    }
+    // Forward (13 per step + 5 saves) and backward (14 per step) in one submit.
+    let st = gpu.last_stats();
+    assert_eq!(st.submits, 1);
+    assert_eq!(st.dispatches, 1 + 5 * (13 + 5) + 5 * 14 + 4);
+}
+
 /// The Stepwise forward has two kernels: 4 batch rows per invocation (CPU adapters, so what
 /// the other tests here run on lavapipe) and one (b, j) per invocation (GPUs). This binary
 /// re-runs itself with `WGPU_RNN_STEP=b1` so the GPU variant is checked on any adapter.

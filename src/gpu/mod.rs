@@ -1,3 +1,4 @@
 pub(crate) mod cell;
 pub(crate) mod convlstm;
 pub(crate) mod stack;
+pub(crate) mod unfused;

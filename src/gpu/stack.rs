@@ -110,15 +110,15 @@ fn shape_of(d: &LstmDims, t: usize, b: usize, dir: usize) -> RecShape {
     }
 }
 
-fn flat(a: ArrayView3<f32>) -> Vec<f32> {
+pub(super) fn flat(a: ArrayView3<f32>) -> Vec<f32> {
     a.iter().copied().collect()
 }
 
-fn array3(v: Vec<f32>, shape: (usize, usize, usize)) -> Result<Array3<f32>> {
+pub(super) fn array3(v: Vec<f32>, shape: (usize, usize, usize)) -> Result<Array3<f32>> {
     Array3::from_shape_vec(shape, v).map_err(|e| Error::Shape(e.to_string()))
 }
 
-fn array2(v: Vec<f32>, shape: (usize, usize)) -> Result<Array2<f32>> {
+pub(super) fn array2(v: Vec<f32>, shape: (usize, usize)) -> Result<Array2<f32>> {
     Array2::from_shape_vec(shape, v).map_err(|e| Error::Shape(e.to_string()))
 }
 
@@ -540,49 +540,4 @@ pub(crate) fn backward(
         cells,
         stats,
     })
-}
-
-/// The unfused baseline forward (benchmarks): the same input GEMM, then the recurrence as one
-/// dispatch per operation per step (`kernels::unfused`). One unidirectional LSTM layer without
-/// projection, zero initial state; returns `out` `(T, B, H)`.
-pub(crate) fn forward_unfused(
-    ctx: &Context,
-    w: &GpuWeights,
-    x: ArrayView3<f32>,
-) -> Result<(Array3<f32>, RecordStats)> {
-    let d = w.dims;
-    if w.kind != CellKind::Lstm || d.num_layers != 1 || d.bidirectional || d.proj_size > 0 {
-        return Err(Error::Unsupported(
-            "the unfused baseline runs one unidirectional LSTM layer without projection".into(),
-        ));
-    }
-    let (t, b, i) = x.dim();
-    let h = d.hidden_size;
-    let cell = &w.cells[0];
-    let x_buf = buffers::upload(ctx, "x", &flat(x))?;
-    let gx = buffers::zeros(ctx, "gates", t * b * 4 * h)?;
-    let out = buffers::zeros(ctx, "out", t * b * h)?;
-    let mut rec = Recorder::new(ctx);
-    gemm::record(
-        &mut rec,
-        (t * b, 4 * h, i),
-        1.0,
-        Mat::rows(&x_buf, 0, i),
-        Mat::rows_t(&cell.w_ih, 0, i),
-        0.0,
-        Out {
-            buf: &gx,
-            off: 0,
-            rs: 4 * h,
-        },
-        Some((&cell.bias, 0)),
-    )?;
-    rec.set_phase(Phase::Recurrence);
-    crate::kernels::unfused::record_forward(ctx, &mut rec, (t, b, h), &gx, &cell.w_rec, &out)?;
-    let stats = rec.submit()?;
-    let got = buffers::read_f32(ctx, &[(&out, 0, t * b * h)])?
-        .into_iter()
-        .next()
-        .unwrap_or_default();
-    Ok((array3(got, (t, b, h))?, stats))
 }

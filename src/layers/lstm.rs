@@ -249,9 +249,38 @@ impl Lstm {
             [d.cell_count(), b, d.hidden_size],
         );
         cpu::check_inputs(&d, x.shape(), &hs, &cs, None)?;
-        let (out, stats) = gpu::forward_unfused(ctx, w, x)?;
+        let (out, stats) = crate::gpu::unfused::forward_unfused(ctx, w, x)?;
         self.runner.set_stats(stats);
         Ok(out)
+    }
+
+    /// The unfused baseline's forward and backward (benchmarks), one submit, for
+    /// L = ½·Σ out² (dL/dout = out): returns `(out, dx, gradients)` with PyTorch names
+    /// (`weight_ih_l0`, `weight_hh_l0`, `bias_ih_l0`, `bias_hh_l0`); GPU only.
+    #[doc(hidden)]
+    pub fn forward_backward_unfused_baseline(
+        &self,
+        x: ArrayView3<f32>,
+    ) -> Result<(Array3<f32>, Array3<f32>, TensorMap)> {
+        let (ctx, w) = self
+            .runner
+            .device()
+            .ok_or_else(|| Error::Unsupported("the unfused baseline is a GPU path".into()))?;
+        let d = self.config.dims();
+        let b = x.dim().1;
+        let (hs, cs) = (
+            [d.cell_count(), b, d.out_size()],
+            [d.cell_count(), b, d.hidden_size],
+        );
+        cpu::check_inputs(&d, x.shape(), &hs, &cs, None)?;
+        let r = crate::gpu::unfused::forward_backward_unfused(ctx, w, x)?;
+        self.runner.set_stats(r.stats);
+        let mut g = TensorMap::new();
+        g.insert("weight_ih_l0".into(), r.dw_ih.into_dyn());
+        g.insert("weight_hh_l0".into(), r.dw_hh.into_dyn());
+        g.insert("bias_ih_l0".into(), r.db.clone().into_dyn());
+        g.insert("bias_hh_l0".into(), r.db.into_dyn());
+        Ok((r.out, r.dx, g))
     }
 
     /// Inference forward. `state` is `(h0, c0)` shaped `(L·D, B, P)` and `(L·D, B, H)` (zeros
