@@ -161,8 +161,13 @@ fn load_data(a: &Args, p: &Plan) -> Result<(Array5<f32>, Array5<f32>, String)> {
     } else {
         all
     };
+    // A data file may hold fewer sequences than asked for: then half of them are held out.
+    let heldout = if all.dim().0 >= n {
+        p.heldout
+    } else {
+        (all.dim().0 / 2).max(1)
+    };
     let n = all.dim().0.min(n);
-    let heldout = p.heldout.min(n / 2).max(1);
     let train = all
         .slice(s![..n - heldout, ..p.frames, .., .., ..])
         .to_owned();

@@ -171,6 +171,7 @@ pub(crate) fn forward(
         "c_n",
         if kind.has_c() { cells_n * b * h } else { 1 },
     )?;
+    rec.restart_clock();
     let slots = if train { t + 1 } else { 2 };
 
     let mut inputs = vec![x_buf];

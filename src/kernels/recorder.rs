@@ -142,6 +142,13 @@ impl<'c> Recorder<'c> {
     }
 
     /// Records a buffer-to-buffer copy of `size` bytes (splits the compute pass).
+    /// Restarts the encode clock (`RecordStats::encode_ms`): callers that upload inputs
+    /// after creating the recorder call this once the uploads are done, so encode time means
+    /// recording and submitting alone.
+    pub fn restart_clock(&mut self) {
+        self.started = std::time::Instant::now();
+    }
+
     /// Records a zero-fill of `buf`, ordered with the dispatches around it.
     pub fn clear(&mut self, buf: &wgpu::Buffer) {
         self.ops.push(Op::Clear(buf.clone()));
