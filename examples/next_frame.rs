@@ -82,12 +82,12 @@ fn plan(a: &Args) -> Plan {
             downscale: 4,
             frames: 20,
             speed: (3.0, 6.0),
-            layers: vec![layer(12, 3)],
+            layers: vec![layer(8, 3), layer(8, 3)],
             head_kernel: (3, 3),
             batch: 8,
-            train: 384,
+            train: 320,
             heldout: 32,
-            epochs: 5,
+            epochs: 4,
             lr: 1e-2,
         }
     } else if a.full {
