@@ -42,6 +42,9 @@ struct Args {
     /// Override the number of training sequences.
     #[arg(long)]
     train: Option<usize>,
+    /// Override the number of held-out sequences.
+    #[arg(long)]
+    heldout: Option<usize>,
     /// Override the learning rate.
     #[arg(long)]
     lr: Option<f32>,
@@ -124,6 +127,9 @@ fn plan(a: &Args) -> Plan {
     }
     if let Some(n) = a.train {
         p.train = n;
+    }
+    if let Some(n) = a.heldout {
+        p.heldout = n.max(1);
     }
     if let Some(lr) = a.lr {
         p.lr = lr;
