@@ -102,6 +102,17 @@ fn op(
     rec.dispatch(k, &prm, &[a.buf, b.buf, d.buf], step_groups(n)?)
 }
 
+/// A one-operand op (sigmoid, tanh, copy): the unused second operand is `a` again.
+fn unary(
+    rec: &mut Recorder<'_>,
+    k: &KernelDef,
+    shape: (usize, usize),
+    a: View<'_>,
+    d: View<'_>,
+) -> Result<()> {
+    op(rec, k, shape, a, a, d)
+}
+
 /// Records the unfused forward recurrence of one unidirectional layer (zero initial state):
 /// `gx` [T,B,4H] holds x·W_ihᵀ + b, `w_hh` is (4H, H); h_t goes to `out` [T,B,H].
 #[allow(clippy::too_many_arguments)]
@@ -135,22 +146,8 @@ pub(crate) fn record_forward(
     let bh = (b, h);
     for step in 0..t {
         if let Some(tp) = tape {
-            op(
-                rec,
-                &COPY,
-                bh,
-                v(&hs, 0, h),
-                v(&hs, 0, h),
-                v(&tp.h_prev, step * b * h, h),
-            )?;
-            op(
-                rec,
-                &COPY,
-                bh,
-                v(&c, 0, h),
-                v(&c, 0, h),
-                v(&tp.c_prev, step * b * h, h),
-            )?;
+            unary(rec, &COPY, bh, v(&hs, 0, h), v(&tp.h_prev, step * b * h, h))?;
+            unary(rec, &COPY, bh, v(&c, 0, h), v(&tp.c_prev, step * b * h, h))?;
         }
         // pre = h·W_hhᵀ + gx[t]   (two ops, as a framework would issue them)
         gemm::record(
@@ -176,38 +173,10 @@ pub(crate) fn record_forward(
             v(&pre, 0, g4),
         )?;
         // activations of the four gate slices
-        op(
-            rec,
-            &SIGMOID,
-            bh,
-            v(&pre, 0, g4),
-            v(&pre, 0, g4),
-            v(&sg, 0, g4),
-        )?;
-        op(
-            rec,
-            &SIGMOID,
-            bh,
-            v(&pre, h, g4),
-            v(&pre, h, g4),
-            v(&sg, h, g4),
-        )?;
-        op(
-            rec,
-            &TANH,
-            bh,
-            v(&pre, 2 * h, g4),
-            v(&pre, 2 * h, g4),
-            v(&th, 2 * h, g4),
-        )?;
-        op(
-            rec,
-            &SIGMOID,
-            bh,
-            v(&pre, 3 * h, g4),
-            v(&pre, 3 * h, g4),
-            v(&sg, 3 * h, g4),
-        )?;
+        unary(rec, &SIGMOID, bh, v(&pre, 0, g4), v(&sg, 0, g4))?;
+        unary(rec, &SIGMOID, bh, v(&pre, h, g4), v(&sg, h, g4))?;
+        unary(rec, &TANH, bh, v(&pre, 2 * h, g4), v(&th, 2 * h, g4))?;
+        unary(rec, &SIGMOID, bh, v(&pre, 3 * h, g4), v(&sg, 3 * h, g4))?;
         // c' = f·c + i·g ; h = o·tanh(c')
         op(rec, &MUL, bh, v(&sg, h, g4), v(&c, 0, h), v(&fc, 0, h))?;
         op(
@@ -219,44 +188,16 @@ pub(crate) fn record_forward(
             v(&ig, 0, h),
         )?;
         op(rec, &ADD, bh, v(&fc, 0, h), v(&ig, 0, h), v(&c2, 0, h))?;
-        op(rec, &COPY, bh, v(&c2, 0, h), v(&c2, 0, h), v(&c, 0, h))?;
-        op(rec, &TANH, bh, v(&c2, 0, h), v(&c2, 0, h), v(&tc, 0, h))?;
+        unary(rec, &COPY, bh, v(&c2, 0, h), v(&c, 0, h))?;
+        unary(rec, &TANH, bh, v(&c2, 0, h), v(&tc, 0, h))?;
         op(rec, &MUL, bh, v(&sg, 3 * h, g4), v(&tc, 0, h), v(&hs, 0, h))?;
         if let Some(tp) = tape {
             let g = (b, g4);
-            op(
-                rec,
-                &COPY,
-                g,
-                v(&sg, 0, g4),
-                v(&sg, 0, g4),
-                v(&tp.sg, step * b * g4, g4),
-            )?;
-            op(
-                rec,
-                &COPY,
-                g,
-                v(&th, 0, g4),
-                v(&th, 0, g4),
-                v(&tp.th, step * b * g4, g4),
-            )?;
-            op(
-                rec,
-                &COPY,
-                bh,
-                v(&tc, 0, h),
-                v(&tc, 0, h),
-                v(&tp.tanh_c, step * b * h, h),
-            )?;
+            unary(rec, &COPY, g, v(&sg, 0, g4), v(&tp.sg, step * b * g4, g4))?;
+            unary(rec, &COPY, g, v(&th, 0, g4), v(&tp.th, step * b * g4, g4))?;
+            unary(rec, &COPY, bh, v(&tc, 0, h), v(&tp.tanh_c, step * b * h, h))?;
         }
-        op(
-            rec,
-            &COPY,
-            bh,
-            v(&hs, 0, h),
-            v(&hs, 0, h),
-            v(out, step * b * h, h),
-        )?;
+        unary(rec, &COPY, bh, v(&hs, 0, h), v(out, step * b * h, h))?;
     }
     Ok(())
 }
