@@ -15,6 +15,7 @@ use crate::weights::TensorMap;
 /// Layers applied in order; see the module documentation.
 pub struct ConvLstm2dStack {
     layers: Vec<ConvLstm2d>,
+    pub(crate) id: u64,
 }
 
 enum Inner {
@@ -86,7 +87,10 @@ impl ConvLstm2dStack {
                 )));
             }
         }
-        Ok(Self { layers })
+        Ok(Self {
+            layers,
+            id: crate::layer::next_layer_id(),
+        })
     }
 
     /// The layers.
@@ -228,7 +232,7 @@ impl ConvLstm2dStack {
                 let mut dy: ArrayD<f32> = dy_out.to_owned();
                 let mut grads = Vec::new();
                 for (l, tr) in self.layers.iter().zip(traces).rev() {
-                    let g = l.backward(tr, dy.view(), None, None)?;
+                    let g = l.backward(tr, dy.view(), None)?;
                     grads.push(g.weights);
                     dy = g.dx.into_dyn();
                 }
