@@ -299,10 +299,8 @@ impl GpuWeights {
             .full_lengths
             .lock()
             .map_err(|_| crate::error::Error::Device("lengths cache poisoned".into()))?;
-        if let Some((k, buf)) = g.as_ref() {
-            if *k == (t, b) {
-                return Ok(buf.clone());
-            }
+        if let Some((_, buf)) = g.as_ref().filter(|(k, _)| *k == (t, b)) {
+            return Ok(buf.clone());
         }
         let buf = buffers::upload(ctx, "lengths", &vec![t as u32; b])?;
         *g = Some(((t, b), buf.clone()));

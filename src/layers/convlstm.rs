@@ -239,11 +239,9 @@ impl ConvLstm2d {
 
     /// The weights under Keras names.
     pub fn weights(&self) -> Result<TensorMap> {
-        if let Some((ctx, w)) = self.runner.device() {
-            if w.was_exposed() {
-                let (k, rk, b) = w.read_params(ctx)?;
-                return Ok(self.named(&k, &rk, &b));
-            }
+        if let Some((ctx, w)) = self.runner.device().filter(|(_, w)| w.was_exposed()) {
+            let (k, rk, b) = w.read_params(ctx)?;
+            return Ok(self.named(&k, &rk, &b));
         }
         Ok(self.named(
             &self.params.kernel,

@@ -28,6 +28,8 @@ pub struct ConvLstm2dStackTrace {
     inner: Inner,
     b: usize,
     t: usize,
+    /// The stack that recorded it (its layers' own traces also check on the CPU).
+    layer: u64,
 }
 
 /// Gradients of a stack: the input gradient and each layer's Keras-named weight gradients.
@@ -149,6 +151,7 @@ impl ConvLstm2dStack {
                     inner: Inner::Cpu(traces),
                     b,
                     t,
+                    layer: self.id,
                 }),
             ));
         };
@@ -215,6 +218,7 @@ impl ConvLstm2dStack {
                 inner: Inner::Gpu(tapes),
                 b,
                 t,
+                layer: self.id,
             }),
         ))
     }
@@ -226,6 +230,13 @@ impl ConvLstm2dStack {
         trace: &ConvLstm2dStackTrace,
         dy_out: ArrayViewD<f32>,
     ) -> Result<ConvLstm2dStackGradients> {
+        if trace.layer != self.id {
+            return Err(Error::Config(format!(
+                "this conv_lstm2d_stack trace was recorded by layer #{}, not by this stack \
+                 (#{})",
+                trace.layer, self.id
+            )));
+        }
         let (b, t) = (trace.b, trace.t);
         match &trace.inner {
             Inner::Cpu(traces) => {
