@@ -14,6 +14,7 @@ pub(crate) mod gemm;
 pub(crate) mod gru;
 pub(crate) mod loss;
 pub(crate) mod lstm;
+pub(crate) mod merge;
 pub(crate) mod nn_act;
 pub(crate) mod optim;
 pub(crate) mod rec;
@@ -55,10 +56,11 @@ pub(crate) enum Shader {
     TensorOps,
     Embedding,
     SeqMask,
+    Merge,
 }
 
 impl Shader {
-    const ALL: [Shader; 21] = [
+    const ALL: [Shader; 22] = [
         Shader::Gemm,
         Shader::GemmPlain,
         Shader::GemmRbAny,
@@ -80,6 +82,7 @@ impl Shader {
         Shader::TensorOps,
         Shader::Embedding,
         Shader::SeqMask,
+        Shader::Merge,
     ];
 
     /// The WGSL module: recurrent cells get `rnn_common.wgsl` prepended (WGSL has no include).
@@ -136,6 +139,7 @@ impl Shader {
             Shader::TensorOps => include_str!("../../shaders/tensor_ops.wgsl"),
             Shader::Embedding => include_str!("../../shaders/embedding.wgsl"),
             Shader::SeqMask => include_str!("../../shaders/seq_mask.wgsl"),
+            Shader::Merge => include_str!("../../shaders/merge.wgsl"),
             Shader::ConvLstmForward => concat!(
                 include_str!("../../shaders/activations.wgsl"),
                 include_str!("../../shaders/convlstm_forward.wgsl")
@@ -172,6 +176,7 @@ impl Shader {
             Shader::TensorOps => &["tensor_ops.wgsl"],
             Shader::Embedding => &["embedding.wgsl"],
             Shader::SeqMask => &["seq_mask.wgsl"],
+            Shader::Merge => &["merge.wgsl"],
             Shader::ConvLstmForward => &["activations.wgsl", "convlstm_forward.wgsl"],
             Shader::ConvLstmBackward => &["activations.wgsl", "convlstm_backward.wgsl"],
             Shader::NnAct => &["activations.wgsl", "nn_act.wgsl"],
