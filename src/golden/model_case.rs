@@ -61,18 +61,22 @@ fn read_raw(path: &Path) -> Result<(HashMap<String, String>, BTreeMap<String, Ra
         let shape = view.shape().to_vec();
         let shaped = |v: Vec<f64>| ArrayD::from_shape_vec(shape.clone(), v);
         let t = match view.dtype() {
-            Dtype::F32 => RawTensor::Float(shaped(
-                d.chunks_exact(4)
-                    .map(|c| f64::from(f32::from_le_bytes([c[0], c[1], c[2], c[3]])))
-                    .collect(),
-            )
-            .map_err(|e| io(path, e))?),
-            Dtype::F64 => RawTensor::Float(shaped(
-                d.chunks_exact(8)
-                    .map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
-                    .collect(),
-            )
-            .map_err(|e| io(path, e))?),
+            Dtype::F32 => RawTensor::Float(
+                shaped(
+                    d.chunks_exact(4)
+                        .map(|c| f64::from(f32::from_le_bytes([c[0], c[1], c[2], c[3]])))
+                        .collect(),
+                )
+                .map_err(|e| io(path, e))?,
+            ),
+            Dtype::F64 => RawTensor::Float(
+                shaped(
+                    d.chunks_exact(8)
+                        .map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
+                        .collect(),
+                )
+                .map_err(|e| io(path, e))?,
+            ),
             Dtype::I32 => RawTensor::Int(
                 ArrayD::from_shape_vec(
                     shape.clone(),
@@ -159,7 +163,10 @@ impl ModelGolden {
                 "{}: tensor {name} is integer",
                 self.case
             ))),
-            None => Err(Error::Format(format!("{}: tensor {name} missing", self.case))),
+            None => Err(Error::Format(format!(
+                "{}: tensor {name} missing",
+                self.case
+            ))),
         }
     }
 
@@ -267,12 +274,14 @@ pub fn verify_lines(path: &Path, backend: &dyn ModelBackend) -> Vec<Value> {
         .unwrap_or_default();
     match ModelGolden::load(path).and_then(|g| {
         let case = g.case.clone();
-        run_model_case(&g, backend).map_err(|e| (case, e)).or_else(|(case, e)| {
-            Ok::<_, Error>(vec![json!({
-                "case": case, "backend": backend.name(), "tensor": null, "pass": false,
-                "error": e.to_string(),
-            })])
-        })
+        run_model_case(&g, backend)
+            .map_err(|e| (case, e))
+            .or_else(|(case, e)| {
+                Ok::<_, Error>(vec![json!({
+                    "case": case, "backend": backend.name(), "tensor": null, "pass": false,
+                    "error": e.to_string(),
+                })])
+            })
     }) {
         Ok(lines) => lines,
         Err(e) => vec![json!({

@@ -8,8 +8,9 @@ use std::collections::BTreeMap;
 use ndarray::{Array2, ArrayD};
 
 use super::cpu::{self, Weights};
-use super::loss::{KerasLoss, Target, keras_loss, mask_for};
+use super::loss::{KerasLoss, Target, keras_loss, mask_for, regularization};
 use super::model::Sequential;
+use super::plan::ModelSpec;
 use crate::cpu::Real;
 use crate::error::{Error, Result};
 
@@ -86,11 +87,7 @@ fn cast_weights<T: Real>(model: &Sequential) -> Weights<T> {
 
 fn predict_t<T: Real>(model: &Sequential, x: &ModelInput) -> Result<Vec<ArrayD<f64>>> {
     let fwd = cpu::forward(model.spec(), &cast_weights::<T>(model), x)?;
-    Ok(fwd
-        .outputs
-        .iter()
-        .map(|o| o.mapv(|v| v.as_f64()))
-        .collect())
+    Ok(fwd.outputs.iter().map(|o| o.mapv(|v| v.as_f64())).collect())
 }
 
 fn evaluate_t<T: Real>(
@@ -99,9 +96,20 @@ fn evaluate_t<T: Real>(
     y: &Target,
     loss: KerasLoss,
 ) -> Result<Evaluation> {
-    let w = cast_weights::<T>(model);
-    let spec = model.spec();
-    let fwd = cpu::forward(spec, &w, x)?;
+    evaluate_weights(model.spec(), &cast_weights::<T>(model), x, y, loss)
+}
+
+/// The CPU evaluation on weights already in `T` (what finite-difference tests perturb):
+/// forward, the Keras loss on the first output under its mask, backward, and the
+/// regularization terms of the weights (computed in `T`).
+pub(crate) fn evaluate_weights<T: Real>(
+    spec: &ModelSpec,
+    w: &Weights<T>,
+    x: &ModelInput,
+    y: &Target,
+    loss: KerasLoss,
+) -> Result<Evaluation> {
+    let fwd = cpu::forward(spec, w, x)?;
     if fwd.outputs.len() != 1 {
         return Err(Error::Unsupported(format!(
             "model {} has {} outputs (return_state or merge_mode=None on its last layer); a \
@@ -113,21 +121,22 @@ fn evaluate_t<T: Real>(
     let pred = &fwd.outputs[0];
     let mask = mask_for(pred.shape(), fwd.mask.as_ref());
     let (mut value, dy) = keras_loss(loss, pred.view(), y, mask.as_ref().map(|m| m.view()))?;
-    let mut grads = cpu::backward(spec, &w, &fwd, dy)?;
-    let (reg, reg_grads) = model.regularization();
-    value += reg;
-    for (k, g) in reg_grads {
-        if let Some(slot) = grads.get_mut(&k) {
-            *slot = &*slot + &g.mapv(T::from_f64);
+    let mut grads = cpu::backward(spec, w, &fwd, dy)?;
+    for ws in spec.weights() {
+        if let (Some(r), Some(v), Some(g)) =
+            (ws.regularizer, w.get(&ws.path), grads.get_mut(&ws.path))
+        {
+            let (l, rg) = regularization(r.l1, r.l2, v.view());
+            value += l;
+            g.zip_mut_with(&rg, |a, &b| *a = *a + b);
         }
     }
-    let trainable = model.trainable_paths();
     Ok(Evaluation {
         pred: pred.mapv(|v| v.as_f64()),
         loss: value,
         grads: grads
             .into_iter()
-            .filter(|(k, _)| trainable.contains(k))
+            .filter(|(k, _)| spec.weights().any(|ws| ws.trainable && &ws.path == k))
             .map(|(k, g)| (k, g.mapv(|v| v.as_f64())))
             .collect(),
     })
@@ -175,7 +184,13 @@ impl ModelBackend for UnwiredGpuBackend {
         Err(Error::Unsupported(UNWIRED.into()))
     }
 
-    fn evaluate(&self, _: &Sequential, _: &ModelInput, _: &Target, _: KerasLoss) -> Result<Evaluation> {
+    fn evaluate(
+        &self,
+        _: &Sequential,
+        _: &ModelInput,
+        _: &Target,
+        _: KerasLoss,
+    ) -> Result<Evaluation> {
         Err(Error::Unsupported(UNWIRED.into()))
     }
 }

@@ -2,8 +2,7 @@
 
 use super::plan::ModelSpec;
 use super::spec::{
-    CellKind, DenseActivation, DenseSpec, Init, InputSpec, LayerKind, LayerSpec, MergeMode,
-    RnnSpec,
+    CellKind, DenseActivation, DenseSpec, Init, InputSpec, LayerKind, LayerSpec, MergeMode, RnnSpec,
 };
 use crate::error::Result;
 
@@ -151,7 +150,10 @@ impl SequentialBuilder {
 
     /// `Dense(units, activation)`.
     pub fn dense(self, units: usize, activation: DenseActivation) -> Self {
-        self.push(LayerKind::Dense(DenseSpec::new("", units, activation)), "dense")
+        self.push(
+            LayerKind::Dense(DenseSpec::new("", units, activation)),
+            "dense",
+        )
     }
 
     /// `TimeDistributed(Dense(units, activation))`.

@@ -127,7 +127,9 @@ fn check_dtype(what: &str, v: Option<Value>, allow_int: bool) -> Result<()> {
             .to_string(),
         Some(other) => return Err(unsupported(what, "dtype", other, "not a dtype policy")),
     };
-    let ints = ["int32", "int64", "uint8", "int16", "int8", "uint16", "uint32"];
+    let ints = [
+        "int32", "int64", "uint8", "int16", "int8", "uint16", "uint32",
+    ];
     if name == "float32" || name == "float64" || (allow_int && ints.contains(&name.as_str())) {
         Ok(())
     } else {
@@ -175,7 +177,9 @@ fn class_and_config(v: &Value) -> Option<(String, Value)> {
         Value::String(s) => Some((s.clone(), Value::Object(Map::new()))),
         Value::Object(o) => Some((
             o.get("class_name")?.as_str()?.to_string(),
-            o.get("config").cloned().unwrap_or(Value::Object(Map::new())),
+            o.get("config")
+                .cloned()
+                .unwrap_or(Value::Object(Map::new())),
         )),
         _ => None,
     }
@@ -267,7 +271,12 @@ fn base_keys(k: &mut Keys) -> Result<(String, bool)> {
         "activity regularizers are not supported",
     )?;
     // Keras 2 configs repeat the input shape on the first layer; read by `input_spec`.
-    k.neutral(&["batch_input_shape", "batch_shape", "input_shape", "input_dim_"]);
+    k.neutral(&[
+        "batch_input_shape",
+        "batch_shape",
+        "input_shape",
+        "input_dim_",
+    ]);
     Ok((name, trainable))
 }
 
@@ -283,7 +292,11 @@ fn no_constraints(k: &mut Keys, keys: &[&str]) -> Result<()> {
 }
 
 fn no_quantization(k: &mut Keys) -> Result<()> {
-    k.only("quantization_config", &[Value::Null], "quantized layers are not supported")?;
+    k.only(
+        "quantization_config",
+        &[Value::Null],
+        "quantized layers are not supported",
+    )?;
     k.only(
         "lora_rank",
         &[Value::Null, Value::from(0)],
@@ -341,9 +354,17 @@ fn rnn(class: &str, v: &Value, force_name: Option<&str>) -> Result<(RnnSpec, boo
     r.bias_initializer = initializer(k.take("bias_initializer"), Init::Zeros);
     no_constraints(
         &mut k,
-        &["kernel_constraint", "recurrent_constraint", "bias_constraint"],
+        &[
+            "kernel_constraint",
+            "recurrent_constraint",
+            "bias_constraint",
+        ],
     )?;
-    k.only("time_major", &[Value::Bool(false)], "time-major input is not supported")?;
+    k.only(
+        "time_major",
+        &[Value::Bool(false)],
+        "time-major input is not supported",
+    )?;
     // `unroll`, `implementation` and `use_cudnn` choose how Keras computes, not what.
     k.neutral(&["seed", "unroll", "implementation", "use_cudnn"]);
     k.finish()?;
@@ -507,7 +528,11 @@ fn layer(class: &str, v: &Value) -> Result<LayerSpec> {
             );
             no_constraints(&mut k, &["embeddings_constraint"])?;
             no_quantization(&mut k)?;
-            k.only("sparse", &[Value::Bool(false)], "sparse gradients are not supported")?;
+            k.only(
+                "sparse",
+                &[Value::Bool(false)],
+                "sparse gradients are not supported",
+            )?;
             // Keras 2's `input_length` only fixes the shape.
             k.neutral(&["input_length"]);
             k.finish()?;
@@ -580,8 +605,16 @@ fn input_layer(v: &Value) -> Result<Vec<Option<usize>>> {
         }
     };
     check_dtype(&what, k.take("dtype"), true)?;
-    k.only("sparse", &[Value::Bool(false)], "sparse inputs are not supported")?;
-    k.only("ragged", &[Value::Bool(false)], "ragged inputs are not supported")?;
+    k.only(
+        "sparse",
+        &[Value::Bool(false)],
+        "sparse inputs are not supported",
+    )?;
+    k.only(
+        "ragged",
+        &[Value::Bool(false)],
+        "ragged inputs are not supported",
+    )?;
     k.finish()?;
     Ok(shape)
 }
@@ -642,7 +675,13 @@ pub fn parse(v: &Value) -> Result<ParsedConfig> {
         let cfg = ek
             .take("config")
             .ok_or_else(|| Error::Config(format!("{what} layer {i}: no config")))?;
-        ek.neutral(&["module", "registered_name", "build_config", "name", "inbound_nodes"]);
+        ek.neutral(&[
+            "module",
+            "registered_name",
+            "build_config",
+            "name",
+            "inbound_nodes",
+        ]);
         ek.finish()?;
         if class == "InputLayer" {
             if i != 0 {

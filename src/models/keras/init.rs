@@ -87,7 +87,11 @@ fn orthogonal(rng: &mut Rng, shape: &[usize], gain: f64) -> Result<ArrayD<f64>> 
             a[[i, j]] /= norm;
         }
     }
-    let q = if rows < cols { a.t().to_owned() } else { a };
+    let q = if rows < cols {
+        a.t().as_standard_layout().into_owned()
+    } else {
+        a
+    };
     q.mapv(|v| v * gain)
         .into_shape_with_order(IxDyn(shape))
         .map_err(|e| Error::Shape(format!("orthogonal: {e}")))

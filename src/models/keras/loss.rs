@@ -49,9 +49,9 @@ impl KerasLoss {
         Ok(match name {
             "mean_squared_error" | "mse" | "MeanSquaredError" => Self::MeanSquaredError,
             "mean_absolute_error" | "mae" | "MeanAbsoluteError" => Self::MeanAbsoluteError,
-            "binary_crossentropy" | "BinaryCrossentropy" => Self::BinaryCrossentropy {
-                from_logits: false,
-            },
+            "binary_crossentropy" | "BinaryCrossentropy" => {
+                Self::BinaryCrossentropy { from_logits: false }
+            }
             "categorical_crossentropy" | "CategoricalCrossentropy" => {
                 Self::CategoricalCrossentropy { from_logits: false }
             }
@@ -169,7 +169,13 @@ pub fn keras_loss<T: Real>(
             }
             let valid = m.iter().filter(|&&b| b).count();
             m.iter()
-                .map(|&b| if b && valid > 0 { 1.0 / valid as f64 } else { 0.0 })
+                .map(|&b| {
+                    if b && valid > 0 {
+                        1.0 / valid as f64
+                    } else {
+                        0.0
+                    }
+                })
                 .collect()
         }
     };
@@ -239,7 +245,9 @@ pub fn keras_loss<T: Real>(
                 for j in 0..classes {
                     let (x, t) = (p[[r, j]], T::from_f64(v[[r, j]]));
                     let (l, d) = match kind {
-                        KerasLoss::MeanSquaredError => ((x - t) * (x - t), (x - t) * T::from_f64(2.0)),
+                        KerasLoss::MeanSquaredError => {
+                            ((x - t) * (x - t), (x - t) * T::from_f64(2.0))
+                        }
                         KerasLoss::MeanAbsoluteError => {
                             let s = if x > t {
                                 one
@@ -335,7 +343,10 @@ pub fn regularization<T: Real>(l1: f64, l2: f64, w: ArrayViewD<T>) -> (f64, Arra
 }
 
 /// The prediction's mask reshaped for the loss (`None` when it does not cover the rows).
-pub(crate) fn mask_for(pred_shape: &[usize], mask: Option<&ndarray::Array2<bool>>) -> Option<ArrayD<bool>> {
+pub(crate) fn mask_for(
+    pred_shape: &[usize],
+    mask: Option<&ndarray::Array2<bool>>,
+) -> Option<ArrayD<bool>> {
     let m = mask?;
     (pred_shape.len() == 3 && m.shape() == &pred_shape[..2]).then(|| m.clone().into_dyn())
 }

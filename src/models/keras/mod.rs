@@ -22,6 +22,8 @@ mod backend;
 mod builder;
 mod config;
 pub(crate) mod cpu;
+#[cfg(test)]
+mod grad_tests;
 mod init;
 mod loss;
 mod model;

@@ -207,13 +207,20 @@ fn plan_layer(spec: &LayerSpec, input: &Shape, index: usize) -> Result<PlannedLa
             w.extend(backward.weights(&prefix, f, spec.trainable));
             let fo = rnn_outputs(forward, input, forward.units);
             let mut outs = if *merge == MergeMode::None {
-                vec![fo[0].clone(), rnn_outputs(backward, input, backward.units)[0].clone()]
+                vec![
+                    fo[0].clone(),
+                    rnn_outputs(backward, input, backward.units)[0].clone(),
+                ]
             } else {
                 vec![rnn_outputs(forward, input, units)[0].clone()]
             };
             if forward.return_state {
                 outs.extend(fo[1..].iter().cloned());
-                outs.extend(rnn_outputs(backward, input, backward.units)[1..].iter().cloned());
+                outs.extend(
+                    rnn_outputs(backward, input, backward.units)[1..]
+                        .iter()
+                        .cloned(),
+                );
             }
             (outs, w)
         }
@@ -300,7 +307,10 @@ impl ModelSpec {
 
     /// Parameters with a gradient.
     pub fn trainable_param_count(&self) -> usize {
-        self.weights().filter(|w| w.trainable).map(WeightSpec::len).sum()
+        self.weights()
+            .filter(|w| w.trainable)
+            .map(WeightSpec::len)
+            .sum()
     }
 
     /// The shapes the model outputs (one unless its last layer returns states or both
@@ -313,4 +323,3 @@ impl ModelSpec {
             .output_shapes
     }
 }
-

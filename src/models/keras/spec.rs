@@ -459,7 +459,6 @@ impl WeightSpec {
 /// A shape with the batch axis first; `None` where Keras prints `None`.
 pub type Shape = Vec<Option<usize>>;
 
-
 pub(crate) fn nonzero(what: &str, v: usize) -> Result<()> {
     if v == 0 {
         return Err(Error::Config(format!("{what} is 0; it must be at least 1")));
@@ -473,4 +472,3 @@ pub(crate) fn rate(what: &str, v: f64) -> Result<()> {
     }
     Ok(())
 }
-

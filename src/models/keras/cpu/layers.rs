@@ -67,7 +67,10 @@ pub(crate) fn embedding_backward<T: Real>(
 
 /// Masking: steps whose features all equal `value` are zeroed; returns `(y, keep (B, T))`.
 pub(crate) fn masking_forward<T: Real>(x: ArrayViewD<T>, value: f64) -> (ArrayD<T>, Array2<bool>) {
-    let x3 = x.view().into_dimensionality::<ndarray::Ix3>().expect("(B, T, F)");
+    let x3 = x
+        .view()
+        .into_dimensionality::<ndarray::Ix3>()
+        .expect("(B, T, F)");
     let (b, t, _) = x3.dim();
     let v = T::from_f64(value);
     let keep = Array2::from_shape_fn((b, t), |(bi, ti)| {
@@ -98,7 +101,9 @@ pub(crate) fn dense_forward<T: Real>(
     let lead = &x.shape()[..x.ndim() - 1];
     let mut z = rows(x.view())?.dot(&kernel);
     if let Some(b) = bias {
-        let b = b.into_dimensionality::<ndarray::Ix1>().map_err(|e| Error::Shape(e.to_string()))?;
+        let b = b
+            .into_dimensionality::<ndarray::Ix1>()
+            .map_err(|e| Error::Shape(e.to_string()))?;
         z.scaled_add(T::one(), &b);
     }
     match act {
@@ -126,9 +131,9 @@ pub(crate) fn dense_backward<T: Real>(
     let lead = &x.shape()[..x.ndim() - 1];
     let (xr, yr, dyr) = (rows(x.view())?, rows(y)?, rows(dy)?);
     let dz = match act {
-        DenseActivation::Elementwise(a) => {
-            Zip::from(&dyr).and(&yr).map_collect(|&g, &v| g * a.derivative_from_output(v))
-        }
+        DenseActivation::Elementwise(a) => Zip::from(&dyr)
+            .and(&yr)
+            .map_collect(|&g, &v| g * a.derivative_from_output(v)),
         DenseActivation::Softmax => {
             let mut dz = Array2::<T>::zeros(yr.raw_dim());
             for ((mut o, yv), gv) in dz

@@ -24,7 +24,10 @@ enum Tape<T> {
     Identity,
     Masking(Array2<bool>),
     Embedding(Array2<i64>),
-    Dense { x: ArrayD<T>, y: ArrayD<T> },
+    Dense {
+        x: ArrayD<T>,
+        y: ArrayD<T>,
+    },
     Rnn(RnnTape<T>),
     Bidi {
         f: RnnTape<T>,
@@ -133,16 +136,15 @@ pub(crate) fn forward<T: Real>(
                 if flow.ndim() != 3 {
                     mask = None;
                 }
-                (
-                    vec![y.clone()],
-                    Tape::Dense {
-                        x: flow.clone(),
-                        y,
-                    },
-                )
+                (vec![y.clone()], Tape::Dense { x: flow.clone(), y })
             }
             LayerKind::Rnn(r) => {
-                let run = rnn::forward(r, &rnn_weights(w, l, r, 0)?, seq3(&flow, name)?, mask.as_ref());
+                let run = rnn::forward(
+                    r,
+                    &rnn_weights(w, l, r, 0)?,
+                    seq3(&flow, name)?,
+                    mask.as_ref(),
+                );
                 let y = if r.return_sequences {
                     run.seq.into_dyn()
                 } else {
@@ -239,7 +241,8 @@ pub(crate) fn backward<T: Real>(
             (LayerKind::Dropout { .. }, Tape::Identity) => dy,
             (LayerKind::Dense(d) | LayerKind::TimeDistributed(d), Tape::Dense { x, y }) => {
                 let k = view2(weight(w, l, 0)?, &l.spec.name)?;
-                let (dx, dk, db) = layers::dense_backward(d.activation, k, x.view(), y.view(), dy.view())?;
+                let (dx, dk, db) =
+                    layers::dense_backward(d.activation, k, x.view(), y.view(), dy.view())?;
                 grads.insert(path(0), dk.into_dyn());
                 if d.use_bias {
                     grads.insert(path(1), db.into_dyn());

@@ -30,11 +30,19 @@ impl<T: Real> RnnWeights<'_, T> {
         match &self.bias {
             None => (zeros.clone(), zeros),
             Some(b) if b.ndim() == 2 => (
-                b.index_axis(Axis(0), 0).to_owned().into_shape_with_order(g).unwrap_or(zeros.clone()),
-                b.index_axis(Axis(0), 1).to_owned().into_shape_with_order(g).unwrap_or(zeros),
+                b.index_axis(Axis(0), 0)
+                    .to_owned()
+                    .into_shape_with_order(g)
+                    .unwrap_or(zeros.clone()),
+                b.index_axis(Axis(0), 1)
+                    .to_owned()
+                    .into_shape_with_order(g)
+                    .unwrap_or(zeros),
             ),
             Some(b) => (
-                b.to_owned().into_shape_with_order(g).unwrap_or(zeros.clone()),
+                b.to_owned()
+                    .into_shape_with_order(g)
+                    .unwrap_or(zeros.clone()),
                 zeros,
             ),
         }
@@ -105,7 +113,11 @@ pub(crate) fn forward<T: Real>(
             CellKind::Lstm { .. } => {
                 let mut z = xk + h.dot(&w.recurrent) + &b_rec;
                 for (j, mut col) in z.axis_iter_mut(Axis(1)).enumerate() {
-                    let a = if (2 * u..3 * u).contains(&j) { act } else { ract };
+                    let a = if (2 * u..3 * u).contains(&j) {
+                        act
+                    } else {
+                        ract
+                    };
                     col.mapv_inplace(|v| a.apply(v));
                 }
                 let (i, f) = (z.slice(s![.., ..u]), z.slice(s![.., u..2 * u]));
