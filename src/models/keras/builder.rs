@@ -140,8 +140,8 @@ impl SequentialBuilder {
         b.go_backwards = !f.go_backwards;
         self.push(
             LayerKind::Bidirectional {
-                forward: f,
-                backward: b,
+                forward: Box::new(f),
+                backward: Box::new(b),
                 merge,
             },
             "bidirectional",

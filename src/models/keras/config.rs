@@ -463,8 +463,8 @@ fn bidirectional(v: &Value) -> Result<(String, bool, LayerKind)> {
         name,
         trainable,
         LayerKind::Bidirectional {
-            forward,
-            backward,
+            forward: Box::new(forward),
+            backward: Box::new(backward),
             merge,
         },
     ))

@@ -225,12 +225,12 @@ pub fn keras_loss<T: Real>(
             let v = align(v, &shape, "categorical cross-entropy")?
                 .into_shape_with_order((rows, classes))
                 .map_err(|e| Error::Shape(format!("loss: {e}")))?;
-            for r in 0..rows {
+            for (r, &wr) in weights.iter().enumerate() {
                 let t: Vec<T> = v.row(r).iter().map(|&x| T::from_f64(x)).collect();
                 let (l, d) = categorical(p.row(r).to_vec(), &t, from_logits, clip);
-                total += l * weights[r];
+                total += l * wr;
                 for (gv, dv) in g.row_mut(r).iter_mut().zip(d) {
-                    *gv = dv * T::from_f64(weights[r]);
+                    *gv = dv * T::from_f64(wr);
                 }
             }
         }

@@ -30,6 +30,8 @@ mod model;
 mod plan;
 mod spec;
 mod summary;
+#[cfg(test)]
+mod unit_tests;
 mod weights;
 
 pub use backend::{CpuBackend, Evaluation, ModelBackend, ModelInput, Precision, UnwiredGpuBackend};

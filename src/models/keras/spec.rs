@@ -383,9 +383,9 @@ pub enum LayerKind {
     /// `Bidirectional`: a forward and a backward recurrent layer, merged.
     Bidirectional {
         /// The forward layer (`forward_<name>`).
-        forward: RnnSpec,
+        forward: Box<RnnSpec>,
         /// The backward layer (`backward_<name>`, `go_backwards` opposite to the forward one).
-        backward: RnnSpec,
+        backward: Box<RnnSpec>,
         /// How the two outputs are combined.
         merge: MergeMode,
     },

@@ -20,6 +20,8 @@ use rnn::{RnnTape, RnnWeights};
 /// Weights by Keras path, in the scalar type of the run.
 pub(crate) type Weights<T> = BTreeMap<String, ArrayD<T>>;
 
+// One tape per layer and few layers: the size difference between variants does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Tape<T> {
     Identity,
     Masking(Array2<bool>),
