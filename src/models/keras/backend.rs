@@ -86,7 +86,7 @@ fn cast_weights<T: Real>(model: &Sequential) -> Weights<T> {
 }
 
 fn predict_t<T: Real>(model: &Sequential, x: &ModelInput) -> Result<Vec<ArrayD<f64>>> {
-    let fwd = cpu::forward(model.spec(), &cast_weights::<T>(model), x)?;
+    let fwd = cpu::forward(model.spec(), &cast_weights::<T>(model), x, None)?;
     Ok(fwd.outputs.iter().map(|o| o.mapv(|v| v.as_f64())).collect())
 }
 
@@ -109,7 +109,7 @@ pub(crate) fn evaluate_weights<T: Real>(
     y: &Target,
     loss: KerasLoss,
 ) -> Result<Evaluation> {
-    let fwd = cpu::forward(spec, w, x)?;
+    let fwd = cpu::forward(spec, w, x, None)?;
     if fwd.outputs.len() != 1 {
         return Err(Error::Unsupported(format!(
             "model {} has {} outputs (return_state or merge_mode=None on its last layer); a \
@@ -140,6 +140,51 @@ pub(crate) fn evaluate_weights<T: Real>(
             .map(|(k, g)| (k, g.mapv(|v| v.as_f64())))
             .collect(),
     })
+}
+
+/// The states of a model's `stateful` recurrent layers between calls, by the layer's weight
+/// path prefix (`lstm`, `bidirectional/forward_gru`): `[h, c]` or `[h]`, each `(B, U)`.
+/// Empty means zero states (Keras right after `reset_states()`).
+pub type RnnStates = BTreeMap<String, Vec<Array2<f64>>>;
+
+fn predict_stateful_t<T: Real>(
+    model: &Sequential,
+    x: &ModelInput,
+    states: &mut RnnStates,
+) -> Result<Vec<ArrayD<f64>>> {
+    let init: BTreeMap<String, Vec<Array2<T>>> = states
+        .iter()
+        .map(|(k, v)| (k.clone(), v.iter().map(|a| a.mapv(T::from_f64)).collect()))
+        .collect();
+    let fwd = cpu::forward(model.spec(), &cast_weights::<T>(model), x, Some(&init))?;
+    *states = fwd
+        .states
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                v.iter().map(|a| a.mapv(|e| e.as_f64())).collect(),
+            )
+        })
+        .collect();
+    Ok(fwd.outputs.iter().map(|o| o.mapv(|v| v.as_f64())).collect())
+}
+
+impl CpuBackend {
+    /// Inference that carries the `stateful` layers' states across calls, as Keras does:
+    /// each stateful layer starts from `states` (zeros where absent) and leaves its final
+    /// states there. Non-stateful layers start from zeros every call.
+    pub fn predict_stateful(
+        &self,
+        model: &Sequential,
+        x: &ModelInput,
+        states: &mut RnnStates,
+    ) -> Result<Vec<ArrayD<f64>>> {
+        match self.precision {
+            Precision::F32 => predict_stateful_t::<f32>(model, x, states),
+            Precision::F64 => predict_stateful_t::<f64>(model, x, states),
+        }
+    }
 }
 
 impl ModelBackend for CpuBackend {

@@ -21,6 +21,7 @@
 mod backend;
 mod builder;
 mod config;
+mod config_values;
 pub(crate) mod cpu;
 #[cfg(test)]
 mod grad_tests;
@@ -34,7 +35,9 @@ mod summary;
 mod unit_tests;
 mod weights;
 
-pub use backend::{CpuBackend, Evaluation, ModelBackend, ModelInput, Precision, UnwiredGpuBackend};
+pub use backend::{
+    CpuBackend, Evaluation, ModelBackend, ModelInput, Precision, RnnStates, UnwiredGpuBackend,
+};
 pub use builder::SequentialBuilder;
 pub use config::{ParsedConfig, parse as parse_config, parse_str as parse_config_str};
 pub use loss::{KerasLoss, Target, keras_loss, regularization};

@@ -156,8 +156,9 @@ pub struct RnnSpec {
     /// Process the sequence from the last step to the first (the sequence output stays in
     /// processing order, i.e. reversed, as Keras returns it).
     pub go_backwards: bool,
-    /// Keras `stateful`. Each call here starts from the zero state (Keras after
-    /// `reset_states()`); the CPU reference returns the final states for a caller to carry.
+    /// Keras `stateful`: [`CpuBackend::predict_stateful`](super::CpuBackend::predict_stateful)
+    /// carries its states across calls; `predict` / `evaluate` start from zero states (Keras
+    /// right after `reset_states()`).
     pub stateful: bool,
     /// Outputs at masked steps are 0 instead of the previous output (Bidirectional forces
     /// this to `return_sequences`).

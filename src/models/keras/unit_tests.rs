@@ -187,3 +187,63 @@ fn return_state_and_unmerged_directions_give_several_outputs() {
     assert_ne!(out[1], out[2]);
     let _ = Activation::Tanh;
 }
+
+#[test]
+fn stateful_layers_carry_states_across_calls() {
+    let spec = SequentialBuilder::new("m", &[Some(6), Some(2)], false)
+        .batch_size(2)
+        .rnn(
+            CellKind::Lstm {
+                unit_forget_bias: true,
+            },
+            3,
+            |r| {
+                r.stateful = true;
+                r.return_sequences = true;
+            },
+        )
+        .rnn(CellKind::Gru { reset_after: false }, 2, |r| {
+            r.stateful = true;
+            r.return_sequences = true;
+        })
+        .build()
+        .unwrap();
+    let model = Sequential::new(spec.clone(), ModelWeights::fresh(&spec, 5).unwrap()).unwrap();
+    let x = ArrayD::from_shape_fn(IxDyn(&[2, 6, 2]), |i| {
+        ((i[0] * 5 + i[1] * 3 + i[2]) % 7) as f64 / 3.0 - 1.0
+    });
+    let cpu = CpuBackend {
+        precision: Precision::F64,
+    };
+    let whole = model.predict(&cpu, &ModelInput::Values(x.clone())).unwrap();
+    let mut states = super::backend::RnnStates::new();
+    let mut halves = Vec::new();
+    for r in [0..3, 3..6] {
+        let part = x.slice(ndarray::s![.., r, ..]).to_owned().into_dyn();
+        halves.push(
+            cpu.predict_stateful(&model, &ModelInput::Values(part), &mut states)
+                .unwrap()
+                .remove(0),
+        );
+    }
+    assert_eq!(states.len(), 2);
+    assert_eq!(states["lstm"].len(), 2);
+    let joined =
+        ndarray::concatenate(ndarray::Axis(1), &[halves[0].view(), halves[1].view()]).unwrap();
+    for (a, b) in joined.iter().zip(whole[0].iter()) {
+        assert!((a - b).abs() < 1e-12, "{a} vs {b}");
+    }
+    // Without the carried states the second half differs.
+    let fresh = model
+        .predict(
+            &cpu,
+            &ModelInput::Values(x.slice(ndarray::s![.., 3..6, ..]).to_owned().into_dyn()),
+        )
+        .unwrap();
+    assert!(
+        fresh[0]
+            .iter()
+            .zip(halves[1].iter())
+            .any(|(a, b)| (a - b).abs() > 1e-3)
+    );
+}

@@ -46,6 +46,8 @@ pub(crate) struct Forward<T> {
     pub(crate) outputs: Vec<ArrayD<T>>,
     /// Keras' mask on the first output (sequence outputs of masked models).
     pub(crate) mask: Option<Array2<bool>>,
+    /// Final states of the stateful recurrent layers, by weight-path prefix.
+    pub(crate) states: BTreeMap<String, Vec<Array2<T>>>,
     tapes: Vec<Tape<T>>,
 }
 
@@ -89,12 +91,37 @@ fn flip_time<T: Clone>(a: &ArrayD<T>) -> ArrayD<T> {
     v.to_owned()
 }
 
+/// One recurrent direction; stateful layers start from `init[key]` and leave their final
+/// states in `states[key]`.
+fn run_rnn<T: Real>(
+    r: &RnnSpec,
+    key: String,
+    rw: &RnnWeights<T>,
+    x3: ndarray::ArrayView3<T>,
+    mask: Option<&Array2<bool>>,
+    init: Option<&BTreeMap<String, Vec<Array2<T>>>>,
+    states: &mut BTreeMap<String, Vec<Array2<T>>>,
+) -> rnn::RnnRun<T> {
+    let s0 = if r.stateful {
+        init.and_then(|m| m.get(&key))
+    } else {
+        None
+    };
+    let run = rnn::forward(r, rw, x3, mask, s0.map(Vec::as_slice));
+    if r.stateful {
+        states.insert(key, run.states.clone());
+    }
+    run
+}
+
 /// Runs every layer on `x` (inference mode: Dropout and recurrent dropout are identities).
 pub(crate) fn forward<T: Real>(
     spec: &ModelSpec,
     w: &Weights<T>,
     x: &ModelInput,
+    init: Option<&BTreeMap<String, Vec<Array2<T>>>>,
 ) -> Result<Forward<T>> {
+    let mut states = BTreeMap::new();
     let mut tapes = Vec::with_capacity(spec.layers.len());
     let mut mask: Option<Array2<bool>> = None;
     let mut flow: ArrayD<T> = match x {
@@ -141,11 +168,14 @@ pub(crate) fn forward<T: Real>(
                 (vec![y.clone()], Tape::Dense { x: flow.clone(), y })
             }
             LayerKind::Rnn(r) => {
-                let run = rnn::forward(
+                let run = run_rnn(
                     r,
+                    r.name.clone(),
                     &rnn_weights(w, l, r, 0)?,
                     seq3(&flow, name)?,
                     mask.as_ref(),
+                    init,
+                    &mut states,
                 );
                 let y = if r.return_sequences {
                     run.seq.into_dyn()
@@ -165,12 +195,23 @@ pub(crate) fn forward<T: Real>(
                 merge,
             } => {
                 let x3 = seq3(&flow, name)?;
-                let fr = rnn::forward(fs, &rnn_weights(w, l, fs, 0)?, x3, mask.as_ref());
-                let br = rnn::forward(
+                let fr = run_rnn(
+                    fs,
+                    format!("{name}/{}", fs.name),
+                    &rnn_weights(w, l, fs, 0)?,
+                    x3,
+                    mask.as_ref(),
+                    init,
+                    &mut states,
+                );
+                let br = run_rnn(
                     bs,
+                    format!("{name}/{}", bs.name),
                     &rnn_weights(w, l, bs, n_weights(fs))?,
                     x3,
                     mask.as_ref(),
+                    init,
+                    &mut states,
                 );
                 let (yf, yb) = if fs.return_sequences {
                     (fr.seq.into_dyn(), flip_time(&br.seq.into_dyn()))
@@ -205,6 +246,7 @@ pub(crate) fn forward<T: Real>(
     Ok(Forward {
         outputs,
         mask,
+        states,
         tapes,
     })
 }

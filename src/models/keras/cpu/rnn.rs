@@ -87,20 +87,29 @@ fn time(spec: &RnnSpec, step: usize, steps: usize) -> usize {
     }
 }
 
-/// Runs the layer over `x (B, T, I)` with an optional mask `(B, T)` from zero states.
+/// Runs the layer over `x (B, T, I)` with an optional mask `(B, T)`, from `init` states
+/// (`[h, c]` / `[h]`, each `(B, U)`; zeros when `None`). The output carried through masked
+/// steps starts at 0 whatever the states, as in Keras.
 pub(crate) fn forward<T: Real>(
     spec: &RnnSpec,
     w: &RnnWeights<T>,
     x: ArrayView3<T>,
     mask: Option<&Array2<bool>>,
+    init: Option<&[Array2<T>]>,
 ) -> RnnRun<T> {
     let (b, steps, _) = x.dim();
     let u = spec.units;
     let g = spec.cell.gates() * u;
     let (b_in, b_rec) = w.biases(g);
     let (act, ract) = (spec.activation, spec.recurrent_activation);
-    let mut h = Array2::<T>::zeros((b, u));
-    let mut c = Array2::<T>::zeros((b, u));
+    let state = |i: usize| {
+        init.and_then(|s| s.get(i))
+            .filter(|a| a.dim() == (b, u))
+            .cloned()
+            .unwrap_or_else(|| Array2::<T>::zeros((b, u)))
+    };
+    let mut h = state(0);
+    let mut c = state(1);
     let mut out_prev = Array2::<T>::zeros((b, u));
     let mut seq = Array3::<T>::zeros((b, steps, u));
     let mut caches = Vec::with_capacity(steps);
