@@ -269,3 +269,30 @@ fn weights_are_strict_about_paths_and_shapes() {
         "{e}"
     );
 }
+
+#[test]
+fn verify_cli_passes_every_model_golden_on_the_cpu() {
+    let files = goldens();
+    let mut args = vec!["verify".to_string(), "--backend".into(), "cpu".into()];
+    args.extend(files.iter().map(|f| f.display().to_string()));
+    let out = Command::new(env!("CARGO_BIN_EXE_wgpu-rnn"))
+        .args(&args)
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(out.status.success(), "{text}");
+    let lines: Vec<&str> = text.lines().collect();
+    let last = lines.last().unwrap();
+    assert!(last.ends_with(" passed, 0 failed"), "{last}");
+    let mut param_lines = 0;
+    for l in &lines[..lines.len() - 1] {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        assert_eq!(v["pass"], true, "{l}");
+        assert_eq!(v["backend"], "cpu");
+        if v["tensor"] == "param_count" {
+            param_lines += 1;
+            assert_eq!(v["value"], v["ref"], "{l}");
+        }
+    }
+    assert_eq!(param_lines, files.len());
+}
