@@ -153,6 +153,22 @@ pub fn keras_loss<T: Real>(
     let Some((&classes, rows_shape)) = shape.split_last() else {
         return Err(Error::Shape("loss: the prediction is a scalar".into()));
     };
+    // Keras casts targets to the loss's type: class ids stored as floats, 0/1 labels as ints.
+    let converted;
+    let y = match (kind, y) {
+        (KerasLoss::SparseCategoricalCrossentropy { .. }, Target::Values(v)) => {
+            converted = Target::Classes(super::cpu::integral(v).ok_or_else(|| {
+                Error::Shape("sparse categorical cross-entropy: targets are not class ids".into())
+            })?);
+            &converted
+        }
+        (KerasLoss::SparseCategoricalCrossentropy { .. }, _) => y,
+        (_, Target::Classes(c)) => {
+            converted = Target::Values(c.mapv(|v| v as f64));
+            &converted
+        }
+        _ => y,
+    };
     let rows: usize = rows_shape.iter().product();
     if rows == 0 || classes == 0 {
         return Err(Error::Shape(format!("loss: empty prediction {shape:?}")));
@@ -195,14 +211,7 @@ pub fn keras_loss<T: Real>(
         | (KerasLoss::MeanAbsoluteError, Target::Classes(_))
         | (KerasLoss::BinaryCrossentropy { .. }, Target::Classes(_))
         | (KerasLoss::CategoricalCrossentropy { .. }, Target::Classes(_)) => {
-            return Err(Error::Shape(format!(
-                "loss {kind:?}: {} targets do not fit it",
-                if matches!(y, Target::Classes(_)) {
-                    "integer class"
-                } else {
-                    "value"
-                }
-            )));
+            unreachable!("targets were converted to the loss's type above")
         }
         (KerasLoss::SparseCategoricalCrossentropy { from_logits }, Target::Classes(c)) => {
             let c = align(c, rows_shape, "sparse categorical cross-entropy")?;

@@ -247,3 +247,50 @@ fn stateful_layers_carry_states_across_calls() {
             .any(|(a, b)| (a - b).abs() > 1e-3)
     );
 }
+
+#[test]
+fn targets_and_token_inputs_are_cast_like_keras() {
+    let p = ArrayD::from_shape_vec(IxDyn(&[2, 3]), vec![0.2, 0.3, 0.5, 0.6, 0.3, 0.1]).unwrap();
+    let sparse = KerasLoss::SparseCategoricalCrossentropy { from_logits: false };
+    let ints = Target::Classes(ArrayD::from_shape_vec(IxDyn(&[2]), vec![2, 0]).unwrap());
+    let floats = Target::Values(ArrayD::from_shape_vec(IxDyn(&[2, 1]), vec![2.0, 0.0]).unwrap());
+    let a = keras_loss(sparse, p.view(), &ints, None).unwrap();
+    let b = keras_loss(sparse, p.view(), &floats, None).unwrap();
+    assert!((a.0 - (-(0.5f64.ln() + 0.6f64.ln()) / 2.0)).abs() < 1e-12);
+    assert_eq!(a.0, b.0);
+    assert_eq!(a.1, b.1);
+    let half = Target::Values(ArrayD::from_shape_vec(IxDyn(&[2]), vec![2.5, 0.0]).unwrap());
+    assert!(keras_loss(sparse, p.view(), &half, None).is_err());
+    let bce = KerasLoss::BinaryCrossentropy { from_logits: false };
+    let labels =
+        Target::Classes(ArrayD::from_shape_vec(IxDyn(&[2, 3]), vec![0, 1, 1, 0, 0, 1]).unwrap());
+    let same = Target::Values(labels_f64());
+    assert_eq!(
+        keras_loss(bce, p.view(), &labels, None).unwrap().0,
+        keras_loss(bce, p.view(), &same, None).unwrap().0
+    );
+    // Token ids given as floats (Keras casts them) give the same prediction.
+    let spec = SequentialBuilder::new("m", &[Some(3)], true)
+        .embedding(5, 2, true)
+        .rnn(CellKind::SimpleRnn, 2, |_| {})
+        .build()
+        .unwrap();
+    let model = Sequential::new(spec.clone(), ModelWeights::fresh(&spec, 1).unwrap()).unwrap();
+    let cpu = CpuBackend {
+        precision: Precision::F64,
+    };
+    let ids = ndarray::arr2(&[[0i64, 3, 4], [1, 2, 0]]);
+    let a = model
+        .predict(&cpu, &ModelInput::Tokens(ids.clone()))
+        .unwrap();
+    let b = model
+        .predict(&cpu, &ModelInput::Values(ids.mapv(|v| v as f64).into_dyn()))
+        .unwrap();
+    assert_eq!(a, b);
+    let bad = ModelInput::Values(ArrayD::from_elem(IxDyn(&[2, 3]), 0.5));
+    assert!(model.predict(&cpu, &bad).is_err());
+}
+
+fn labels_f64() -> ArrayD<f64> {
+    ArrayD::from_shape_vec(IxDyn(&[2, 3]), vec![0., 1., 1., 0., 0., 1.]).unwrap()
+}

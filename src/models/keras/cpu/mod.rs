@@ -91,6 +91,13 @@ fn flip_time<T: Clone>(a: &ArrayD<T>) -> ArrayD<T> {
     v.to_owned()
 }
 
+/// `v` as integers when every entry is a whole number.
+pub(crate) fn integral(v: &ArrayD<f64>) -> Option<ArrayD<i64>> {
+    v.iter()
+        .all(|x| x.fract() == 0.0 && x.abs() < 9e15)
+        .then(|| v.mapv(|x| x as i64))
+}
+
 /// One recurrent direction; stateful layers start from `init[key]` and leave their final
 /// states in `states[key]`.
 fn run_rnn<T: Real>(
@@ -138,11 +145,20 @@ pub(crate) fn forward<T: Real>(
         }
         let (mut outs, tape) = match &l.spec.kind {
             LayerKind::Embedding { mask_zero, .. } => {
-                let ModelInput::Tokens(ids) = x else {
-                    return Err(Error::Shape(format!(
-                        "layer {name} (Embedding) needs integer token ids as the model input"
-                    )));
+                // Keras casts a float input to int32 ids; only whole numbers are ids here.
+                let ids = match x {
+                    ModelInput::Tokens(t) => t.clone(),
+                    ModelInput::Values(v) => integral(v)
+                        .and_then(|a| a.into_dimensionality::<Ix2>().ok())
+                        .ok_or_else(|| {
+                            Error::Shape(format!(
+                                "layer {name} (Embedding) needs token ids (B, T) of whole \
+                                 numbers; got values of shape {:?}",
+                                v.shape()
+                            ))
+                        })?,
                 };
+                let ids = &ids;
                 let y = layers::embedding_forward(view2(weight(w, l, 0)?, name)?, ids, name)?;
                 mask = mask_zero.then(|| ids.mapv(|v| v != 0));
                 (vec![y], Tape::Embedding(ids.clone()))
