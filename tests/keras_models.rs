@@ -112,9 +112,9 @@ fn every_model_golden_passes_on_the_cpu_reference() {
         let lines = verify_lines(f, &f64b);
         assert!(lines.len() >= 5, "{}: {lines:?}", f.display());
         for l in &lines {
-            assert_eq!(l["pass"], true, "{}: {l}", f.display());
+            assert!(l.pass, "{}: {l:?}", f.display());
         }
-        assert_eq!(lines[0]["tensor"], "param_count");
+        assert_eq!(lines[0].tensor.as_deref(), Some("param_count"));
         checked += lines.len();
         // The f32 reference agrees with the goldens at the GPU-vs-CPU tolerance.
         let g = ModelGolden::load(f).unwrap();
@@ -148,11 +148,10 @@ fn gpu_backend_reports_each_case_as_unsupported() {
     let f = data("km_lstm_dense_mse.safetensors");
     let lines = verify_lines(&f, &UnwiredGpuBackend);
     assert_eq!(lines.len(), 1);
-    assert_eq!(lines[0]["pass"], false);
-    assert_eq!(lines[0]["backend"], "gpu");
+    let text = serde_json::to_string(&lines[0]).unwrap();
     assert_eq!(
-        lines[0]["error"],
-        "unsupported: Sequential models on the GPU are not wired yet"
+        text,
+        r#"{"case":"km_lstm_dense_mse","backend":"gpu","tensor":null,"pass":false,"error":"unsupported: Sequential models on the GPU are not wired yet"}"#
     );
 }
 
@@ -176,10 +175,15 @@ fn a_wrong_reference_fails() {
     .unwrap();
     let failed: Vec<_> = lines
         .iter()
-        .filter(|l| l["pass"] == false)
-        .map(|l| l["tensor"].as_str().unwrap().to_string())
+        .filter(|l| !l.pass)
+        .map(|l| l.tensor.clone().unwrap())
         .collect();
     assert_eq!(failed, ["param_count", "grad/dense/bias"]);
+    let text = serde_json::to_string(&lines[0]).unwrap();
+    assert_eq!(
+        text,
+        r#"{"case":"km_lstm_dense_mse","backend":"cpu","tensor":"param_count","value":1425,"ref":1,"pass":false}"#
+    );
 }
 
 #[test]

@@ -208,12 +208,15 @@ fn verify(files: &[PathBuf], backend: BackendArg) -> ExitCode {
         // Whole-model goldens (keras-model-golden-v1) have their own runner.
         if model_case::is_model_golden(f) {
             for line in model_case::verify_lines(f, model_backend.as_ref()) {
-                if line["pass"].as_bool() == Some(true) {
+                if line.pass {
                     passed += 1;
                 } else {
                     failed += 1;
                 }
-                println!("{line}");
+                match serde_json::to_string(&line) {
+                    Ok(s) => println!("{s}"),
+                    Err(e) => println!("{{\"error\":\"cannot encode line: {e}\",\"pass\":false}}"),
+                }
             }
             continue;
         }

@@ -9,7 +9,8 @@ use std::path::Path;
 
 use ndarray::{ArrayD, Ix2};
 use safetensors::{Dtype, SafeTensors};
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
 
 use super::compare;
 use crate::error::{Error, Result};
@@ -208,45 +209,97 @@ impl ModelGolden {
     }
 }
 
-/// Runs a case on `backend` and returns the verify lines (JSON objects with `pass`).
-pub fn run_model_case(g: &ModelGolden, backend: &dyn ModelBackend) -> Result<Vec<Value>> {
+/// One line of `wgpu-rnn verify` for a model golden, serialized with its keys in the
+/// MODELS.md order.
+#[derive(Clone, Debug, Serialize)]
+pub struct VerifyLine {
+    /// The case.
+    pub case: String,
+    /// `cpu` or `gpu`.
+    pub backend: String,
+    /// `param_count`, `pred`, `loss`, `grad/<path>`, or `null` for a case that failed whole.
+    pub tensor: Option<String>,
+    /// Our parameter count (`param_count` lines).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<u64>,
+    /// The file's parameter count (`param_count` lines; `null` when the file has none).
+    #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+    pub reference: Option<Option<u64>>,
+    /// max |ours - reference| (`null` when not comparable).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_abs: Option<Option<f64>>,
+    /// max |reference|.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ref_max_abs: Option<f64>,
+    /// Whether it passed.
+    pub pass: bool,
+    /// Why it failed, when it failed without a comparison.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl VerifyLine {
+    fn new(case: &str, backend: &str, tensor: Option<&str>, pass: bool) -> Self {
+        Self {
+            case: case.into(),
+            backend: backend.into(),
+            tensor: tensor.map(str::to_string),
+            value: None,
+            reference: None,
+            max_abs: None,
+            ref_max_abs: None,
+            pass,
+            error: None,
+        }
+    }
+
+    fn error(case: &str, backend: &str, tensor: Option<&str>, e: impl ToString) -> Self {
+        Self {
+            error: Some(e.to_string()),
+            ..Self::new(case, backend, tensor, false)
+        }
+    }
+}
+
+/// Runs a case on `backend` and returns its verify lines: `param_count`, `pred`, `loss`, and
+/// one per gradient of the file (plus a failure for any trainable weight the file lacks).
+pub fn run_model_case(g: &ModelGolden, backend: &dyn ModelBackend) -> Result<Vec<VerifyLine>> {
     let name = backend.name();
     let model = g.model()?;
-    let mut lines = vec![json!({
-        "case": g.case, "backend": name, "tensor": "param_count",
-        "value": model.param_count(), "ref": g.param_count,
-        "pass": g.param_count == Some(model.param_count() as u64),
-    })];
+    let ours = model.param_count() as u64;
+    let mut lines = vec![VerifyLine {
+        value: Some(ours),
+        reference: Some(g.param_count),
+        ..VerifyLine::new(
+            &g.case,
+            name,
+            Some("param_count"),
+            g.param_count == Some(ours),
+        )
+    }];
     let loss = KerasLoss::from_name(&g.loss)?;
     let ev = model.evaluate(backend, &g.input()?, &g.target()?, loss)?;
     let f32s = |a: &ArrayD<f64>| a.mapv(|v| v as f32);
     let mut line = |tensor: &str, got: Option<ArrayD<f32>>, want: &ArrayD<f64>| {
-        let r = match got {
-            Some(got) => compare(tensor, &got, &f32s(want)),
-            None => super::TensorReport {
-                tensor: tensor.into(),
-                max_abs: f64::INFINITY,
-                ref_max_abs: 0.0,
-                tol: 0.0,
-                pass: false,
-            },
+        let Some(got) = got else {
+            lines.push(VerifyLine::error(
+                &g.case,
+                name,
+                Some(tensor),
+                "not computed",
+            ));
+            return;
         };
-        let max_abs = if r.max_abs.is_finite() {
-            json!(r.max_abs)
-        } else {
-            json!(null)
-        };
-        lines.push(json!({
-            "case": g.case, "backend": name, "tensor": tensor, "max_abs": max_abs,
-            "ref_max_abs": r.ref_max_abs, "pass": r.pass,
-        }));
+        let r = compare(tensor, &got, &f32s(want));
+        lines.push(VerifyLine {
+            max_abs: Some(r.max_abs.is_finite().then_some(r.max_abs)),
+            ref_max_abs: Some(r.ref_max_abs),
+            ..VerifyLine::new(&g.case, name, Some(tensor), r.pass)
+        });
     };
     line("pred", Some(f32s(&ev.pred)), g.float("pred")?);
-    let loss_arr = ArrayD::from_elem(ndarray::IxDyn(&[1]), ev.loss);
     let want_loss = g.float("loss")?;
-    let got_loss = loss_arr
-        .into_shape_with_order(want_loss.raw_dim())
-        .map_err(|e| Error::Format(format!("loss: {e}")))?;
+    let got_loss = ArrayD::from_elem(want_loss.raw_dim(), ev.loss);
     line("loss", Some(f32s(&got_loss)), want_loss);
     for (k, want) in g.tensors.iter().filter(|(k, _)| k.starts_with("grad/")) {
         let RawTensor::Float(want) = want else {
@@ -257,36 +310,26 @@ pub fn run_model_case(g: &ModelGolden, backend: &dyn ModelBackend) -> Result<Vec
     for k in ev.grads.keys() {
         let key = format!("grad/{k}");
         if !g.tensors.contains_key(&key) {
-            lines.push(json!({
-                "case": g.case, "backend": name, "tensor": key, "pass": false,
-                "error": "the model has this trainable weight but the golden has no gradient for it",
-            }));
+            lines.push(VerifyLine::error(
+                &g.case,
+                name,
+                Some(&key),
+                "the model has this trainable weight but the golden has no gradient for it",
+            ));
         }
     }
     Ok(lines)
 }
 
 /// Verify lines for one file: the case's lines, or one failure line with the error.
-pub fn verify_lines(path: &Path, backend: &dyn ModelBackend) -> Vec<Value> {
+pub fn verify_lines(path: &Path, backend: &dyn ModelBackend) -> Vec<VerifyLine> {
     let stem = path
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
-    match ModelGolden::load(path).and_then(|g| {
-        let case = g.case.clone();
-        run_model_case(&g, backend)
-            .map_err(|e| (case, e))
-            .or_else(|(case, e)| {
-                Ok::<_, Error>(vec![json!({
-                    "case": case, "backend": backend.name(), "tensor": null, "pass": false,
-                    "error": e.to_string(),
-                })])
-            })
-    }) {
-        Ok(lines) => lines,
-        Err(e) => vec![json!({
-            "case": stem, "backend": backend.name(), "tensor": null, "pass": false,
-            "error": e.to_string(),
-        })],
+    match ModelGolden::load(path) {
+        Ok(g) => run_model_case(&g, backend)
+            .unwrap_or_else(|e| vec![VerifyLine::error(&g.case, backend.name(), None, e)]),
+        Err(e) => vec![VerifyLine::error(&stem, backend.name(), None, e)],
     }
 }
