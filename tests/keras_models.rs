@@ -101,7 +101,11 @@ fn goldens() -> Vec<PathBuf> {
 #[test]
 fn every_model_golden_passes_on_the_cpu_reference() {
     let files = goldens();
-    assert_eq!(files.len(), 11, "4 shared (km_*) + 7 Keras-generated (kg_*) goldens");
+    assert_eq!(
+        files.len(),
+        11,
+        "4 shared (km_*) + 7 Keras-generated (kg_*) goldens"
+    );
     let f64b = CpuBackend {
         precision: Precision::F64,
     };
