@@ -24,6 +24,8 @@ mod config;
 mod config_values;
 pub(crate) mod cpu;
 #[cfg(test)]
+mod cross_tests;
+#[cfg(test)]
 mod grad_tests;
 mod init;
 mod loss;
