@@ -25,6 +25,8 @@ mod config_values;
 pub(crate) mod cpu;
 mod gpu;
 #[cfg(test)]
+mod cross_tests;
+#[cfg(test)]
 mod grad_tests;
 mod init;
 mod loss;
