@@ -4,6 +4,7 @@
 // rh = r ⊙ h (reset-before) in aux, and every h in the state ring.
 // At an active step with total gradient dh = R + dy_out[t,b]:
 //   dn = dh(1-z)   dz = dh(h_prev - n)   da_n = dn(1-n²)   da_z = dz·z(1-z)
+//   (other activations (Params.acts): n(1-n²), z(1-z) become cand_grad(n), gate_grad(z))
 //   reset-after:  d_hn = da_n·r   da_r = da_n·hn·r(1-r)
 //                 R_prev = dh·z + [da_r|da_z|d_hn] · W_hh            (dG row = [da_r|da_z|da_n|d_hn])
 //   reset-before: d_rh = da_n · W_hn (all units)   da_r = d_rh·h_prev·r(1-r)
@@ -110,15 +111,15 @@ fn grad_after(t: u32, b: u32, j: u32, dh: f32) -> vec4<f32> {
     let n = gates[gb + 2u * H];
     let hn = aux[(t * p.batch + b) * H + j];
     let dz = dh * (h_prev(t, b, j) - n);
-    let da_n = dh * (1.0 - z) * (1.0 - n * n);
-    let da_r = da_n * hn * r * (1.0 - r);
+    let da_n = dh * (1.0 - z) * cand_grad(n);
+    let da_r = da_n * hn * gate_grad(r);
     let d_hn = da_n * r;
     let at = dg_at(t, b) + j;
     dgates[at] = da_r;
-    dgates[at + H] = dz * z * (1.0 - z);
+    dgates[at + H] = dz * gate_grad(z);
     dgates[at + 2u * H] = da_n;
     dgates[at + 3u * H] = d_hn;
-    return vec4<f32>(da_r, dz * z * (1.0 - z), da_n, dh * z);
+    return vec4<f32>(da_r, dz * gate_grad(z), da_n, dh * z);
 }
 
 // Reset-before phase A: z and n gradients of unit j (dG columns H+j, 2H+j); returns da_n.
@@ -128,9 +129,9 @@ fn grad_zn(t: u32, b: u32, j: u32, dh: f32) -> f32 {
     let z = gates[gb + H];
     let n = gates[gb + 2u * H];
     let dz = dh * (h_prev(t, b, j) - n);
-    let da_n = dh * (1.0 - z) * (1.0 - n * n);
+    let da_n = dh * (1.0 - z) * cand_grad(n);
     let at = dg_at(t, b) + j;
-    dgates[at + H] = dz * z * (1.0 - z);
+    dgates[at + H] = dz * gate_grad(z);
     dgates[at + 2u * H] = da_n;
     return da_n;
 }
@@ -141,7 +142,7 @@ fn grad_r(t: u32, b: u32, k: u32, d_rh: f32, dh: f32) -> vec2<f32> {
     let gb = gate_at(t, b, k);
     let r = gates[gb];
     let z = gates[gb + H];
-    let da_r = d_rh * h_prev(t, b, k) * r * (1.0 - r);
+    let da_r = d_rh * h_prev(t, b, k) * gate_grad(r);
     dgates[dg_at(t, b) + k] = da_r;
     return vec2<f32>(da_r, dh * z + d_rh * r);
 }

@@ -5,6 +5,8 @@
 // Reset-after (PyTorch nn.GRU, Keras reset_after=True), one phase per step:
 //   r = σ(gx_r + h W_hrᵀ)   z = σ(gx_z + h W_hzᵀ)   hn = h W_hnᵀ + b_hn
 //   n = tanh(gx_n + r ⊙ hn)   h' = (1 - z) ⊙ n + z ⊙ h
+// σ and tanh stand for the gates' and the candidate's activations (Params.acts; sigmoid and
+// tanh by default).
 // Reset-before (Keras reset_after=False, flag RESET_BEFORE, b_hh = 0), two phases per step:
 //   r, z as above;  rh = r ⊙ h  (needs every unit's r before the next mat-vec)
 //   n = tanh(gx_n + rh W_hnᵀ)   h' = (1 - z) ⊙ n + z ⊙ h
@@ -87,10 +89,10 @@ fn rec3_storage(h_at: u32, j: u32, blocks: u32) -> vec3<f32> {
 fn cell_after(t: u32, b: u32, j: u32, rec: vec3<f32>, h_prev: f32) -> f32 {
     let H = p.hidden;
     let base = gx_base(t, b, j);
-    let r = sigmoid(gx[base] + rec.x);
-    let z = sigmoid(gx[base + H] + rec.y);
+    let r = gate_act(gx[base] + rec.x);
+    let z = gate_act(gx[base + H] + rec.y);
     let hn = rec.z + w_rec[3u * H * H + j];
-    let n = tanh_s(gx[base + 2u * H] + r * hn);
+    let n = cand_act(gx[base + 2u * H] + r * hn);
     if ((p.flags & TRAIN) != 0u) {
         gx[base] = r;
         gx[base + H] = z;
@@ -103,8 +105,8 @@ fn cell_after(t: u32, b: u32, j: u32, rec: vec3<f32>, h_prev: f32) -> f32 {
 // Reset-before phase 1: r and z go to gx (scratch in inference), returns rh = r·h.
 fn gates_rz(t: u32, b: u32, j: u32, rec: vec3<f32>, h_prev: f32) -> f32 {
     let base = gx_base(t, b, j);
-    let r = sigmoid(gx[base] + rec.x);
-    let z = sigmoid(gx[base + p.hidden] + rec.y);
+    let r = gate_act(gx[base] + rec.x);
+    let z = gate_act(gx[base + p.hidden] + rec.y);
     gx[base] = r;
     gx[base + p.hidden] = z;
     return r * h_prev;
@@ -114,7 +116,7 @@ fn gates_rz(t: u32, b: u32, j: u32, rec: vec3<f32>, h_prev: f32) -> f32 {
 fn candidate(t: u32, b: u32, j: u32, rec_n: f32, h_prev: f32) -> f32 {
     let base = gx_base(t, b, j);
     let z = gx[base + p.hidden];
-    let n = tanh_s(gx[base + 2u * p.hidden] + rec_n);
+    let n = cand_act(gx[base + 2u * p.hidden] + rec_n);
     if ((p.flags & TRAIN) != 0u) {
         gx[base + 2u * p.hidden] = n;
     }

@@ -5,6 +5,8 @@
 //   R_{T-1} = dy_h_n ;  R_{s-1} = dG_s · W_hh   if step s is active, else R_s
 // At step s (active): dh = R_s + dy_out[t,b]  (projection: dh_raw = dh · W_hr, else dh_raw = dh)
 //   tc = tanh(c_t);  dc = dc_in + dh_raw⊙o⊙(1-tc²);  dc_out = dc⊙f
+//   (for other activations (Params.acts) σ' and tanh' come from the outputs: gate_grad,
+//   cand_grad in rnn_common.wgsl)
 //   dG = [dc⊙g⊙i(1-i) | dc⊙c_{t-1}⊙f(1-f) | dc⊙i⊙(1-g²) | dh_raw⊙tc⊙o(1-o)]  (pre-activation grads)
 // Inactive steps (t ≥ len[b], packed semantics): dG = 0, dy ignored, R and dc pass through.
 // After the loop a FINAL `recur` pass gives dh0 = R_{-1}; dc0 is the carried dc.
@@ -66,14 +68,14 @@ fn cell_grad(t: u32, b: u32, j: u32, dh: f32, dc_in: f32) -> CellGrad {
     let o = gates[base + 3u * H];
     let c = cseq[(slot_after(t) * p.batch + b) * H + j];
     let c_prev = cseq[(slot_before(t) * p.batch + b) * H + j];
-    let tc = tanh_s(c);
-    let dc = dc_in + dh * o * (1.0 - tc * tc);
+    let tc = cand_act(c);
+    let dc = dc_in + dh * o * cand_grad(tc);
     var r: CellGrad;
     r.dg = vec4<f32>(
-        dc * g * i * (1.0 - i),
-        dc * c_prev * f * (1.0 - f),
-        dc * i * (1.0 - g * g),
-        dh * tc * o * (1.0 - o)
+        dc * g * gate_grad(i),
+        dc * c_prev * gate_grad(f),
+        dc * i * cand_grad(g),
+        dh * tc * gate_grad(o)
     );
     r.dc = dc * f;
     return r;

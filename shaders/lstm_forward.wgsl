@@ -4,6 +4,8 @@
 //   gx[t,b,:] = x_t W_ihᵀ + b_ih + b_hh                       (4H values, blocks i|f|g|o)
 // Per processing step s (time t = s forward, t = T-1-s for the reverse direction):
 //   [i|f|g|o] = gx[t,b] + h_{prev} W_hhᵀ ;  i,f,o = σ(·), g = tanh(·)
+//   (σ is the gates' activation, sigmoid by default, and tanh the candidate/output one:
+//   Params.acts, see gate_act / cand_act in rnn_common.wgsl)
 //   c = f⊙c_prev + i⊙g ;  h_raw = o⊙tanh(c) ;  h = h_raw W_hrᵀ (proj_size P > 0) else h_raw
 // Variable lengths (PyTorch packed semantics): a step with t ≥ len[b] leaves h and c
 // unchanged and writes out = 0, so the reverse direction starts at each sequence's own end.
@@ -62,10 +64,10 @@ fn hraw_index(t: u32, b: u32, j: u32) -> u32 {
 fn cell(t: u32, b: u32, j: u32, rec: vec4<f32>, c_prev: f32) -> vec2<f32> {
     let h4 = 4u * p.hidden;
     let base = (t * p.batch + b) * h4 + j;
-    let i = sigmoid(gx[base] + rec.x);
-    let f = sigmoid(gx[base + p.hidden] + rec.y);
-    let g = tanh_s(gx[base + 2u * p.hidden] + rec.z);
-    let o = sigmoid(gx[base + 3u * p.hidden] + rec.w);
+    let i = gate_act(gx[base] + rec.x);
+    let f = gate_act(gx[base + p.hidden] + rec.y);
+    let g = cand_act(gx[base + 2u * p.hidden] + rec.z);
+    let o = gate_act(gx[base + 3u * p.hidden] + rec.w);
     if ((p.flags & TRAIN) != 0u) {
         gx[base] = i;
         gx[base + p.hidden] = f;
@@ -73,7 +75,7 @@ fn cell(t: u32, b: u32, j: u32, rec: vec4<f32>, c_prev: f32) -> vec2<f32> {
         gx[base + 3u * p.hidden] = o;
     }
     let c = f * c_prev + i * g;
-    return vec2<f32>(c, o * tanh_s(c));
+    return vec2<f32>(c, o * cand_act(c));
 }
 
 // Row j of each gate block of W_hh times h, with h read from the workgroup pool.

@@ -31,7 +31,8 @@ struct Params {
     flags: u32,     // cell-specific bits
     wt_off: u32,    // offset in w_rec of W_hhᵀ (P × G·H), the forward kernels' copy whose
                     // loads are contiguous across neighbouring units (coalesced / vectorised)
-    _pad1: u32,
+    acts: u32,      // activation codes (activations.wgsl): bits 0-7 the candidate and output
+                    // activation (tanh), bits 8-15 the gates' (sigmoid)
     _pad2: u32,
     _pad3: u32,
 }
@@ -41,6 +42,24 @@ struct Params {
 const WG: u32 = 256u;
 const POOL: u32 = 4000u;
 var<workgroup> pool: array<f32, POOL>;
+
+// The layer's activations (Keras `activation`, `recurrent_activation`) and their derivatives
+// from the OUTPUT, as the backward kernels have it.
+fn cand_act(x: f32) -> f32 {
+    return act(p.acts & 255u, x);
+}
+
+fn gate_act(x: f32) -> f32 {
+    return act((p.acts >> 8u) & 255u, x);
+}
+
+fn cand_grad(y: f32) -> f32 {
+    return act_grad(p.acts & 255u, y);
+}
+
+fn gate_grad(y: f32) -> f32 {
+    return act_grad((p.acts >> 8u) & 255u, y);
+}
 
 fn time_of(s: u32) -> u32 {
     return select(s, p.t_len - 1u - s, p.dir == 1u);

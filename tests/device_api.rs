@@ -636,3 +636,26 @@ fn convlstm_stack_device_path_matches_cpu() {
     }
     check_grads(&c, &gpu, &named);
 }
+
+#[test]
+fn other_gate_activations_are_gpu_only_and_named_on_the_cpu() {
+    let mut cfg = LstmConfig::new(2, 3);
+    cfg.recurrent_activation = wgpu_rnn::Activation::HardSigmoid;
+    let e = Lstm::new(cfg, Backend::Cpu, 1).err().unwrap();
+    assert!(
+        matches!(e, Error::Unsupported(_)) && e.to_string().contains("HardSigmoid"),
+        "{e}"
+    );
+    // On the GPU the layer builds, and differs from the sigmoid one.
+    let c = ctx();
+    let x = common::rand3((4, 2, 2), 131, 1.0);
+    let hard = Lstm::new(cfg, Backend::Gpu(c.clone()), 1).unwrap();
+    let soft = Lstm::new(LstmConfig::new(2, 3), Backend::Gpu(c), 1).unwrap();
+    let a = hard.forward(x.view(), None, None).unwrap().out;
+    let b = soft.forward(x.view(), None, None).unwrap().out;
+    let diff: f32 = (&a - &b).iter().map(|d| d.abs()).sum();
+    assert!(
+        diff > 1e-3,
+        "hard_sigmoid gates changed the output by {diff}"
+    );
+}

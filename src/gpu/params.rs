@@ -81,6 +81,8 @@ enum Canon {
 pub(crate) struct GpuWeights {
     pub(crate) kind: CellKind,
     pub(crate) dims: LstmDims,
+    /// Activation codes packed as in the kernels' `Params::acts`.
+    pub(crate) acts: u32,
     pub(crate) cells: Vec<GpuCell>,
     /// Buffers, arena and bind groups kept between inference calls (see [`Workspace`]); a
     /// training forward allocates afresh, its buffers live on in the tape.
@@ -142,8 +144,7 @@ impl GpuWeights {
         kind: CellKind,
         dims: LstmDims,
         cells: &[CellWeights],
-        format: WeightFormat,
-        bias: bool,
+        (format, bias, acts): (WeightFormat, bool, u32),
     ) -> Result<Self> {
         let mut out = Vec::with_capacity(cells.len());
         for c in cells {
@@ -173,6 +174,7 @@ impl GpuWeights {
         let mut w = Self {
             kind,
             dims,
+            acts,
             cells: out,
             workspace: Mutex::default(),
             ones: buffers::upload(ctx, "ones", &[1.0f32])?,

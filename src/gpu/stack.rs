@@ -8,7 +8,6 @@ use ndarray::{Array2, Array3, ArrayView3};
 use super::cell::CellWeights;
 use crate::algorithm::Algorithm;
 use crate::context::Context;
-use crate::cpu::lstm::LstmDims;
 use crate::error::{Error, Result};
 use crate::kernels::gemm::{self, Mat, Out};
 use crate::kernels::rec::{self, FwdBufs, RecShape};
@@ -55,8 +54,10 @@ pub(crate) struct GpuGrads {
     pub stats: RecordStats,
 }
 
-pub(super) fn shape_of(d: &LstmDims, t: usize, b: usize, dir: usize) -> RecShape {
+pub(super) fn shape_of(w: &GpuWeights, t: usize, b: usize, dir: usize) -> RecShape {
+    let d = &w.dims;
     RecShape {
+        acts: w.acts,
         t,
         b,
         h: d.hidden_size,
@@ -143,7 +144,7 @@ pub(crate) fn record_forward(
         for dir in 0..dn {
             let ci = layer * dn + dir;
             let cell = &w.cells[ci];
-            let s = shape_of(&d, t, b, dir);
+            let s = shape_of(w, t, b, dir);
             let algo = rec::resolve(ctx, algo, &s, train, &kind.pool_need(&s))?;
             let gx = al.zeros(rec, "gates", t * b * g * h)?;
             let input = inputs

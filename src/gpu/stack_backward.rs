@@ -79,7 +79,7 @@ pub(crate) fn record_backward(
             let ci = layer * dn + dir;
             let (cell, ct) = (&w.cells[ci], &tape.cells[ci]);
             let gr = &cell.grads;
-            let s = shape_of(&d, t, b, dir);
+            let s = shape_of(w, t, b, dir);
             let dgates = zeros("dgates", t * b * gd)?;
             let state = zeros("bwd state", b * p + c_state)?;
             // LSTM with projection: the total dh per step, for dW_hr. GRU: the forward's aux.

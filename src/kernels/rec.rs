@@ -32,8 +32,19 @@ pub(crate) struct Params {
     pub flags: u32,
     /// Offset in w_rec of the transposed W_hh the forward kernels read.
     pub wt_off: u32,
-    pub _pad: [u32; 3],
+    /// Activation codes (`activations.wgsl`): candidate/output in bits 0-7, gates in 8-15.
+    pub acts: u32,
+    pub _pad: [u32; 2],
 }
+
+/// Activation codes of `activations.wgsl` (and `ActivationCode` of the ConvLSTM launcher).
+pub(crate) fn act_code(a: crate::cpu::Activation) -> u32 {
+    super::convlstm::activation_code(a)
+}
+
+/// The recurrent cells' default activations, packed as in `Params::acts`: tanh candidate,
+/// sigmoid gates (PyTorch; Keras' defaults).
+pub(crate) const DEFAULT_ACTS: u32 = 2 << 8;
 
 /// Flag bits shared by the cell shaders.
 pub(crate) const TRAIN: u32 = 1;
@@ -93,6 +104,8 @@ pub(crate) struct RecShape {
     pub p: usize,
     pub proj: bool,
     pub dir: usize,
+    /// Activation codes packed as in `Params::acts` ([`DEFAULT_ACTS`] for tanh/sigmoid).
+    pub acts: u32,
 }
 
 /// Workgroup-pool floats one batch row needs in each persistent kernel, with the formula
@@ -195,7 +208,8 @@ pub(crate) fn base_params(
         b_tile: 0,
         flags,
         wt_off: 0,
-        _pad: [0; 3],
+        acts: s.acts,
+        _pad: [0; 2],
     })
 }
 

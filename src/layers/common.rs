@@ -135,10 +135,10 @@ impl Runner {
         kind: CellKind,
         dims: LstmDims,
         cells: &[CellWeights],
-        (format, bias): (WeightFormat, bool),
+        how: (WeightFormat, bool, u32),
     ) -> Result<Self> {
         Self::with_upload(backend, |ctx| {
-            GpuWeights::upload(ctx, kind, dims, cells, format, bias)
+            GpuWeights::upload(ctx, kind, dims, cells, how)
         })
     }
 }
@@ -178,4 +178,26 @@ impl<W> Runner<W> {
     pub fn stats(&self) -> RecordStats {
         self.stats.lock().map(|s| *s).unwrap_or_default()
     }
+}
+
+/// The activations of an LSTM or GRU packed for the kernels; on the CPU backend only the
+/// defaults (the CPU reference computes tanh/sigmoid cells), else `Error::Unsupported`.
+pub(crate) fn packed_acts(
+    kind: &str,
+    backend: &Backend,
+    activation: crate::cpu::Activation,
+    recurrent_activation: crate::cpu::Activation,
+) -> Result<u32> {
+    use crate::cpu::Activation as A;
+    if matches!(backend, Backend::Cpu)
+        && (activation, recurrent_activation) != (A::Tanh, A::Sigmoid)
+    {
+        return Err(Error::Unsupported(format!(
+            "{kind} with activation {activation:?} / recurrent_activation \
+             {recurrent_activation:?} on the CPU backend (the CPU reference computes tanh / \
+             sigmoid; the GPU kernels take any of tanh, relu, sigmoid, hard_sigmoid, linear)"
+        )));
+    }
+    let code = crate::kernels::rec::act_code;
+    Ok(code(activation) | (code(recurrent_activation) << 8))
 }

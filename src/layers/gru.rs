@@ -42,6 +42,10 @@ pub struct GruConfig {
     /// recurrent bias. `false`: Keras `reset_after=False` (reset before the mat-vec, no
     /// recurrent bias); Keras weights only.
     pub reset_after: bool,
+    /// Keras `activation`: the candidate activation (tanh; GPU backend for others).
+    pub activation: crate::cpu::Activation,
+    /// Keras `recurrent_activation`: the gates' activation (sigmoid; GPU backend for others).
+    pub recurrent_activation: crate::cpu::Activation,
 }
 
 impl GruConfig {
@@ -56,6 +60,8 @@ impl GruConfig {
             bias: true,
             go_backwards: false,
             reset_after: true,
+            activation: crate::cpu::Activation::Tanh,
+            recurrent_activation: crate::cpu::Activation::Sigmoid,
         }
     }
 
@@ -164,9 +170,15 @@ impl Gru {
         format: WeightFormat,
         backend: Backend,
     ) -> Result<Self> {
+        let acts = super::common::packed_acts(
+            "gru",
+            &backend,
+            config.activation,
+            config.recurrent_activation,
+        )?;
         let core = HCore::new(
             config.layout(),
-            config.bias,
+            (config.bias, acts),
             format,
             Self::keras_cell(&config),
             HParams::Gru(params),

@@ -279,7 +279,7 @@ pub(crate) struct HCore {
 impl HCore {
     pub fn new(
         layout: Layout,
-        bias: bool,
+        (bias, acts): (bool, u32),
         format: WeightFormat,
         keras_cell: KerasCell,
         params: HParams,
@@ -299,7 +299,7 @@ impl HCore {
             kind,
             params.dims(),
             &params.generic(),
-            (format, bias),
+            (format, bias, acts),
         )?;
         Ok(Self {
             kind: match kind {

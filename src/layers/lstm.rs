@@ -41,6 +41,10 @@ pub struct LstmConfig {
     /// Keras `go_backwards`: process the sequence last step first and return outputs in
     /// processing order (as Keras does). One unidirectional layer only.
     pub go_backwards: bool,
+    /// Keras `activation`: the candidate and output activation (tanh; GPU backend for others).
+    pub activation: crate::cpu::Activation,
+    /// Keras `recurrent_activation`: the gates' activation (sigmoid; GPU backend for others).
+    pub recurrent_activation: crate::cpu::Activation,
 }
 
 impl LstmConfig {
@@ -55,6 +59,8 @@ impl LstmConfig {
             batch_first: false,
             bias: true,
             go_backwards: false,
+            activation: crate::cpu::Activation::Tanh,
+            recurrent_activation: crate::cpu::Activation::Sigmoid,
         }
     }
 
@@ -190,12 +196,18 @@ impl Lstm {
         backend: Backend,
     ) -> Result<Self> {
         params.validate()?;
+        let acts = super::common::packed_acts(
+            "lstm",
+            &backend,
+            config.activation,
+            config.recurrent_activation,
+        )?;
         let runner = Runner::new(
             backend,
             CellKind::Lstm,
             params.dims,
             &generic(&params.cells),
-            (format, config.bias),
+            (format, config.bias, acts),
         )?;
         Ok(Self {
             config,

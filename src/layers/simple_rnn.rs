@@ -148,9 +148,10 @@ impl SimpleRnn {
         format: WeightFormat,
         backend: Backend,
     ) -> Result<Self> {
+        // The RNN kernels read the nonlinearity from their flags; the gate codes are unused.
         let core = HCore::new(
             config.layout(),
-            config.bias,
+            (config.bias, crate::kernels::rec::DEFAULT_ACTS),
             format,
             KerasCell::SimpleRnn,
             HParams::Rnn(params),

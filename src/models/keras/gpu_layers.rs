@@ -64,20 +64,22 @@ fn rnn_layer(
         m.insert("bias".into(), weight(model, l, first + 2)?.clone());
     }
     let backend = Backend::Gpu(ctx.clone());
-    let tanh_sigmoid =
-        r.activation == Activation::Tanh && r.recurrent_activation == Activation::Sigmoid;
     Ok(match r.cell {
-        CellKind::Lstm { .. } if tanh_sigmoid => {
+        CellKind::Lstm { .. } => {
             let mut c = LstmConfig::new(input, r.units);
             c.batch_first = true;
             c.bias = r.use_bias;
+            c.activation = r.activation;
+            c.recurrent_activation = r.recurrent_activation;
             Box::new(Lstm::from_keras(c, &m, backend)?)
         }
-        CellKind::Gru { reset_after } if tanh_sigmoid => {
+        CellKind::Gru { reset_after } => {
             let mut c = GruConfig::new(input, r.units);
             c.batch_first = true;
             c.bias = r.use_bias;
             c.reset_after = reset_after;
+            c.activation = r.activation;
+            c.recurrent_activation = r.recurrent_activation;
             Box::new(Gru::from_keras(c, &m, backend)?)
         }
         CellKind::SimpleRnn if matches!(r.activation, Activation::Tanh | Activation::Relu) => {
