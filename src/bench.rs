@@ -43,6 +43,71 @@ impl BenchOptions {
     fn wants(&self, imp: &str) -> bool {
         self.impls.is_empty() || self.impls.iter().any(|i| i == imp)
     }
+
+    /// Rejects unknown cells and implementations and empty lists, naming the value and
+    /// the accepted names (`Error::Config`), before anything runs.
+    pub fn validate(&self) -> Result<()> {
+        if self.cells.is_empty() {
+            return Err(Error::Config(format!(
+                "no cell to bench: name some of {}",
+                CELLS.join(", ")
+            )));
+        }
+        for c in &self.cells {
+            if !CELLS.contains(&c.as_str()) {
+                return Err(Error::Config(format!(
+                    "unknown cell {c:?}: expected one of {}",
+                    CELLS.join(", ")
+                )));
+            }
+        }
+        let known = impl_names();
+        for i in &self.impls {
+            if !known.contains(&i.as_str()) {
+                return Err(Error::Config(format!(
+                    "unknown implementation {i:?}: expected one of {}",
+                    known.join(", ")
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The cells `bench` knows.
+pub const CELLS: &[&str] = &["lstm", "gru", "rnn", "convlstm2d", "gemm"];
+
+/// How an implementation of a recurrent cell runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Impl {
+    /// The GPU layer with this recurrence algorithm forced.
+    Gpu(Algorithm),
+    /// The CPU reference.
+    Cpu,
+    /// The unfused per-op GPU baseline (LSTM only).
+    Unfused,
+}
+
+/// Every implementation `bench` times on the recurrent cells, by the name `--impls` and the
+/// JSON `impl` field use. A new recurrence algorithm is benched by adding its row here.
+pub const IMPLS: &[(&str, Impl)] = &[
+    ("persistent", Impl::Gpu(Algorithm::Persistent)),
+    ("stepwise", Impl::Gpu(Algorithm::Stepwise)),
+    ("unfused", Impl::Unfused),
+    ("cpu", Impl::Cpu),
+];
+
+/// Every name `--impls` accepts: [`IMPLS`] and the GEMM kernels of the `gemm` cell.
+pub fn impl_names() -> Vec<&'static str> {
+    IMPLS
+        .iter()
+        .map(|(n, _)| *n)
+        .chain(
+            crate::kernels::gemm::GemmKernel::ALL
+                .iter()
+                .map(|k| k.name()),
+        )
+        .collect()
 }
 
 /// The adapter a report was measured on.
@@ -159,9 +224,12 @@ struct Case {
     flops: f64,
 }
 
-/// Parses `"B,T,I,H;B,T,I,H"` (the CLI's `--shapes`).
+/// Parses `"B,T,I,H;B,T,I,H"` (the CLI's `--shapes`). A list naming no shape is an error
+/// (leave `--shapes` out for the defaults), and so is a shape whose input or gate tensors
+/// would not fit the host-memory cap ([`crate::limits`]).
 pub fn parse_shapes(text: &str) -> Result<Vec<(usize, usize, usize, usize)>> {
-    text.split(';')
+    let shapes = text
+        .split(';')
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .map(|s| {
@@ -171,13 +239,36 @@ pub fn parse_shapes(text: &str) -> Result<Vec<(usize, usize, usize, usize)>> {
                 .collect::<std::result::Result<_, _>>()
                 .map_err(|e| Error::Config(format!("shape {s:?}: {e} (expected B,T,I,H)")))?;
             match v[..] {
-                [b, t, i, h] if b * t * i * h > 0 => Ok((b, t, i, h)),
+                [b, t, i, h] if [b, t, i, h].iter().all(|&d| d > 0) => {
+                    check_shape_memory(b, t, i, h)?;
+                    Ok((b, t, i, h))
+                }
                 _ => Err(Error::Config(format!(
                     "shape {s:?}: expected four positive numbers B,T,I,H"
                 ))),
             }
         })
-        .collect()
+        .collect::<Result<Vec<_>>>()?;
+    if shapes.is_empty() {
+        return Err(Error::Config(format!(
+            "--shapes {text:?} names no shape; expected \"B,T,I,H;B,T,I,H\""
+        )));
+    }
+    Ok(shapes)
+}
+
+/// The input `(T, B, I)` and the LSTM's gates `(T, B, 4H)` of one bench shape must fit the
+/// host-memory cap (checked arithmetic; `Error::Limit` naming the shape).
+fn check_shape_memory(b: usize, t: usize, i: usize, h: usize) -> Result<()> {
+    crate::limits::host_f32(
+        &format!("bench input x (T {t} x B {b} x I {i})"),
+        &[t, b, i],
+    )?;
+    crate::limits::host_f32(
+        &format!("bench gates (T {t} x B {b} x 4 x H {h})"),
+        &[t, b, 4, h],
+    )
+    .map(|_| ())
 }
 
 fn recurrent_cases(cell: &'static str, gates: usize, opts: &BenchOptions) -> Vec<Case> {
@@ -257,6 +348,10 @@ pub fn run(opts: &BenchOptions, gpu: &Backend) -> Result<BenchReport> {
             "bench needs a GPU backend (the CPU reference runs beside it)".into(),
         ));
     };
+    opts.validate()?;
+    for &(b, t, i, h) in &opts.shapes {
+        check_shape_memory(b, t, i, h)?;
+    }
     let runs = opts.runs.max(5);
     let timed = ctx.has_timestamps();
     ctx.set_profiling(timed);
@@ -286,16 +381,18 @@ pub fn run(opts: &BenchOptions, gpu: &Backend) -> Result<BenchReport> {
             "convlstm2d" => vec![convlstm_case(opts.quick)],
             other => {
                 return Err(Error::Config(format!(
-                    "unknown cell {other:?}: lstm, gru, rnn, convlstm2d, gemm"
+                    "unknown cell {other:?}: expected one of {}",
+                    CELLS.join(", ")
                 )));
             }
         };
         for case in cases {
-            for (name, backend, algo) in [
-                ("persistent", gpu.clone(), Algorithm::Persistent),
-                ("stepwise", gpu.clone(), Algorithm::Stepwise),
-                ("cpu", Backend::Cpu, Algorithm::Auto),
-            ] {
+            for &(name, imp) in IMPLS {
+                let (backend, algo) = match imp {
+                    Impl::Gpu(a) => (gpu.clone(), a),
+                    Impl::Cpu => (Backend::Cpu, Algorithm::Auto),
+                    Impl::Unfused => continue,
+                };
                 if !opts.wants(name) {
                     continue;
                 }
@@ -323,6 +420,13 @@ pub fn run(opts: &BenchOptions, gpu: &Backend) -> Result<BenchReport> {
         }
     }
     ctx.set_profiling(false);
+    if report.results.is_empty() {
+        return Err(Error::Config(format!(
+            "nothing was measured: cells {:?} with implementations {:?} (see the lines above \
+             for implementations skipped at a limit)",
+            opts.cells, opts.impls
+        )));
+    }
     Ok(report)
 }
 
@@ -499,7 +603,13 @@ mod tests {
     fn parse_shapes_reads_lists_and_names_bad_entries() {
         let v = parse_shapes("8,100,128,128; 1,1000,64,64").unwrap();
         assert_eq!(v, vec![(8, 100, 128, 128), (1, 1000, 64, 64)]);
-        assert!(parse_shapes("").unwrap().is_empty());
+        for empty in ["", " ; "] {
+            let e = parse_shapes(empty).unwrap_err().to_string();
+            assert!(e.contains("names no shape"), "{e}");
+        }
+        let e = parse_shapes("1000000000,1000000000,1,1").unwrap_err();
+        assert!(matches!(e, Error::Limit(_)), "{e}");
+        assert!(e.to_string().contains("T 1000000000 x B 1000000000"), "{e}");
         let e = parse_shapes("8,100,128").unwrap_err().to_string();
         assert!(e.contains("8,100,128"), "{e}");
         let e = parse_shapes("8,0,128,128").unwrap_err().to_string();

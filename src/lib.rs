@@ -12,6 +12,7 @@ pub mod data;
 pub mod error;
 pub(crate) mod gpu;
 pub(crate) mod kernels;
+pub mod limits;
 
 pub use algorithm::Algorithm;
 pub use context::{AdapterSummary, Context};

@@ -52,15 +52,14 @@ pub(crate) fn check_shape(name: &str, got: &[usize], expected: &[usize]) -> Resu
 
 /// Validates the dims of a cell without projection (GRU, RNN): the LSTM rules plus
 /// `proj_size == 0`, since only the LSTM has a projection (`Error::Config` otherwise).
-pub(crate) fn validate_unprojected(d: &LstmDims, cell: &str) -> Result<()> {
-    d.validate()?;
+pub(crate) fn validate_unprojected(d: &LstmDims, cell: &str, gates: usize) -> Result<()> {
     if d.proj_size != 0 {
         return Err(Error::Config(format!(
             "proj_size is {}; {cell} has no projection, so it must be 0",
             d.proj_size
         )));
     }
-    Ok(())
+    d.validate_cell(gates)
 }
 
 /// Checks that the parameter list has one cell per layer-direction (`Error::Shape`).
