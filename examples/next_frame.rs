@@ -10,6 +10,7 @@
 //! "predict an empty frame"), then a 10-frame autoregressive rollout is drawn to a GIF.
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -300,8 +301,18 @@ fn evaluate(model: &mut NextFrameModel, held: &Array5<f32>, batch: usize) -> Res
     })
 }
 
-fn main() -> Result<()> {
-    let args = Args::parse();
+fn main() -> ExitCode {
+    // Errors print in words (Display), e.g. "limit exceeded: ... the limit is ...".
+    match run(Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("next_frame: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> Result<()> {
     let p = plan(&args)?;
     // The model's sizes are checked (against the host-memory cap too) before any data is
     // loaded, with the frame size the preset makes.

@@ -5,3 +5,548 @@
 mod common;
 #[path = "support/nan_parity.rs"]
 mod nan_parity;
+#[path = "support/robust_files.rs"]
+mod robust_files;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use ndarray::{Array3, Array5};
+use wgpu_rnn::data::npy;
+use wgpu_rnn::golden::{Golden, run_case};
+use wgpu_rnn::weights::safetensors_io;
+use wgpu_rnn::{
+    Algorithm, Backend, ConvLstm2d, ConvLstm2dConfig, Error, Gru, GruConfig, Lstm, LstmConfig,
+    Padding,
+};
+
+/// A typed `Limit` error whose message names `needle`.
+fn assert_limit<T>(r: wgpu_rnn::Result<T>, needle: &str) {
+    match r {
+        Err(Error::Limit(m)) => assert!(m.contains(needle), "{m} lacks {needle:?}"),
+        Err(e) => panic!("expected a Limit error naming {needle:?}, got {e:?}"),
+        Ok(_) => panic!("expected a Limit error naming {needle:?}, got Ok"),
+    }
+}
+
+// ------------------------------------------------------------- 1. sizes before allocation
+
+#[test]
+fn huge_recurrent_configs_are_limit_errors_not_aborts() {
+    // Each of these aborted or panicked before: sizes are checked before allocating.
+    assert_limit(
+        Lstm::new(LstmConfig::new(1, 1_000_000_000), Backend::Cpu, 0),
+        "the limit is",
+    );
+    let mut deep = LstmConfig::new(1, 1);
+    deep.num_layers = 1_000_000_000;
+    assert_limit(Lstm::new(deep, Backend::Cpu, 0), "1000000000 layer(s)");
+    assert_limit(
+        Gru::new(GruConfig::new(1, 1_000_000_000), Backend::Cpu, 0),
+        "3 gate(s)",
+    );
+    assert_limit(
+        Lstm::new(LstmConfig::new(1, usize::MAX / 2), Backend::Cpu, 0),
+        "does not fit",
+    );
+    assert_limit(
+        Lstm::new(LstmConfig::new(usize::MAX, 2), Backend::Cpu, 0),
+        "does not fit",
+    );
+    // The same through the GPU backend: refused before any buffer is made.
+    assert_limit(
+        Lstm::new(LstmConfig::new(1, 1_000_000_000), common::gpu(), 0),
+        "of host memory",
+    );
+    // Just under the cap still works (a small layer, to show the check is not too eager).
+    Lstm::new(LstmConfig::new(3, 4), Backend::Cpu, 0).unwrap();
+}
+
+#[test]
+fn huge_convlstm_configs_are_limit_errors_not_aborts() {
+    assert_limit(
+        ConvLstm2d::new(
+            ConvLstm2dConfig::new(4, 4, 1, 1_000_000, (3, 3)),
+            Backend::Cpu,
+            0,
+        ),
+        "ConvLSTM2D parameters",
+    );
+    let mut wide = ConvLstm2dConfig::new(4, 4, 1, 2, (usize::MAX, 1));
+    wide.padding = Padding::Same;
+    assert_limit(ConvLstm2d::new(wide, Backend::Cpu, 0), "does not fit");
+    let huge_frame = ConvLstm2dConfig::new(1 << 20, 1 << 20, 1, 1, (1, 1));
+    assert_limit(ConvLstm2d::new(huge_frame, Backend::Cpu, 0), "pixels");
+}
+
+#[test]
+fn golden_with_a_billion_layers_is_a_limit_error() {
+    let path = robust_files::golden_with("billion_layers", |c| {
+        c["num_layers"] = 1_000_000_000.into();
+    });
+    let g = Golden::load(&path).unwrap();
+    assert_limit(run_case(&g, &Backend::Cpu), "1000000000 layer(s)");
+    // The CLI reports it as a failed case, exit status 1, no abort.
+    let out = robust_files::run_bounded(
+        Command::new(env!("CARGO_BIN_EXE_wgpu-rnn"))
+            .args(["verify", "--backend", "cpu"])
+            .arg(&path),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("limit exceeded") && text.contains("0 passed, 1 failed"),
+        "{text}"
+    );
+}
+
+#[test]
+fn bench_with_a_huge_shape_is_a_limit_error() {
+    let out = robust_files::run_bounded(Command::new(env!("CARGO_BIN_EXE_wgpu-rnn")).args([
+        "bench",
+        "--cells",
+        "rnn",
+        "--impls",
+        "cpu",
+        "--shapes",
+        "1000000000,1000000000,1,1",
+    ]));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("limit exceeded") && err.contains("T 1000000000 x B 1000000000"),
+        "{err}"
+    );
+}
+
+// ------------------------------------------------------------- 3. next_frame data and arguments
+
+#[cfg(feature = "render")]
+mod next_frame {
+    use super::*;
+
+    fn run(args: &[&str], data: Option<&Path>) -> (bool, String) {
+        let out_dir = robust_files::tmp(&format!("nf_out_{}", args.join("_")));
+        let mut cmd = Command::new(robust_files::example("next_frame"));
+        cmd.args(args).arg("--out").arg(&out_dir);
+        if let Some(d) = data {
+            cmd.arg("--data").arg(d);
+        }
+        let out = robust_files::run_bounded(&mut cmd);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    }
+
+    /// A Moving-MNIST-layout file (T, N, H, W) uint8.
+    fn npy_file(name: &str, shape: (usize, usize, usize, usize)) -> PathBuf {
+        let a = ndarray::Array4::<u8>::from_shape_fn(shape, |(t, n, y, x)| {
+            ((t * 31 + n * 7 + y * 3 + x) % 256) as u8
+        });
+        let path = robust_files::tmp(name);
+        npy::write_u8(&path, a.view()).unwrap();
+        path
+    }
+
+    #[test]
+    fn bad_arguments_fail_before_training_naming_the_value() {
+        for (args, needle) in [
+            (vec!["--quick", "--epochs", "0"], "--epochs 0"),
+            (vec!["--quick", "--train", "0"], "--train 0"),
+            (vec!["--quick", "--train", "5"], "at least one batch of 8"),
+            (vec!["--quick", "--heldout", "0"], "--heldout 0"),
+            (vec!["--quick", "--lr", "NaN"], "--lr NaN"),
+            (vec!["--quick", "--filters", "100000"], "limit exceeded"),
+        ] {
+            let (ok, text) = run(&args, None);
+            assert!(!ok, "{args:?} succeeded:\n{text}");
+            assert!(text.contains(needle), "{args:?}: {text}");
+            assert!(!text.contains("epoch 1"), "{args:?} trained:\n{text}");
+            assert!(!text.contains("panicked"), "{args:?}: {text}");
+        }
+    }
+
+    #[test]
+    fn bad_data_files_fail_before_training_naming_the_problem() {
+        for (name, shape, needle) in [
+            ("nf_empty.npy", (20, 0, 64, 64), "0 sequence(s)"),
+            ("nf_one_seq.npy", (20, 1, 64, 64), "1 sequence(s)"),
+            (
+                "nf_few_seqs.npy",
+                (20, 6, 64, 64),
+                "at least one training batch of 8",
+            ),
+            ("nf_one_frame.npy", (1, 40, 64, 64), "1 frame(s)"),
+            (
+                "nf_tiny_frames.npy",
+                (20, 40, 2, 2),
+                "smaller than the 4x downscale",
+            ),
+        ] {
+            let path = npy_file(name, shape);
+            let (ok, text) = run(&["--quick", "--epochs", "1"], Some(&path));
+            assert!(!ok, "{name} succeeded:\n{text}");
+            assert!(text.contains(needle), "{name}: {text}");
+            assert!(!text.contains("epoch 1"), "{name} trained:\n{text}");
+            assert!(!text.contains("panicked"), "{name}: {text}");
+        }
+    }
+
+    /// Fewer than 20 frames (it panicked on `end <= axis_len`) and 4x4 frames (the GIF scale
+    /// failed after training) now train and write their outputs.
+    #[test]
+    fn short_sequences_and_small_frames_train_and_write_outputs() {
+        let path = npy_file("nf_short.npy", (4, 12, 16, 16));
+        let (ok, text) = run(
+            &["--quick", "--epochs", "1", "--train", "8", "--heldout", "2"],
+            Some(&path),
+        );
+        assert!(ok, "{text}");
+        assert!(text.contains("sequences of 4 frames 4x4"), "{text}");
+        assert!(text.contains("epoch 1: train BCE"), "{text}");
+    }
+
+    #[test]
+    fn rollout_of_zero_steps_is_a_config_error() {
+        use std::sync::Arc;
+        use wgpu_rnn::models::{ConvLstmLayerSpec, NextFrameConfig, NextFrameModel};
+        use wgpu_rnn::train::OptimizerConfig;
+        let Backend::Gpu(ctx) = common::gpu() else {
+            unreachable!()
+        };
+        let cfg = NextFrameConfig {
+            rows: 4,
+            cols: 4,
+            channels: 1,
+            layers: vec![ConvLstmLayerSpec {
+                filters: 2,
+                kernel: (3, 3),
+            }],
+            head_kernel: (3, 3),
+            head_bias_init: 0.0,
+            optimizer: OptimizerConfig::adam(1e-3),
+            seed: 1,
+        };
+        let model = NextFrameModel::new(Arc::clone(&ctx), cfg).unwrap();
+        let x = Array5::<f32>::zeros((1, 2, 4, 4, 1));
+        match model.rollout(x.view(), 0) {
+            Err(Error::Config(m)) => assert!(m.contains("rollout steps is 0"), "{m}"),
+            other => panic!("expected a Config error, got {other:?}"),
+        }
+        assert_eq!(model.rollout(x.view(), 2).unwrap().dim(), (1, 2, 4, 4, 1));
+    }
+}
+
+// ------------------------------------------------------------- 4. special files never hang
+
+#[cfg(unix)]
+mod special_files {
+    use super::*;
+
+    #[test]
+    fn verify_compare_and_next_frame_refuse_a_fifo() {
+        let fifo = robust_files::fifo("probe.fifo");
+        let bin = env!("CARGO_BIN_EXE_wgpu-rnn");
+        let verify = robust_files::run_bounded(
+            Command::new(bin)
+                .args(["verify", "--backend", "cpu"])
+                .arg(&fifo),
+        );
+        let text = String::from_utf8_lossy(&verify.stdout);
+        assert!(!verify.status.success() && text.contains("FIFO"), "{text}");
+        let compare =
+            robust_files::run_bounded(Command::new(bin).arg("compare").arg(&fifo).arg(&fifo));
+        let err = String::from_utf8_lossy(&compare.stderr);
+        assert!(!compare.status.success() && err.contains("FIFO"), "{err}");
+        #[cfg(feature = "render")]
+        {
+            let out = robust_files::run_bounded(
+                Command::new(robust_files::example("next_frame"))
+                    .args(["--quick", "--data"])
+                    .arg(&fifo)
+                    .arg("--out")
+                    .arg(robust_files::tmp("fifo_out")),
+            );
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success() && err.contains("FIFO"), "{err}");
+        }
+        // And through the library: every file reader checks the kind first.
+        for e in [
+            Golden::load(&fifo).err().unwrap(),
+            safetensors_io::read(&fifo).err().unwrap(),
+            npy::read_u8(&fifo).err().unwrap(),
+            npy::load_moving_mnist(&fifo, None).err().unwrap(),
+        ] {
+            assert!(
+                matches!(&e, Error::Io { msg, .. } if msg.contains("FIFO")),
+                "{e}"
+            );
+        }
+        let dir = std::env::temp_dir();
+        let e = safetensors_io::read(&dir).err().unwrap();
+        assert!(e.to_string().contains("a directory"), "{e}");
+    }
+}
+
+// ------------------------------------------------------------- 5. nothing silently accepted
+
+#[test]
+fn bench_rejects_unknown_impls_and_empty_lists_naming_the_value() {
+    let bin = env!("CARGO_BIN_EXE_wgpu-rnn");
+    for (args, needle) in [
+        (
+            vec!["bench", "--impls", "foo"],
+            "unknown implementation \"foo\"",
+        ),
+        (vec!["bench", "--impls", ""], "names no implementation"),
+        (vec!["bench", "--cells", "foo"], "unknown cell \"foo\""),
+        (vec!["bench", "--cells", ""], "no cell to bench"),
+        (
+            vec!["bench", "--shapes", ""],
+            "--shapes \"\" names no shape",
+        ),
+        (vec!["bench", "--shapes", "8,x,1,1"], "8,x,1,1"),
+        (
+            vec!["bench", "--shapes", "8,0,1,1"],
+            "four positive numbers",
+        ),
+    ] {
+        let out = robust_files::run_bounded(Command::new(bin).args(&args));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+    // The accepted names come from one list that new algorithms extend.
+    let names = wgpu_rnn::bench::impl_names();
+    for n in ["persistent", "stepwise", "unfused", "cpu", "gemm_regblock"] {
+        assert!(names.contains(&n), "{names:?}");
+    }
+}
+
+#[test]
+fn unknown_x_layout_is_a_format_error() {
+    let path = robust_files::golden_with("bad_layout", |c| c["x_layout"] = "ITB".into());
+    let g = Golden::load(&path).unwrap();
+    match run_case(&g, &Backend::Cpu) {
+        Err(Error::Format(m)) => assert!(m.contains("x_layout \"ITB\""), "{m}"),
+        other => panic!("expected a Format error, got {:?}", other.map(|r| r.len())),
+    }
+    let path = robust_files::golden_with("num_layout", |c| c["x_layout"] = 3.into());
+    let g = Golden::load(&path).unwrap();
+    assert!(matches!(run_case(&g, &Backend::Cpu), Err(Error::Format(_))));
+}
+
+#[test]
+fn compare_rejects_malformed_rows_naming_the_value() {
+    let row = |b: serde_json::Value, med: serde_json::Value| {
+        serde_json::json!({"adapter": {"name": "x"}, "results": [
+            {"cell": "lstm", "pass": "forward", "B": b, "T": 10, "I": 4, "H": 4,
+             "impl": "stepwise", "median_ms": med}]})
+    };
+    let good = row(8.into(), 1.5.into());
+    assert!(
+        wgpu_rnn::bench::compare(&good, &good)
+            .unwrap()
+            .contains("b/a 1.00")
+    );
+    for (bad, needle) in [
+        (
+            row("eight".into(), 1.5.into()),
+            "B = \"eight\" is not a positive integer",
+        ),
+        (row(8.into(), 0.into()), "median_ms = 0"),
+        (row(8.into(), (-1.0).into()), "median_ms = -1.0"),
+        (row(8.into(), "fast".into()), "median_ms = \"fast\""),
+        (
+            serde_json::json!({"results": [{"cell": "lstm", "pass": "forward", "B": 8,
+                "T": 10, "impl": "x", "median_ms": 1.0}]}),
+            "no I, H or frame",
+        ),
+    ] {
+        for (a, b) in [(&good, &bad), (&bad, &good)] {
+            match wgpu_rnn::bench::compare(a, b) {
+                Err(Error::Format(m)) => assert!(m.contains(needle), "{m} lacks {needle}"),
+                other => panic!("expected a Format error naming {needle}, got {other:?}"),
+            }
+        }
+    }
+    // Through the CLI: a non-JSON file and a malformed row both fail with a message.
+    let bin = env!("CARGO_BIN_EXE_wgpu-rnn");
+    let (a, b) = (
+        robust_files::tmp("cmp_a.json"),
+        robust_files::tmp("cmp_b.json"),
+    );
+    std::fs::write(&a, serde_json::to_string(&good).unwrap()).unwrap();
+    std::fs::write(&b, serde_json::to_string(&row(8.into(), 0.into())).unwrap()).unwrap();
+    let out = robust_files::run_bounded(Command::new(bin).arg("compare").arg(&a).arg(&b));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("median_ms = 0"),
+        "{err}"
+    );
+}
+
+// ------------------------------------------------------------- 6. messages
+
+#[test]
+fn messages_state_the_violation_and_the_limit() {
+    // An NPY file holding only the magic is truncated, not "bad magic".
+    match npy::moving_mnist_from_bytes(b"\x93NUMPY", None) {
+        Err(Error::Data(m)) => {
+            assert!(
+                m.contains("truncated inside its header") && !m.contains("magic"),
+                "{m}"
+            )
+        }
+        other => panic!("expected a Data error, got {other:?}"),
+    }
+    // Persistent: "needs N floats of workgroup memory, the limit is 4000".
+    let mut l = Lstm::new(LstmConfig::new(1, 1500), common::gpu(), 1).unwrap();
+    l.set_algorithm(Algorithm::Persistent);
+    let e = l
+        .forward(Array3::<f32>::zeros((1, 1, 1)).view(), None, None)
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("needs proj_or_hidden + 2*hidden = 4500 floats of workgroup memory (hidden_size 1500), the limit is 4000"),
+        "{e}"
+    );
+    // Host-memory limits name the need and the cap in bytes.
+    let e = Lstm::new(LstmConfig::new(1, 1_000_000_000), Backend::Cpu, 0)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("needs ") && e.contains("bytes") && e.contains("the limit is"),
+        "{e}"
+    );
+}
+
+// ------------------------------------------------------------- proptest: mutated files
+
+mod mutated_files {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn golden_bytes() -> &'static [u8] {
+        static BYTES: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+        BYTES.get_or_init(|| {
+            std::fs::read(robust_files::data("torch_lstm_small.safetensors")).unwrap()
+        })
+    }
+
+    /// Loads a mutated golden the way `verify` does; when it loads and its config is the
+    /// original one (the sizes are small), runs it on the CPU too. Any `Error` is fine; a
+    /// panic fails the test (proptest reports and shrinks it).
+    fn load_and_run(bytes: &[u8], name: &str) {
+        let path = robust_files::tmp(name);
+        std::fs::write(&path, bytes).unwrap();
+        let _ = safetensors_io::read(&path);
+        let _ = Lstm::from_safetensors(LstmConfig::new(3, 5), &path, Backend::Cpu);
+        if let Ok(g) = Golden::load(&path) {
+            let small = ["hidden_size", "input_size", "num_layers", "proj_size"]
+                .iter()
+                .all(|k| g.config[k].as_u64().is_some_and(|v| v <= 8));
+            if small {
+                let _ = run_case(&g, &Backend::Cpu);
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 96, failure_persistence: None, .. ProptestConfig::default() })]
+
+        /// Random byte overwrites anywhere (header length, JSON header, tensor data) and a
+        /// random truncation.
+        #[test]
+        fn golden_bytes_with_random_edits_never_panic(
+            edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8),
+            cut in prop::option::of(any::<prop::sample::Index>()),
+        ) {
+            let mut b = golden_bytes().to_vec();
+            for (at, v) in edits {
+                let i = at.index(b.len());
+                b[i] = v;
+            }
+            if let Some(c) = cut {
+                b.truncate(c.index(b.len()));
+            }
+            load_and_run(&b, "prop_edit.safetensors");
+        }
+
+        /// Edits inside the JSON header: numbers (shapes, data offsets, the header length)
+        /// replaced by other numbers, from 0 to u64::MAX.
+        #[test]
+        fn safetensors_header_numbers_replaced_never_panic(
+            which in any::<prop::sample::Index>(),
+            value in prop_oneof![0u64..16, Just(u64::MAX), Just(1 << 40), any::<u64>()],
+            header_len in prop::option::of(prop_oneof![0u64..4096, any::<u64>()]),
+        ) {
+            let b = golden_bytes();
+            let n = u64::from_le_bytes(b[..8].try_into().unwrap()) as usize;
+            let header = std::str::from_utf8(&b[8..8 + n]).unwrap();
+            let spans: Vec<(usize, usize)> = robust_files::number_spans(header);
+            let (s, e) = spans[which.index(spans.len())];
+            let new_header = format!("{}{value}{}", &header[..s], &header[e..]);
+            let mut out = (header_len.unwrap_or(new_header.len() as u64)).to_le_bytes().to_vec();
+            out.extend_from_slice(new_header.as_bytes());
+            out.extend_from_slice(&b[8 + n..]);
+            load_and_run(&out, "prop_header.safetensors");
+        }
+
+        /// Config keys set to values of every JSON kind, small and absurd.
+        #[test]
+        fn golden_config_values_never_panic(
+            key in prop::sample::select(vec![
+                "hidden_size", "input_size", "num_layers", "proj_size", "lengths", "x_layout",
+                "bidirectional", "batch_first", "framework", "cell", "bias", "format", "case",
+            ]),
+            value in prop_oneof![
+                (0u64..9).prop_map(serde_json::Value::from),
+                Just(serde_json::Value::from(1_000_000_000u64)),
+                Just(serde_json::Value::from(u64::MAX)),
+                Just(serde_json::Value::from(-1)),
+                Just(serde_json::Value::from(2.5)),
+                Just(serde_json::Value::from("gru")),
+                Just(serde_json::Value::from("BTI")),
+                Just(serde_json::Value::Null),
+                Just(serde_json::Value::from(true)),
+                Just(serde_json::json!([0, 99, 3])),
+            ],
+        ) {
+            let path = robust_files::golden_with("prop_config", |c| c[key] = value.clone());
+            if let Ok(g) = Golden::load(&path) {
+                let _ = run_case(&g, &Backend::Cpu);
+            }
+        }
+
+        /// Random bytes as an NPY file: typed errors, never a panic.
+        #[test]
+        fn npy_random_bytes_never_panic(
+            body in prop::collection::vec(any::<u8>(), 0..200),
+            magic in any::<bool>(),
+        ) {
+            let mut b = if magic { b"\x93NUMPY\x01\x00".to_vec() } else { Vec::new() };
+            b.extend_from_slice(&body);
+            let _ = npy::decode_u8(&b);
+            let _ = npy::moving_mnist_from_bytes(&b, Some(2));
+        }
+    }
+
+    #[test]
+    fn mutated_headers_give_typed_errors() {
+        // A header length beyond the file and a shape larger than its data.
+        let b = golden_bytes();
+        let mut long = b.to_vec();
+        long[..8].copy_from_slice(&u64::MAX.to_le_bytes());
+        let p = robust_files::tmp("long_header.safetensors");
+        std::fs::write(&p, &long).unwrap();
+        assert!(matches!(
+            safetensors_io::read(&p),
+            Err(Error::Io { .. } | Error::Format(_))
+        ));
+    }
+}

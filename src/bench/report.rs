@@ -117,8 +117,8 @@ fn check_row(r: &serde_json::Value) -> std::result::Result<(String, f64), String
             size("I")?;
             size("H")?;
         } else {
-            size("filters")?;
             let frame = r.get("frame").ok_or("no I, H or frame")?;
+            size("filters")?;
             let ok = frame.as_array().is_some_and(|a| {
                 a.len() == 3 && a.iter().all(|d| d.as_u64().is_some_and(|d| d > 0))
             });

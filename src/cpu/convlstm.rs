@@ -119,13 +119,21 @@ fn axis_geometry(
     dilation: usize,
     padding: Padding,
 ) -> Option<(usize, usize, usize)> {
-    let eff = kernel.saturating_sub(1).saturating_mul(dilation) + 1;
+    // Saturating: an absurd kernel must reach the size checks, not overflow here.
+    let eff = kernel
+        .saturating_sub(1)
+        .saturating_mul(dilation)
+        .saturating_add(1);
     let stride = stride.max(1);
     match padding {
         Padding::Valid => (eff <= len).then(|| ((len - eff) / stride + 1, 0, 0)),
         Padding::Same => {
             let out = len.div_ceil(stride);
-            let total = (out.saturating_sub(1) * stride + eff).saturating_sub(len);
+            let total = out
+                .saturating_sub(1)
+                .saturating_mul(stride)
+                .saturating_add(eff)
+                .saturating_sub(len);
             // TF rule: the smaller half goes before, the extra one after.
             Some((out, total / 2, total - total / 2))
         }
