@@ -550,3 +550,39 @@ mod mutated_files {
         ));
     }
 }
+
+/// A sequence whose output or gates would pass the host-memory cap is refused before the
+/// forward pass allocates them (the input itself is a cheap broadcast view here).
+#[test]
+fn forward_on_a_sequence_too_large_for_memory_is_a_limit_error() {
+    // 40 MB of input; the output alone would be 40 GB.
+    let x = Array3::<f32>::zeros((100_000, 100, 1));
+    for backend in [Backend::Cpu, common::gpu()] {
+        let l = Lstm::new(LstmConfig::new(1, 1024), backend, 0).unwrap();
+        assert_limit(l.forward(x.view(), None, None), "T 100000 x B 100");
+    }
+}
+
+/// The other constructors of the same kind: feed-forward layers, the conv head and the
+/// digit generator check their sizes against the cap too.
+#[test]
+fn other_huge_sizes_are_limit_errors() {
+    use wgpu_rnn::Activation;
+    use wgpu_rnn::data::{MovingDigitsConfig, generate};
+    use wgpu_rnn::nn::{ConvHeadConfig, DenseConfig};
+    assert_limit(
+        DenseConfig::new(100_000, 100_000, Activation::Linear),
+        "dense weight [100000, 100000]",
+    );
+    assert_limit(
+        ConvHeadConfig::new(1 << 20, 1 << 20, (3, 3), Activation::Linear),
+        "conv head kernel",
+    );
+    assert_limit(
+        generate(MovingDigitsConfig::default(), 1_000_000_000),
+        "1000000000 sequences",
+    );
+    let mut deep = GruConfig::new(2, 2);
+    deep.num_layers = usize::MAX;
+    assert_limit(Gru::new(deep, Backend::Cpu, 0), "does not fit");
+}

@@ -160,6 +160,22 @@ pub(crate) fn check_x_h0(d: &LstmDims, x: &[usize], h0: &[usize]) -> Result<(usi
         )));
     }
     check_shape("h0", h0, &[d.cell_count(), batch, d.out_size()])?;
+    // The sequence tensors every backend allocates, checked before any of them exists.
+    crate::limits::host_f32(
+        &format!(
+            "the output sequence (T {seq} x B {batch} x {} directions x {} features)",
+            d.directions(),
+            d.out_size()
+        ),
+        &[seq, batch, d.directions(), d.out_size()],
+    )?;
+    crate::limits::host_f32(
+        &format!(
+            "one layer-direction's gates (T {seq} x B {batch} x up to 4 gates x hidden_size {})",
+            d.hidden_size
+        ),
+        &[seq, batch, 4, d.hidden_size],
+    )?;
     Ok((seq, batch))
 }
 

@@ -513,6 +513,14 @@ pub fn check_inputs(
     let (ho, wo) = d.out_hw()?;
     check_shape("h0", h0, &[batch, ho, wo, d.filters])?;
     check_shape("c0", c0, &[batch, ho, wo, d.filters])?;
+    // The gates of every step, the largest tensor a forward pass keeps, before any exists.
+    crate::limits::host_f32(
+        &format!(
+            "the gates (B {batch} x T {seq} x {ho}x{wo} pixels x 4 x {} filters)",
+            d.filters
+        ),
+        &[batch, seq, ho, wo, 4, d.filters],
+    )?;
     Ok((batch, seq))
 }
 
