@@ -3,7 +3,8 @@
 //!
 //! Every constructor, loader and CLI path computes its sizes with checked arithmetic
 //! ([`count`]) and compares the bytes it is about to allocate on the host with the
-//! **host-memory cap** ([`check_host`]): [`DEFAULT_HOST_MEMORY_CAP`] (16 GiB), or the number
+//! **host-memory cap** ([`check_host`]): [`DEFAULT_HOST_MEMORY_CAP`] (16 GiB, or three
+//! quarters of the physical memory where that is less, on Linux), or the number
 //! of bytes in the environment variable [`HOST_MEMORY_CAP_ENV`] (`WGPU_RNN_HOST_MEMORY_CAP`,
 //! a plain byte count or one with a `K`, `M`, `G` or `T` suffix, powers of 1024). The cap
 //! applies to each single allocation request (one tensor, one parameter set), not to the
@@ -51,12 +52,27 @@ pub fn parse_bytes(text: &str) -> Result<u64> {
 }
 
 /// The host-memory cap in bytes: [`HOST_MEMORY_CAP_ENV`] if set (a malformed value is an
-/// `Error::Config`, never silently ignored), else [`DEFAULT_HOST_MEMORY_CAP`].
+/// `Error::Config`, never silently ignored), else [`DEFAULT_HOST_MEMORY_CAP`], lowered to
+/// three quarters of the physical memory where that is smaller and known (Linux
+/// `/proc/meminfo`), so a request under the cap does not meet the OOM killer instead.
 pub fn host_memory_cap() -> Result<u64> {
     match std::env::var(HOST_MEMORY_CAP_ENV) {
         Ok(v) => parse_bytes(&v).map_err(|e| Error::Config(format!("{HOST_MEMORY_CAP_ENV}: {e}"))),
-        Err(_) => Ok(DEFAULT_HOST_MEMORY_CAP),
+        Err(_) => Ok(physical_memory().map_or(DEFAULT_HOST_MEMORY_CAP, |m| {
+            DEFAULT_HOST_MEMORY_CAP.min(m / 4 * 3)
+        })),
     }
+}
+
+/// Total physical memory in bytes, where the platform says (Linux); read once.
+fn physical_memory() -> Option<u64> {
+    static TOTAL: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    *TOTAL.get_or_init(|| {
+        let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+        let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        kib.checked_mul(1024)
+    })
 }
 
 /// `bytes` in words: `16000000000 bytes (14.9 GiB)`.
@@ -225,8 +241,10 @@ mod tests {
             m.contains("weight_ih_l0 needs 20000000000 bytes (18.6 GiB)"),
             "{m}"
         );
+        let cap = host_memory_cap().unwrap();
+        assert!(cap <= DEFAULT_HOST_MEMORY_CAP && cap > 0, "{cap}");
         assert!(
-            m.contains("the limit is 17179869184 bytes (16.0 GiB)"),
+            m.contains(&format!("the limit is {}", describe_bytes(cap))),
             "{m}"
         );
         check_host_f32("small", 1 << 20).unwrap();

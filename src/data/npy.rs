@@ -306,7 +306,7 @@ mod tests {
     /// A version 1.0 file with `dict` as its header, padded like numpy's.
     fn v1(dict: &str, data: &[u8]) -> Vec<u8> {
         let mut h = dict.to_string();
-        while (10 + h.len() + 1) % 64 != 0 {
+        while !(10 + h.len() + 1).is_multiple_of(64) {
             h.push(' ');
         }
         h.push('\n');
