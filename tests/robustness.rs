@@ -586,3 +586,19 @@ fn other_huge_sizes_are_limit_errors() {
     deep.num_layers = usize::MAX;
     assert_limit(Gru::new(deep, Backend::Cpu, 0), "does not fit");
 }
+
+/// A dilation so large that the shaders' i32 tap index would wrap: the GPU refuses it with a
+/// Limit error instead of reading a wrong pixel; the CPU reference computes it (every tap but
+/// the centre falls in the padding).
+#[test]
+fn convlstm_dilation_beyond_i32_indexing_is_a_limit_error_on_the_gpu() {
+    let mut cfg = ConvLstm2dConfig::new(4, 4, 1, 2, (3, 3));
+    cfg.padding = Padding::Same;
+    cfg.dilation_rate = (1 << 31, 1);
+    let x = Array5::<f32>::from_elem((1, 2, 4, 4, 1), 0.5);
+    let cpu = ConvLstm2d::new(cfg, Backend::Cpu, 1).unwrap();
+    let y = cpu.forward(x.view(), None).unwrap();
+    assert!(y.out.iter().all(|v| v.is_finite()));
+    let gpu = ConvLstm2d::new(cfg, common::gpu(), 1).unwrap();
+    assert_limit(gpu.forward(x.view(), None), "largest index the shaders use");
+}
