@@ -61,6 +61,12 @@ impl BenchOptions {
                 )));
             }
         }
+        if self.runs > MAX_RUNS {
+            return Err(Error::Config(format!(
+                "runs {}: at most {MAX_RUNS} timed runs per measurement",
+                self.runs
+            )));
+        }
         let known = impl_names();
         for i in &self.impls {
             if !known.contains(&i.as_str()) {
@@ -73,6 +79,9 @@ impl BenchOptions {
         Ok(())
     }
 }
+
+/// The most timed runs per measurement `bench` accepts (the samples are kept in memory).
+pub const MAX_RUNS: usize = 100_000;
 
 /// The cells `bench` knows.
 pub const CELLS: &[&str] = &["lstm", "gru", "rnn", "convlstm2d", "gemm"];

@@ -313,6 +313,10 @@ fn bench_rejects_unknown_impls_and_empty_lists_naming_the_value() {
             vec!["bench", "--shapes", "8,0,1,1"],
             "four positive numbers",
         ),
+        (
+            vec!["bench", "--runs", "1000000000000"],
+            "runs 1000000000000",
+        ),
     ] {
         let out = robust_files::run_bounded(Command::new(bin).args(&args));
         let err = String::from_utf8_lossy(&out.stderr);

@@ -94,13 +94,33 @@ pub(crate) struct FrameMap {
 /// of padding). `Error::Limit` naming the axis otherwise.
 fn check_tap_range(g: &ConvGeom) -> Result<()> {
     for (name, out, k, s, d, pad, len) in [
-        ("rows", g.out_rows, g.kernel.0, g.strides.0, g.dilation.0, g.pad.0, g.rows),
-        ("cols", g.out_cols, g.kernel.1, g.strides.1, g.dilation.1, g.pad.1, g.cols),
+        (
+            "rows",
+            g.out_rows,
+            g.kernel.0,
+            g.strides.0,
+            g.dilation.0,
+            g.pad.0,
+            g.rows,
+        ),
+        (
+            "cols",
+            g.out_cols,
+            g.kernel.1,
+            g.strides.1,
+            g.dilation.1,
+            g.pad.1,
+            g.cols,
+        ),
     ] {
         let reach = out
             .saturating_sub(1)
             .checked_mul(s)
-            .and_then(|a| k.saturating_sub(1).checked_mul(d).and_then(|b| a.checked_add(b)))
+            .and_then(|a| {
+                k.saturating_sub(1)
+                    .checked_mul(d)
+                    .and_then(|b| a.checked_add(b))
+            })
             .and_then(|r| r.checked_add(pad.max(len)));
         if reach.is_none_or(|r| r > i32::MAX as usize) {
             return Err(Error::Limit(format!(
