@@ -7,6 +7,8 @@ mod common;
 mod nan_parity;
 #[path = "support/robust_files.rs"]
 mod robust_files;
+#[path = "support/train.rs"]
+mod train_support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -605,4 +607,39 @@ fn convlstm_dilation_beyond_i32_indexing_is_a_limit_error_on_the_gpu() {
     assert!(y.out.iter().all(|v| v.is_finite()));
     let gpu = ConvLstm2d::new(cfg, common::gpu(), 1).unwrap();
     assert_limit(gpu.forward(x.view(), None), "largest index the shaders use");
+}
+
+/// Training losses keep NaN the same way on both backends: a NaN prediction makes the loss
+/// NaN (the BCE clamp on probabilities used to turn it into ε on the CPU).
+#[test]
+fn losses_propagate_nan_like_the_cpu() {
+    use wgpu_rnn::train::{LossKind, cpu_loss};
+    let p = [0.2f32, f32::NAN, 0.7, 0.4];
+    let t = [0.0f32, 1.0, 1.0, 0.0];
+    for kind in [
+        LossKind::Mse,
+        LossKind::Mae,
+        LossKind::BinaryCrossEntropy { from_logits: true },
+        LossKind::BinaryCrossEntropy { from_logits: false },
+        LossKind::SoftmaxCrossEntropy,
+    ] {
+        let shape = [2, 2];
+        let (gl, gg) = train_support::gpu_loss(kind, &shape, &p, &t);
+        let pa = train_support::arr(&shape, &p);
+        let ta = train_support::arr(&shape, &t);
+        let (cl, cg) = cpu_loss(kind, pa.view(), ta.view()).unwrap();
+        assert!(
+            gl.is_nan() && cl.is_nan(),
+            "{kind:?}: loss {gl} on the GPU, {cl} on the CPU"
+        );
+        for (i, (g, c)) in gg.iter().zip(cg.iter()).enumerate() {
+            assert_eq!(g.is_nan(), c.is_nan(), "{kind:?} grad[{i}]: {g} vs {c}");
+            if c.is_finite() {
+                assert!(
+                    (g - c).abs() <= 1e-5 + 1e-4 * c.abs(),
+                    "{kind:?} grad[{i}]: {g} vs {c}"
+                );
+            }
+        }
+    }
 }
