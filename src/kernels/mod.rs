@@ -9,6 +9,7 @@
 pub(crate) mod buffers;
 pub(crate) mod conv;
 pub(crate) mod convlstm;
+pub(crate) mod embedding;
 pub(crate) mod gemm;
 pub(crate) mod gru;
 pub(crate) mod loss;
@@ -18,6 +19,7 @@ pub(crate) mod optim;
 pub(crate) mod rec;
 pub(crate) mod recorder;
 pub(crate) mod rnn;
+pub(crate) mod tensor_ops;
 pub(crate) mod timing;
 pub(crate) mod unfused;
 pub(crate) mod workspace;
@@ -49,10 +51,12 @@ pub(crate) enum Shader {
     NnAct,
     Loss,
     Optim,
+    TensorOps,
+    Embedding,
 }
 
 impl Shader {
-    const ALL: [Shader; 18] = [
+    const ALL: [Shader; 20] = [
         Shader::Gemm,
         Shader::GemmPlain,
         Shader::GemmRbAny,
@@ -71,6 +75,8 @@ impl Shader {
         Shader::NnAct,
         Shader::Loss,
         Shader::Optim,
+        Shader::TensorOps,
+        Shader::Embedding,
     ];
 
     /// The WGSL module: recurrent cells get `rnn_common.wgsl` prepended (WGSL has no include).
@@ -124,6 +130,8 @@ impl Shader {
             Shader::Unfused => include_str!("../../shaders/unfused.wgsl"),
             Shader::Loss => include_str!("../../shaders/loss.wgsl"),
             Shader::Optim => include_str!("../../shaders/optim.wgsl"),
+            Shader::TensorOps => include_str!("../../shaders/tensor_ops.wgsl"),
+            Shader::Embedding => include_str!("../../shaders/embedding.wgsl"),
             Shader::ConvLstmForward => concat!(
                 include_str!("../../shaders/activations.wgsl"),
                 include_str!("../../shaders/convlstm_forward.wgsl")
@@ -157,6 +165,8 @@ impl Shader {
             Shader::Unfused => &["unfused.wgsl"],
             Shader::Loss => &["loss.wgsl"],
             Shader::Optim => &["optim.wgsl"],
+            Shader::TensorOps => &["tensor_ops.wgsl"],
+            Shader::Embedding => &["embedding.wgsl"],
             Shader::ConvLstmForward => &["activations.wgsl", "convlstm_forward.wgsl"],
             Shader::ConvLstmBackward => &["activations.wgsl", "convlstm_backward.wgsl"],
             Shader::NnAct => &["activations.wgsl", "nn_act.wgsl"],
@@ -302,5 +312,5 @@ fn build_pipe(ctx: &Context, cache: &Pipelines, k: &KernelDef) -> Result<Pipe> {
     Ok(Pipe { pipeline, layout })
 }
 
-pub use recorder::RecordStats;
-pub(crate) use recorder::{Phase, Recorder};
+pub(crate) use recorder::Phase;
+pub use recorder::{RecordStats, Recorder};
