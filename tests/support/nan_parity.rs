@@ -119,7 +119,7 @@ fn lstm_case(p: Poison, algo: Algorithm) -> usize {
     let mut cfg = LstmConfig::new(I, H);
     cfg.num_layers = 2;
     cfg.bidirectional = true;
-    let mut w = Lstm::new(cfg, Backend::Cpu, 5).unwrap().weights();
+    let mut w = Lstm::new(cfg, Backend::Cpu, 5).unwrap().weights().unwrap();
     poison_weights(p, &mut w, "weight_hh_l0");
     let cpu = Lstm::from_torch(cfg, &w, Backend::Cpu).unwrap();
     let mut gpu = Lstm::from_torch(cfg, &w, common::gpu()).unwrap();
@@ -135,7 +135,7 @@ fn lstm_case(p: Poison, algo: Algorithm) -> usize {
             .unwrap();
         let dy = dy_for(y.out.shape());
         let dy = dy.view().into_dimensionality().unwrap();
-        let g = l.backward(&tr, dy, None, None).unwrap();
+        let g = l.backward(&tr, dy, None).unwrap();
         (y, g)
     };
     let ((yg, gg), (yc, gc)) = (run(&gpu), run(&cpu));
@@ -262,7 +262,10 @@ fn convlstm2d_gpu_propagates_nan_and_inf_like_the_cpu() {
         cfg.recurrent_activation = rec;
         for p in POISONS {
             for algo in ALGORITHMS {
-                let mut w = ConvLstm2d::new(cfg, Backend::Cpu, 2).unwrap().weights();
+                let mut w = ConvLstm2d::new(cfg, Backend::Cpu, 2)
+                    .unwrap()
+                    .weights()
+                    .unwrap();
                 if let Poison::NanInWhh = p {
                     w.get_mut("recurrent_kernel").unwrap()[[1, 1, 0, 2]] = f32::NAN;
                 }
@@ -289,7 +292,7 @@ fn convlstm2d_gpu_propagates_nan_and_inf_like_the_cpu() {
                         .forward_train(x.view(), Some((h0.view(), c0.view())))
                         .unwrap();
                     let dy = dy_for(y.out.shape());
-                    let g = l.backward(&tr, dy.view(), None, None).unwrap();
+                    let g = l.backward(&tr, dy.view(), None).unwrap();
                     (y, g)
                 };
                 let ((yg, gg), (yc, gc)) = (run(&gpu), run(&cpu));
