@@ -111,8 +111,10 @@ pub fn sum(what: &str, terms: &[usize]) -> Result<usize> {
         .iter()
         .try_fold(0usize, |acc, &t| acc.checked_add(t))
         .ok_or_else(|| {
+            let shown: Vec<String> = terms.iter().map(|t| t.to_string()).collect();
             Error::Limit(format!(
-                "{what}: the element count does not fit in {} bits",
+                "{what}: {} elements does not fit in {} bits",
+                shown.join(" + "),
                 usize::BITS
             ))
         })

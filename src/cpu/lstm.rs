@@ -74,7 +74,16 @@ impl LstmDims {
     /// overflow-checked arithmetic against the host-memory cap before anything is allocated.
     pub fn validate_cell(&self, gates: usize) -> Result<()> {
         self.validate_sizes()?;
-        let floats = self.param_count(gates)?;
+        let floats = self.param_count(gates).map_err(|e| {
+            Error::Limit(format!(
+                "input_size {}, hidden_size {}, proj_size {}, num_layers {}: {}",
+                self.input_size,
+                self.hidden_size,
+                self.proj_size,
+                self.num_layers,
+                e.to_string().trim_start_matches("limit exceeded: ")
+            ))
+        })?;
         limits::check_host_f32(
             &format!(
                 "{} layer(s) x {} direction(s) of parameters ({floats} floats: input_size {}, \
