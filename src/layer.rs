@@ -75,6 +75,14 @@ impl Tape {
             .ok_or_else(|| Error::Config(format!("this trace is not a {kind} trace")))
     }
 
+    /// The saved state as type `T` without an origin check (adapters whose inner layer checks
+    /// its own tape).
+    pub(crate) fn open_any<T: Any>(&self) -> Result<&T> {
+        self.inner
+            .downcast_ref::<T>()
+            .ok_or_else(|| Error::Config("this trace belongs to another kind of layer".into()))
+    }
+
     /// The shape of the input the forward ran on.
     pub fn input_shape(&self) -> &[usize] {
         &self.origin.input

@@ -14,11 +14,13 @@ pub(crate) mod gemm;
 pub(crate) mod gru;
 pub(crate) mod loss;
 pub(crate) mod lstm;
+pub(crate) mod merge;
 pub(crate) mod nn_act;
 pub(crate) mod optim;
 pub(crate) mod rec;
 pub(crate) mod recorder;
 pub(crate) mod rnn;
+pub(crate) mod seq_mask;
 pub(crate) mod tensor_ops;
 pub(crate) mod timing;
 pub(crate) mod unfused;
@@ -53,10 +55,12 @@ pub(crate) enum Shader {
     Optim,
     TensorOps,
     Embedding,
+    SeqMask,
+    Merge,
 }
 
 impl Shader {
-    const ALL: [Shader; 20] = [
+    const ALL: [Shader; 22] = [
         Shader::Gemm,
         Shader::GemmPlain,
         Shader::GemmRbAny,
@@ -77,6 +81,8 @@ impl Shader {
         Shader::Optim,
         Shader::TensorOps,
         Shader::Embedding,
+        Shader::SeqMask,
+        Shader::Merge,
     ];
 
     /// The WGSL module: recurrent cells get `rnn_common.wgsl` prepended (WGSL has no include).
@@ -132,6 +138,8 @@ impl Shader {
             Shader::Optim => include_str!("../../shaders/optim.wgsl"),
             Shader::TensorOps => include_str!("../../shaders/tensor_ops.wgsl"),
             Shader::Embedding => include_str!("../../shaders/embedding.wgsl"),
+            Shader::SeqMask => include_str!("../../shaders/seq_mask.wgsl"),
+            Shader::Merge => include_str!("../../shaders/merge.wgsl"),
             Shader::ConvLstmForward => concat!(
                 include_str!("../../shaders/activations.wgsl"),
                 include_str!("../../shaders/convlstm_forward.wgsl")
@@ -167,6 +175,8 @@ impl Shader {
             Shader::Optim => &["optim.wgsl"],
             Shader::TensorOps => &["tensor_ops.wgsl"],
             Shader::Embedding => &["embedding.wgsl"],
+            Shader::SeqMask => &["seq_mask.wgsl"],
+            Shader::Merge => &["merge.wgsl"],
             Shader::ConvLstmForward => &["activations.wgsl", "convlstm_forward.wgsl"],
             Shader::ConvLstmBackward => &["activations.wgsl", "convlstm_backward.wgsl"],
             Shader::NnAct => &["activations.wgsl", "nn_act.wgsl"],

@@ -155,6 +155,22 @@ macro_rules! hstate_layer_impl {
                 self.core.device_path().params()
             }
         }
+
+        impl crate::nn::masking::Recurrent for $layer {
+            fn record_forward_packed(
+                &self,
+                rec: &mut crate::Recorder<'_>,
+                x: &crate::DeviceTensor,
+                lengths: &crate::DeviceTensor,
+                train: bool,
+            ) -> Result<crate::Forward> {
+                self.record_forward_with(rec, x, None, Some(lengths), train)
+            }
+
+            fn packs_batch_first(&self) -> bool {
+                self.core.layout.batch_first && !self.core.layout.go_backwards
+            }
+        }
     };
 }
 pub(crate) use hstate_layer_impl;

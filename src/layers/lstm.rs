@@ -514,3 +514,19 @@ impl Layer for Lstm {
         self.device_path().params()
     }
 }
+
+impl crate::nn::masking::Recurrent for Lstm {
+    fn record_forward_packed(
+        &self,
+        rec: &mut Recorder<'_>,
+        x: &DeviceTensor,
+        lengths: &DeviceTensor,
+        train: bool,
+    ) -> Result<Forward> {
+        self.record_forward_with(rec, x, None, Some(lengths), train)
+    }
+
+    fn packs_batch_first(&self) -> bool {
+        self.config.batch_first && !self.config.go_backwards
+    }
+}

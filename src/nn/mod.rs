@@ -16,6 +16,7 @@ pub mod conv_head;
 pub mod dense;
 pub mod embedding;
 mod layer_impls;
+pub mod masking;
 
 pub use conv_head::{ConvHeadConfig, ConvHeadGrads, ConvHeadParams, GpuConvHead, SeqShape};
 pub use dense::{DenseConfig, DenseGrads, DenseParams, GpuDense};
