@@ -261,6 +261,9 @@ mod special_files {
         assert!(!verify.status.success() && text.contains("FIFO"), "{text}");
         let compare =
             robust_files::run_bounded(Command::new(bin).arg("compare").arg(&fifo).arg(&fifo));
+        let summary = robust_files::run_bounded(Command::new(bin).arg("summary").arg(&fifo));
+        let err = String::from_utf8_lossy(&summary.stderr);
+        assert!(!summary.status.success() && err.contains("FIFO"), "{err}");
         let err = String::from_utf8_lossy(&compare.stderr);
         assert!(!compare.status.success() && err.contains("FIFO"), "{err}");
         #[cfg(feature = "render")]

@@ -278,10 +278,14 @@ fn verify(files: &[PathBuf], backend: BackendArg) -> ExitCode {
 }
 
 fn summary(config: &PathBuf) -> ExitCode {
-    let text = match std::fs::read_to_string(config) {
+    // Regular files only (a FIFO is refused, not waited on), within the host-memory cap.
+    let text = match wgpu_rnn::limits::read_regular_file(config).and_then(|b| {
+        String::from_utf8(b)
+            .map_err(|e| wgpu_rnn::Error::Format(format!("{}: {e}", config.display())))
+    }) {
         Ok(t) => t,
         Err(e) => {
-            eprintln!("wgpu-rnn summary: {}: {e}", config.display());
+            eprintln!("wgpu-rnn summary: {e}");
             return ExitCode::FAILURE;
         }
     };

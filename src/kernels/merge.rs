@@ -20,7 +20,12 @@ const fn def(entry: &'static str) -> KernelDef {
     KernelDef {
         shader: Shader::Merge,
         entry,
-        storage: &[Access::Read, Access::Read, Access::ReadWrite, Access::ReadWrite],
+        storage: &[
+            Access::Read,
+            Access::Read,
+            Access::ReadWrite,
+            Access::ReadWrite,
+        ],
         params_size: std::mem::size_of::<Params>() as u64,
     }
 }

@@ -126,3 +126,83 @@ fn mutated_headers_give_typed_errors() {
         Err(Error::Io { .. } | Error::Format(_))
     ));
 }
+
+/// The whole-model goldens (`keras-model-golden-v1`) and Keras configs: byte edits of a
+/// model golden go through `verify`'s model runner on the CPU, numbers edited in a Keras
+/// config JSON go through the config parser and the summary.
+mod models {
+    use super::robust_files;
+    use proptest::prelude::*;
+    use wgpu_rnn::golden::model_case;
+    use wgpu_rnn::models::keras::{CpuBackend, Precision, parse_config_str, summary};
+
+    fn model_bytes() -> &'static [u8] {
+        static BYTES: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+        BYTES.get_or_init(|| {
+            std::fs::read(robust_files::data("models/km_lstm_dense_mse.safetensors")).unwrap()
+        })
+    }
+
+    fn config_text() -> &'static str {
+        static TEXT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        TEXT.get_or_init(|| {
+            std::fs::read_to_string(robust_files::data("models/km_lstm_dense_mse.json")).unwrap()
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 128, failure_persistence: None, .. ProptestConfig::default() })]
+
+        #[test]
+        fn model_golden_bytes_with_random_edits_never_panic(
+            edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..6),
+        ) {
+            let mut b = model_bytes().to_vec();
+            for (at, v) in edits {
+                let i = at.index(b.len());
+                b[i] = v;
+            }
+            let path = robust_files::tmp("prop_model.safetensors");
+            std::fs::write(&path, &b).unwrap();
+            let backend = CpuBackend { precision: Precision::F32 };
+            let lines = model_case::verify_lines(&path, &backend);
+            prop_assert!(!lines.is_empty());
+        }
+
+        /// Numbers in the model golden's JSON header (its Keras config: units, input shapes;
+        /// tensor shapes and offsets) replaced by small and absurd values.
+        #[test]
+        fn model_golden_header_numbers_replaced_never_panic(
+            which in any::<prop::sample::Index>(),
+            value in prop_oneof![0u64..5, Just(1_000_000_000u64), Just(u64::MAX)],
+        ) {
+            let b = model_bytes();
+            let n = u64::from_le_bytes(b[..8].try_into().unwrap()) as usize;
+            let header = std::str::from_utf8(&b[8..8 + n]).unwrap();
+            let spans = robust_files::number_spans(header);
+            let (s, e) = spans[which.index(spans.len())];
+            let new_header = format!("{}{value}{}", &header[..s], &header[e..]);
+            let mut out = (new_header.len() as u64).to_le_bytes().to_vec();
+            out.extend_from_slice(new_header.as_bytes());
+            out.extend_from_slice(&b[8 + n..]);
+            let path = robust_files::tmp("prop_model_header.safetensors");
+            std::fs::write(&path, &out).unwrap();
+            let backend = CpuBackend { precision: Precision::F32 };
+            prop_assert!(!model_case::verify_lines(&path, &backend).is_empty());
+        }
+
+        #[test]
+        fn keras_config_numbers_replaced_never_panic(
+            which in any::<prop::sample::Index>(),
+            value in prop_oneof![0u64..5, Just(1_000_000_000u64), Just(u64::MAX)],
+        ) {
+            let text = config_text();
+            let spans = robust_files::number_spans(text);
+            let (s, e) = spans[which.index(spans.len())];
+            let edited = format!("{}{value}{}", &text[..s], &text[e..]);
+            if let Ok(p) = parse_config_str(&edited) {
+                let _ = summary(&p.spec);
+            }
+        }
+    }
+}
