@@ -5,7 +5,7 @@ Writes, with the real Keras 3 (jax backend, float64):
                                         issue 14 (LSTM/GRU/SimpleRNN, [64], [64,32], [128],
                                         5 features, Dense(1) head) and their Bidirectional
                                         versions, plus index.json {file: count_params()}
-  tests/data/models/generated/*.safetensors   keras-model-golden-v1 cases (MODELS.md format)
+  tests/data/models/kg_*.safetensors (+ .json twins)   keras-model-golden-v1 cases (MODELS.md)
                                         covering what the shared goldens do not: pre- and
                                         post-padding masks, Masking, masked sequence losses,
                                         merge modes sum/mul/ave, GRU reset_after=False,
@@ -120,9 +120,12 @@ def golden(case, layers, loss, x, y, seed):
         "param_count": str(model.count_params()),
         "versions": json.dumps({"keras": keras.__version__, "jax": jax.__version__}),
     }
-    out = os.path.join(ROOT, "generated")
-    os.makedirs(out, exist_ok=True)
-    write_safetensors(os.path.join(out, case + ".safetensors"), tensors, meta)
+    write_safetensors(os.path.join(ROOT, case + ".safetensors"), tensors, meta)
+    twin = dict(meta, config=model.get_config(), versions=json.loads(meta["versions"]),
+                param_count=model.count_params(),
+                tensors={k: {"shape": list(v.shape), "dtype": str(v.dtype)} for k, v in tensors.items()})
+    with open(os.path.join(ROOT, case + ".json"), "w") as f:
+        json.dump(twin, f, indent=1)
     print(case, float(loss_v), sorted(k for k in tensors if k.startswith("grad/")))
 
 

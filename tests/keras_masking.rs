@@ -23,12 +23,12 @@ fn ctx() -> Arc<Context> {
     }
 }
 
-/// (x with zeros at masked steps, spans) for rows padded before, after, both, or not at all.
-fn padded(b: usize, t: usize, f: usize, spans: &[(usize, usize)], seed: u64) -> Array3<f32> {
+/// x with zeros at the masked steps: every step of row r not in `valid[r]`.
+fn padded(b: usize, t: usize, f: usize, valid: &[Vec<usize>], seed: u64) -> Array3<f32> {
     let mut x = common::rand3((b, t, f), seed, 1.0);
-    for (row, &(lo, hi)) in spans.iter().enumerate() {
+    for (row, steps) in valid.iter().enumerate() {
         for step in 0..t {
-            if step < lo || step >= hi {
+            if !steps.contains(&step) {
                 x.slice_mut(s![row, step, ..]).fill(0.0);
             }
         }
@@ -36,11 +36,13 @@ fn padded(b: usize, t: usize, f: usize, spans: &[(usize, usize)], seed: u64) -> 
     x
 }
 
-/// Keras semantics from per-row CPU runs: (out, h_n per row, dx, summed weight gradients).
+/// Keras semantics from per-row CPU runs over the valid steps alone (a masked step keeps the
+/// state; its output is the previous output, or zero): (out, h_n per row, dx, summed weight
+/// gradients).
 fn reference<F>(
     x: &Array3<f32>,
     dy: &Array3<f32>,
-    spans: &[(usize, usize)],
+    valid: &[Vec<usize>],
     o: MaskOptions,
     mut run: F,
 ) -> (Array3<f32>, Vec<ArrayD<f32>>, Array3<f32>, TensorMap)
@@ -53,40 +55,41 @@ where
     let mut dx = Array3::zeros(x.dim());
     let mut h_n = Vec::new();
     let mut grads = TensorMap::new();
-    for (row, &(lo, hi)) in spans.iter().enumerate() {
-        let l = hi - lo;
-        let start = if o.go_backwards { t - hi } else { lo };
-        let src = |k: usize| if o.go_backwards { hi - 1 - k } else { lo + k };
+    for (row, steps) in valid.iter().enumerate() {
+        // Processing positions q (q reads step q, or t-1-q with go_backwards).
+        let step_of = |q: usize| if o.go_backwards { t - 1 - q } else { q };
+        let order: Vec<usize> = (0..t).filter(|&q| steps.contains(&step_of(q))).collect();
+        let l = order.len();
         let mut xs = Array3::zeros((1, l, x.dim().2));
         let mut dys = Array3::zeros((1, l, h));
-        for k in 0..l {
+        for (k, &q) in order.iter().enumerate() {
             xs.slice_mut(s![0, k, ..])
-                .assign(&x.slice(s![row, src(k), ..]));
-            dys.slice_mut(s![0, k, ..])
-                .assign(&dy.slice(s![row, start + k, ..]));
-        }
-        if !o.zero_output_for_mask {
-            for step in start + l..t {
-                let add = dy.slice(s![row, step, ..]).to_owned();
-                let mut last = dys.slice_mut(s![0, l - 1, ..]);
-                last += &add;
+                .assign(&x.slice(s![row, step_of(q), ..]));
+            let mut g = dy.slice(s![row, q, ..]).to_owned();
+            if !o.zero_output_for_mask {
+                // Masked positions after q (up to the next valid one) output y[k].
+                let mut u = q + 1;
+                while u < t && !order.contains(&u) {
+                    g += &dy.slice(s![row, u, ..]);
+                    u += 1;
+                }
             }
+            dys.slice_mut(s![0, k, ..]).assign(&g);
         }
-        let (y, hn, dxs, g) = run(xs, dys);
-        for k in 0..l {
-            out.slice_mut(s![row, start + k, ..])
-                .assign(&y.slice(s![0, k, ..]));
-            dx.slice_mut(s![row, src(k), ..])
-                .assign(&dxs.slice(s![0, k, ..]));
-        }
-        if !o.zero_output_for_mask {
-            for step in start + l..t {
-                let last = y.slice(s![0, l - 1, ..]).to_owned();
-                out.slice_mut(s![row, step, ..]).assign(&last);
+        let (y, hn, dxs, gr) = run(xs, dys);
+        for q in 0..t {
+            let done = order.iter().filter(|&&v| v <= q).count();
+            if let Some(k) = order.iter().position(|&v| v == q) {
+                out.slice_mut(s![row, q, ..]).assign(&y.slice(s![0, k, ..]));
+                dx.slice_mut(s![row, step_of(q), ..])
+                    .assign(&dxs.slice(s![0, k, ..]));
+            } else if done > 0 && !o.zero_output_for_mask {
+                out.slice_mut(s![row, q, ..])
+                    .assign(&y.slice(s![0, done - 1, ..]));
             }
         }
         h_n.push(hn);
-        for (k, v) in g {
+        for (k, v) in gr {
             let e = grads.entry(k).or_insert_with(|| ArrayD::zeros(v.shape()));
             *e += &v;
         }
@@ -127,18 +130,24 @@ fn check_grads(c: &Context, layer: &dyn Layer, want: &TensorMap) {
 }
 
 #[test]
-fn lstm_pre_and_post_padding_carry_state_and_outputs() {
+fn lstm_pre_post_and_gap_masks_carry_state_and_outputs() {
     let c = ctx();
     let mut cfg = LstmConfig::new(3, 4);
     cfg.batch_first = true;
     let gpu = Lstm::new(cfg, Backend::Gpu(c.clone()), 5).unwrap();
     let cpu = Lstm::new(cfg, Backend::Cpu, 5).unwrap();
-    let spans = [(2, 7), (0, 4), (1, 5), (0, 7)];
-    let x = padded(4, 7, 3, &spans, 1);
+    // Pre-, post- and both-sides padding, a gap, and a full row.
+    let valid = [
+        vec![2, 3, 4, 5, 6],
+        vec![0, 1, 2, 3],
+        vec![1, 2, 4],
+        vec![0, 1, 2, 3, 4, 5, 6],
+    ];
+    let x = padded(4, 7, 3, &valid, 1);
     let dy = common::rand3((4, 7, 4), 2, 1.0);
     let o = MaskOptions::default();
     let (y, h_n, dx) = run_device(&c, &gpu, o, &x, &dy);
-    let (want_y, want_h, want_dx, want_g) = reference(&x, &dy, &spans, o, |xs, dys| {
+    let (want_y, want_h, want_dx, want_g) = reference(&x, &dy, &valid, o, |xs, dys| {
         let (f, tr) = cpu.forward_train(xs.view(), None, None).unwrap();
         let g = cpu.backward(&tr, dys.view(), None).unwrap();
         (f.out, f.h_n.into_dyn(), g.dx, g.weights)
@@ -163,15 +172,15 @@ fn gru_go_backwards_with_zero_output_for_mask() {
         ..cfg
     };
     let cpu = Gru::new(cpu_cfg, Backend::Cpu, 6).unwrap();
-    let spans = [(3, 6), (0, 2), (0, 6)];
-    let x = padded(3, 6, 2, &spans, 3);
+    let valid = [vec![3, 4, 5], vec![0, 1], vec![0, 2, 3, 5]];
+    let x = padded(3, 6, 2, &valid, 3);
     let dy = common::rand3((3, 6, 3), 4, 1.0);
     let o = MaskOptions {
         go_backwards: true,
         zero_output_for_mask: true,
     };
     let (y, _, dx) = run_device(&c, &gpu, o, &x, &dy);
-    let (want_y, _, want_dx, want_g) = reference(&x, &dy, &spans, o, |xs, dys| {
+    let (want_y, _, want_dx, want_g) = reference(&x, &dy, &valid, o, |xs, dys| {
         let (f, tr) = cpu.forward_train(xs.view(), None, None).unwrap();
         let g = cpu.backward(&tr, dys.view(), None).unwrap();
         (f.out, f.h_n.into_dyn(), g.dx, g.weights)
@@ -182,27 +191,27 @@ fn gru_go_backwards_with_zero_output_for_mask() {
 }
 
 #[test]
-fn token_masks_give_the_spans_of_non_zero_ids() {
+fn token_masks_count_the_valid_steps_gaps_included() {
     let c = ctx();
     let tokens =
-        DeviceTensor::from_u32(&c, &[3, 5], &[0, 0, 4, 2, 9, 3, 1, 0, 0, 0, 0, 0, 0, 0, 0])
+        DeviceTensor::from_u32(&c, &[3, 5], &[0, 0, 4, 2, 9, 3, 0, 7, 0, 0, 0, 0, 0, 0, 0])
             .unwrap();
     let mut rec = Recorder::new(&c);
     let mask = SeqMask::from_tokens(&mut rec, &tokens).unwrap();
-    // The lengths are copied out when a masked layer records; a plain copy here does that.
-    let spare = DeviceTensor::from_f32(&c, &[3, 5, 1], &[1.0; 15]).unwrap();
+    let x = DeviceTensor::from_f32(&c, &[3, 5, 1], &[1.0; 15]).unwrap();
     let mut cfg = LstmConfig::new(1, 2);
     cfg.batch_first = true;
     let l = Lstm::new(cfg, Backend::Gpu(c.clone()), 1).unwrap();
-    MaskedRecurrent {
+    let f = MaskedRecurrent {
         layer: &l,
         options: MaskOptions::default(),
     }
-    .record_forward(&mut rec, &spare, &mask, false)
+    .record_forward(&mut rec, &x, &mask, false)
     .unwrap();
     rec.submit().unwrap();
-    let lens: Vec<f32> = mask
-        .lengths()
+    let lens: Vec<f32> = f
+        .lengths
+        .unwrap()
         .to_array(&c)
         .unwrap()
         .iter()

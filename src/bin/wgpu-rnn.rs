@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use serde::Serialize;
 use wgpu_rnn::golden::{Golden, model_case, run_case};
-use wgpu_rnn::models::keras::{CpuBackend, ModelBackend, Precision, UnwiredGpuBackend};
+use wgpu_rnn::models::keras::{CpuBackend, GpuBackend, ModelBackend, Precision};
 use wgpu_rnn::{Backend, Context};
 
 #[derive(Parser)]
@@ -209,11 +209,11 @@ fn verify(files: &[PathBuf], backend: BackendArg) -> ExitCode {
     };
     let name = backend.name();
     let (mut passed, mut failed) = (0usize, 0usize);
-    let model_backend: Box<dyn ModelBackend> = match backend {
+    let model_backend: Box<dyn ModelBackend> = match &backend {
         Backend::Cpu => Box::new(CpuBackend {
             precision: Precision::F64,
         }),
-        Backend::Gpu(_) => Box::new(UnwiredGpuBackend),
+        Backend::Gpu(ctx) => Box::new(GpuBackend::new(ctx.clone())),
     };
     for f in files {
         // Whole-model goldens (keras-model-golden-v1) have their own runner.

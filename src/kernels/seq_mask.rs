@@ -1,6 +1,6 @@
-//! Launchers for `shaders/seq_mask.wgsl`: Keras masking around a recurrent layer (valid
-//! spans from tokens or a mask value, packing the valid steps, unpacking outputs and
-//! gradients).
+//! Launchers for `shaders/seq_mask.wgsl`: Keras masking around a recurrent layer (which steps
+//! are valid, the packing tables of one layer call, and the data movers between original and
+//! packed order).
 
 use super::rec::{step_groups, u32_of};
 use super::{Access, KernelDef, Recorder, Shader};
@@ -27,8 +27,10 @@ const fn def(entry: &'static str) -> KernelDef {
         params_size: std::mem::size_of::<Params>() as u64,
     }
 }
-const SPANS_TOKENS: KernelDef = def("spans_tokens");
-const SPANS_VALUES: KernelDef = def("spans_values");
+const VALID_TOKENS: KernelDef = def("valid_tokens");
+const VALID_VALUES: KernelDef = def("valid_values");
+const TABLES: KernelDef = def("tables");
+const APPLY_VALID: KernelDef = def("apply_valid");
 const PACK: KernelDef = def("pack");
 const UNPACK_DX: KernelDef = def("unpack_dx");
 const UNPACK_OUT: KernelDef = def("unpack_out");
@@ -47,16 +49,25 @@ pub(crate) enum Move {
     PackDy,
 }
 
+/// u32s of one layer call's tables: order and pos `[B, T]` each, then lens `[B]`.
+pub(crate) fn tables_len(b: usize, t: usize) -> Result<usize> {
+    b.checked_mul(t)
+        .and_then(|bt| bt.checked_mul(2))
+        .and_then(|v| v.checked_add(b))
+        .ok_or_else(|| Error::Limit(format!("mask tables of ({b}, {t}) overflow usize")))
+}
+
 fn params(b: usize, t: usize, f: usize, flags: u32, mask_value: f32) -> Result<Params> {
     let n = b
         .checked_mul(t)
         .and_then(|v| v.checked_mul(f))
         .ok_or_else(|| Error::Limit(format!("a ({b}, {t}, {f}) sequence overflows usize")))?;
     u32_of(n, "masked sequence elements")?;
-    if t > LOOP_BUDGET as usize {
+    u32_of(tables_len(b, t)?, "mask table entries")?;
+    if t > LOOP_BUDGET as usize || f > LOOP_BUDGET as usize {
         return Err(Error::Limit(format!(
-            "masking loops over seq_len = {t} steps per invocation; the loop budget is \
-             {LOOP_BUDGET}"
+            "masking loops over seq_len {t} or features {f} per invocation; the loop budget \
+             is {LOOP_BUDGET}"
         )));
     }
     Ok(Params {
@@ -69,46 +80,72 @@ fn params(b: usize, t: usize, f: usize, flags: u32, mask_value: f32) -> Result<P
     })
 }
 
-/// Records the valid spans of u32 `tokens` `(B, T)` (non-zero ids) into `spans`
-/// (`3·B` u32s: `(s, e)` per row, then the lengths). `spare` is any other f32 buffer.
-pub(crate) fn spans_from_tokens(
+/// Records `valid[b, t] = tokens[b, t] ≠ 0` for u32 `tokens` `(B, T)`. `spare` is any other
+/// f32 buffer.
+pub(crate) fn valid_from_tokens(
     rec: &mut Recorder<'_>,
     tokens: &wgpu::Buffer,
-    spans: &wgpu::Buffer,
+    valid: &wgpu::Buffer,
     spare: &wgpu::Buffer,
     (b, t): (usize, usize),
 ) -> Result<()> {
     let p = params(b, t, 1, 0, 0.0)?;
-    rec.dispatch(&SPANS_TOKENS, &p, &[tokens, spans, spare], step_groups(b)?)
+    rec.dispatch(
+        &VALID_TOKENS,
+        &p,
+        &[tokens, valid, spare],
+        step_groups(b * t)?,
+    )
 }
 
-/// Records the valid spans of f32 `x` `(B, T, F)`: steps with any feature ≠ `mask_value`.
-pub(crate) fn spans_from_values(
+/// Records `valid[b, t]` = any feature of f32 `x` `(B, T, F)` ≠ `mask_value`.
+pub(crate) fn valid_from_values(
     rec: &mut Recorder<'_>,
     x: &wgpu::Buffer,
-    spans: &wgpu::Buffer,
+    valid: &wgpu::Buffer,
     spare: &wgpu::Buffer,
     (b, t, f): (usize, usize, usize),
     mask_value: f32,
 ) -> Result<()> {
-    if t.saturating_mul(f) > LOOP_BUDGET as usize {
-        return Err(Error::Limit(format!(
-            "Masking scans steps × features = {} per invocation; the loop budget is \
-             {LOOP_BUDGET}",
-            t.saturating_mul(f)
-        )));
-    }
     let p = params(b, t, f, 0, mask_value)?;
-    rec.dispatch(&SPANS_VALUES, &p, &[x, spans, spare], step_groups(b)?)
+    rec.dispatch(&VALID_VALUES, &p, &[x, valid, spare], step_groups(b * t)?)
 }
 
-/// Records one data mover from `src` to `dst` (both `(B, T, F)`).
+/// Records the tables of one layer call (`reverse`: Keras go_backwards) from `valid`.
+pub(crate) fn tables(
+    rec: &mut Recorder<'_>,
+    valid: &wgpu::Buffer,
+    tables: &wgpu::Buffer,
+    spare: &wgpu::Buffer,
+    (b, t): (usize, usize),
+    reverse: bool,
+) -> Result<()> {
+    let p = params(b, t, 1, u32::from(reverse), 0.0)?;
+    rec.dispatch(&TABLES, &p, &[spare, valid, tables], step_groups(b)?)
+}
+
+/// Records `dst = valid ? src : 0` over `(B, T, F)` (Keras Masking zeroes masked steps).
+pub(crate) fn apply_valid(
+    rec: &mut Recorder<'_>,
+    (src, valid, dst): (&wgpu::Buffer, &wgpu::Buffer, &wgpu::Buffer),
+    (b, t, f): (usize, usize, usize),
+) -> Result<()> {
+    let p = params(b, t, f, 0, 0.0)?;
+    rec.dispatch(
+        &APPLY_VALID,
+        &p,
+        &[src, valid, dst],
+        step_groups(b * t * f)?,
+    )
+}
+
+/// Records one data mover from `src` to `dst` (both `(B, T, F)`) with a call's `tables`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn record(
     rec: &mut Recorder<'_>,
     how: Move,
     src: &wgpu::Buffer,
-    spans: &wgpu::Buffer,
+    tables: &wgpu::Buffer,
     dst: &wgpu::Buffer,
     (b, t, f): (usize, usize, usize),
     reverse: bool,
@@ -122,5 +159,5 @@ pub(crate) fn record(
         Move::UnpackOut => &UNPACK_OUT,
         Move::PackDy => &PACK_DY,
     };
-    rec.dispatch(k, &p, &[src, spans, dst], step_groups(b * t * f)?)
+    rec.dispatch(k, &p, &[src, tables, dst], step_groups(b * t * f)?)
 }

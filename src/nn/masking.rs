@@ -5,9 +5,9 @@
 //! masked steps, and a masked step's output is the previous output (or zero with
 //! `zero_output_for_mask`, as Keras' Bidirectional sets it).
 //!
-//! Masks are one contiguous valid span per sequence (pre- or post-padding, the layouts
-//! `pad_sequences` makes). The valid steps are moved to the front, the layer runs with packed
-//! lengths, and the outputs are moved back; zeros inside a span are treated as valid steps.
+//! Any mask works (pre- or post-padding, gaps): a masked step leaves the state alone, so the
+//! valid steps are compacted to the front in order, the layer runs with packed lengths, and
+//! outputs and gradients are mapped back.
 
 use super::ParamBuffer;
 use crate::error::{Error, Result};
@@ -32,40 +32,42 @@ pub trait Recurrent: Layer {
     fn packs_batch_first(&self) -> bool;
 }
 
-/// Per-sequence valid spans `(s, e)` and lengths, u32 `[3·B]`, on the device.
+/// Which steps of each sequence are valid, u32 `(B, T)` on the device.
 #[derive(Clone, Debug)]
 pub struct SeqMask {
-    spans: wgpu::Buffer,
-    lengths: DeviceTensor,
+    valid: wgpu::Buffer,
     b: usize,
     t: usize,
+}
+
+fn bt_of(shape: &[usize], what: &str) -> Result<(usize, usize)> {
+    match shape {
+        &[b, t, ..] if b > 0 && t > 0 => Ok((b, t)),
+        s => Err(Error::Shape(format!(
+            "{what} has shape {s:?}; expected (batch, seq_len, ...)"
+        ))),
+    }
 }
 
 impl SeqMask {
     /// The mask of `Embedding(mask_zero=True)`: token id 0 is padding. `tokens` u32 `(B, T)`.
     pub fn from_tokens(rec: &mut Recorder<'_>, tokens: &DeviceTensor) -> Result<Self> {
         let ctx = rec.ctx();
-        let (b, t) = match tokens.shape() {
-            &[b, t] if b > 0 && t > 0 => (b, t),
-            s => {
-                return Err(Error::Shape(format!(
-                    "mask tokens have shape {s:?}; expected (batch, seq_len)"
-                )));
-            }
-        };
+        let (b, t) = bt_of(tokens.shape(), "mask tokens")?;
         tokens.expect(ctx, "mask tokens", DType::U32, &[b, t])?;
-        let spans = buffers::zeros(ctx, "mask spans", 3 * b)?;
+        let valid = buffers::zeros(ctx, "mask", b * t)?;
         let spare = buffers::zeros(ctx, "spare", 1)?;
-        seq_mask::spans_from_tokens(rec, tokens.buffer(), &spans, &spare, (b, t))?;
-        Self::finish(ctx, spans, b, t)
+        seq_mask::valid_from_tokens(rec, tokens.buffer(), &valid, &spare, (b, t))?;
+        Ok(Self { valid, b, t })
     }
 
     /// The mask of Keras `Masking(mask_value)`: a step is masked when every feature equals
     /// `mask_value`. `x` f32 `(B, T, F)`.
     pub fn from_values(rec: &mut Recorder<'_>, x: &DeviceTensor, mask_value: f32) -> Result<Self> {
         let ctx = rec.ctx();
-        let (b, t, f) = match x.shape() {
-            &[b, t, f] if b * t * f > 0 => (b, t, f),
+        let (b, t) = bt_of(x.shape(), "masked input")?;
+        let f = match x.shape() {
+            &[_, _, f] if f > 0 => f,
             s => {
                 return Err(Error::Shape(format!(
                     "masked input has shape {s:?}; expected (batch, seq_len, features)"
@@ -73,28 +75,41 @@ impl SeqMask {
             }
         };
         x.expect(ctx, "masked input", DType::F32, &[b, t, f])?;
-        let spans = buffers::zeros(ctx, "mask spans", 3 * b)?;
+        let valid = buffers::zeros(ctx, "mask", b * t)?;
         let spare = buffers::zeros(ctx, "spare", 1)?;
-        seq_mask::spans_from_values(rec, x.buffer(), &spans, &spare, (b, t, f), mask_value)?;
-        Self::finish(ctx, spans, b, t)
+        seq_mask::valid_from_values(rec, x.buffer(), &valid, &spare, (b, t, f), mask_value)?;
+        Ok(Self { valid, b, t })
     }
 
-    fn finish(ctx: &crate::Context, spans: wgpu::Buffer, b: usize, t: usize) -> Result<Self> {
-        // The lengths are the last B u32s: copied into their own tensor so layers bind them.
-        let lengths = buffers::zeros(ctx, "mask lengths", b)?;
-        Ok(Self {
-            lengths: DeviceTensor::from_buffer(ctx, lengths, &[b], DType::U32)?,
-            spans,
-            b,
-            t,
-        })
+    /// Every step of every sequence valid (a layer without a mask).
+    pub fn full(ctx: &crate::Context, b: usize, t: usize) -> Result<Self> {
+        let n = b
+            .checked_mul(t)
+            .ok_or_else(|| Error::Limit(format!("a ({b}, {t}) mask overflows usize")))?;
+        let valid = buffers::upload(ctx, "mask", &vec![1u32; n])?;
+        Ok(Self { valid, b, t })
     }
 
-    /// Records the copy of the lengths out of the spans buffer (call once per recording,
-    /// after the spans were written; `MaskedRecurrent` does).
-    fn record_lengths(&self, rec: &mut Recorder<'_>) {
-        let b = self.b as u64;
-        rec.copy(&self.spans, 8 * b, self.lengths.buffer(), 0, 4 * b);
+    /// Records `dst = x` at valid steps and 0 at masked ones (`x`, `dst` `(B, T, F)`): Keras
+    /// Masking's output, and its gradient.
+    pub fn record_apply(&self, rec: &mut Recorder<'_>, x: &DeviceTensor) -> Result<DeviceTensor> {
+        let ctx = rec.ctx();
+        let f = match x.shape() {
+            &[b, t, f] if (b, t) == (self.b, self.t) => f,
+            s => {
+                return Err(Error::Shape(format!(
+                    "masked tensor has shape {s:?}; the mask is for {:?}",
+                    (self.b, self.t)
+                )));
+            }
+        };
+        let out = DeviceTensor::zeros(ctx, x.shape(), DType::F32)?;
+        seq_mask::apply_valid(
+            rec,
+            (x.buffer(), &self.valid, out.buffer()),
+            (self.b, self.t, f),
+        )?;
+        Ok(out)
     }
 
     /// `(B, T)` the mask was made for.
@@ -102,9 +117,9 @@ impl SeqMask {
         (self.b, self.t)
     }
 
-    /// Valid steps per sequence, u32 `(B)` (filled when the recording runs).
-    pub fn lengths(&self) -> &DeviceTensor {
-        &self.lengths
+    /// The valid flags, u32 `(B, T)` (1 = valid).
+    pub fn valid(&self) -> &wgpu::Buffer {
+        &self.valid
     }
 }
 
@@ -128,7 +143,8 @@ pub struct MaskedRecurrent<'a> {
 /// What a masked training forward keeps.
 struct MaskTape {
     inner: Tape,
-    mask: SeqMask,
+    tables: wgpu::Buffer,
+    dims: (usize, usize),
     f_in: usize,
     f_out: usize,
 }
@@ -164,23 +180,34 @@ impl MaskedRecurrent<'_> {
         let ctx = rec.ctx();
         let (b, t, f) = self.dims(x, mask)?;
         let o = self.options;
-        mask.record_lengths(rec);
+        let tables = buffers::zeros(ctx, "mask tables", seq_mask::tables_len(b, t)?)?;
+        let spare = buffers::zeros(ctx, "spare", 1)?;
+        seq_mask::tables(rec, &mask.valid, &tables, &spare, (b, t), o.go_backwards)?;
+        let lengths = DeviceTensor::zeros(ctx, &[b], DType::U32)?;
+        rec.copy(
+            &tables,
+            (8 * b * t) as u64,
+            lengths.buffer(),
+            0,
+            (4 * b) as u64,
+        );
         let packed = buffers::zeros(ctx, "packed input", b * t * f)?;
         let dims = (b, t, f);
+        let rev = o.go_backwards;
         seq_mask::record(
             rec,
             Move::Pack,
             x.buffer(),
-            &mask.spans,
+            &tables,
             &packed,
             dims,
-            o.go_backwards,
+            rev,
             false,
         )?;
         let xp = DeviceTensor::from_buffer(ctx, packed, &[b, t, f], DType::F32)?;
         let fwd = self
             .layer
-            .record_forward_packed(rec, &xp, &mask.lengths, train)?;
+            .record_forward_packed(rec, &xp, &lengths, train)?;
         let f_out = *fwd.y.shape().last().unwrap_or(&0);
         let out = buffers::zeros(ctx, "masked output", b * t * f_out)?;
         let carry = !o.zero_output_for_mask;
@@ -188,7 +215,7 @@ impl MaskedRecurrent<'_> {
             rec,
             Move::UnpackOut,
             fwd.y.buffer(),
-            &mask.spans,
+            &tables,
             &out,
             (b, t, f_out),
             o.go_backwards,
@@ -200,7 +227,8 @@ impl MaskedRecurrent<'_> {
                 origin,
                 MaskTape {
                     inner,
-                    mask: mask.clone(),
+                    tables: tables.clone(),
+                    dims: (b, t),
                     f_in: f,
                     f_out,
                 },
@@ -209,7 +237,7 @@ impl MaskedRecurrent<'_> {
         Ok(Forward {
             y: DeviceTensor::from_buffer(ctx, out, &[b, t, f_out], DType::F32)?,
             state: fwd.state,
-            lengths: Some(mask.lengths.clone()),
+            lengths: Some(lengths),
             tape,
         })
     }
@@ -224,7 +252,7 @@ impl MaskedRecurrent<'_> {
     ) -> Result<DeviceTensor> {
         let ctx = rec.ctx();
         let mt: &MaskTape = tape.open_any()?;
-        let (b, t) = mt.mask.dims();
+        let (b, t) = mt.dims;
         let o = self.options;
         let dy = match &grads.dy {
             Some(dy) => {
@@ -234,7 +262,7 @@ impl MaskedRecurrent<'_> {
                     rec,
                     Move::PackDy,
                     dy.buffer(),
-                    &mt.mask.spans,
+                    &mt.tables,
                     &packed,
                     (b, t, mt.f_out),
                     o.go_backwards,
@@ -264,7 +292,7 @@ impl MaskedRecurrent<'_> {
             rec,
             Move::UnpackDx,
             dxp.buffer(),
-            &mt.mask.spans,
+            &mt.tables,
             &dx,
             (b, t, mt.f_in),
             o.go_backwards,

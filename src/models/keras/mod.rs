@@ -23,6 +23,9 @@ mod builder;
 mod config;
 mod config_values;
 pub(crate) mod cpu;
+mod gpu;
+#[cfg(test)]
+mod cross_tests;
 #[cfg(test)]
 mod grad_tests;
 mod init;
@@ -40,6 +43,7 @@ pub use backend::{
 };
 pub use builder::SequentialBuilder;
 pub use config::{ParsedConfig, parse as parse_config, parse_str as parse_config_str};
+pub use gpu::GpuBackend;
 pub use loss::{KerasLoss, Target, keras_loss, regularization};
 pub use model::Sequential;
 pub use plan::{ModelSpec, PlannedLayer, fmt_shape};
