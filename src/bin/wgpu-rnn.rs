@@ -1,6 +1,6 @@
 //! `wgpu-rnn` command line: `info` (adapters, limits) and `verify FILE...` (golden cases).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -277,7 +277,7 @@ fn verify(files: &[PathBuf], backend: BackendArg) -> ExitCode {
     }
 }
 
-fn summary(config: &PathBuf) -> ExitCode {
+fn summary(config: &Path) -> ExitCode {
     // Regular files only (a FIFO is refused, not waited on), within the host-memory cap.
     let text = match wgpu_rnn::limits::read_regular_file(config).and_then(|b| {
         String::from_utf8(b)

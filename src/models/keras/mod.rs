@@ -23,9 +23,9 @@ mod builder;
 mod config;
 mod config_values;
 pub(crate) mod cpu;
-mod gpu;
 #[cfg(test)]
 mod cross_tests;
+mod gpu;
 #[cfg(test)]
 mod grad_tests;
 mod init;
