@@ -10,6 +10,7 @@
 //! "predict an empty frame"), then a 10-frame autoregressive rollout is drawn to a GIF.
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -74,7 +75,13 @@ struct Plan {
     lr: f32,
 }
 
-fn plan(a: &Args) -> Plan {
+fn bad_arg(msg: String) -> wgpu_rnn::Error {
+    wgpu_rnn::Error::Config(msg)
+}
+
+/// The run's sizes from the preset and the overrides; every override is checked here, before
+/// any data is loaded or anything is trained.
+fn plan(a: &Args) -> Result<Plan> {
     let layer = |filters, k| ConvLstmLayerSpec {
         filters,
         kernel: (k, k),
@@ -129,7 +136,7 @@ fn plan(a: &Args) -> Plan {
         p.train = n;
     }
     if let Some(n) = a.heldout {
-        p.heldout = n.max(1);
+        p.heldout = n;
     }
     if let Some(lr) = a.lr {
         p.lr = lr;
@@ -137,7 +144,57 @@ fn plan(a: &Args) -> Plan {
     if let Some(f) = a.filters {
         p.layers.iter_mut().for_each(|l| l.filters = f);
     }
-    p
+    if p.epochs == 0 {
+        return Err(bad_arg("--epochs 0: train for at least 1 epoch".into()));
+    }
+    if p.train < p.batch {
+        return Err(bad_arg(format!(
+            "--train {}: at least one batch of {} training sequences is needed",
+            p.train, p.batch
+        )));
+    }
+    if p.heldout == 0 {
+        return Err(bad_arg(
+            "--heldout 0: at least 1 held-out sequence is needed to score the model".into(),
+        ));
+    }
+    if !(p.lr.is_finite() && p.lr > 0.0) {
+        return Err(bad_arg(format!(
+            "--lr {}: the learning rate must be a positive finite number",
+            p.lr
+        )));
+    }
+    if p.train.checked_add(p.heldout).is_none() {
+        return Err(bad_arg(format!(
+            "--train {} plus --heldout {} overflows",
+            p.train, p.heldout
+        )));
+    }
+    Ok(p)
+}
+
+/// The model for `rows x cols` frames (also used to check the configuration before any data
+/// is loaded).
+fn model_config(p: &Plan, rows: usize, cols: usize, seed: u64) -> NextFrameConfig {
+    NextFrameConfig {
+        rows,
+        cols,
+        channels: 1,
+        layers: p.layers.clone(),
+        head_kernel: p.head_kernel,
+        head_bias_init: -3.0,
+        optimizer: OptimizerConfig {
+            clip_norm: Some(1.0),
+            ..OptimizerConfig::adam(p.lr)
+        },
+        seed,
+    }
+}
+
+/// GIF magnification: small frames scaled up to roughly 200 pixels per sequence, within the
+/// 1..=16 the GIF writer accepts.
+fn gif_scale(cols: usize) -> usize {
+    (192 / cols.max(1)).clamp(2, 16)
 }
 
 /// Train and held-out sequences, [N, T, H, W, 1] in [0, 1].
@@ -162,24 +219,39 @@ fn load_data(a: &Args, p: &Plan) -> Result<(Array5<f32>, Array5<f32>, String)> {
             )
         }
     };
+    let (count, frames, rows, cols, _) = all.dim();
+    if frames < 2 {
+        return Err(wgpu_rnn::Error::Data(format!(
+            "{source}: sequences of {frames} frame(s); next-frame prediction needs at least 2"
+        )));
+    }
+    if p.downscale > 1 && (rows < p.downscale || cols < p.downscale) {
+        return Err(wgpu_rnn::Error::Data(format!(
+            "{source}: frames of {rows}x{cols} pixels are smaller than the {}x downscale of \
+             this configuration",
+            p.downscale
+        )));
+    }
     let all = if p.downscale > 1 {
         data::downscale(all.view(), p.downscale)?
     } else {
         all
     };
-    // A data file may hold fewer sequences than asked for: then half of them are held out.
-    let heldout = if all.dim().0 >= n {
-        p.heldout
-    } else {
-        (all.dim().0 / 2).max(1)
-    };
-    let n = all.dim().0.min(n);
-    let train = all
-        .slice(s![..n - heldout, ..p.frames, .., .., ..])
-        .to_owned();
-    let held = all
-        .slice(s![n - heldout..n, ..p.frames, .., .., ..])
-        .to_owned();
+    // A data file may hold fewer sequences than asked for: then half of them are held out,
+    // as long as a whole training batch and one held-out sequence remain.
+    let heldout = if count >= n { p.heldout } else { count / 2 };
+    let n = count.min(n);
+    if heldout == 0 || n - heldout < p.batch {
+        return Err(wgpu_rnn::Error::Data(format!(
+            "{source}: {count} sequence(s); this run needs at least one training batch of {} \
+             plus 1 held-out sequence ({} in all)",
+            p.batch,
+            p.batch + 1
+        )));
+    }
+    let t = frames.min(p.frames);
+    let train = all.slice(s![..n - heldout, ..t, .., .., ..]).to_owned();
+    let held = all.slice(s![n - heldout..n, ..t, .., .., ..]).to_owned();
     Ok((train, held, source))
 }
 
@@ -229,9 +301,23 @@ fn evaluate(model: &mut NextFrameModel, held: &Array5<f32>, batch: usize) -> Res
     })
 }
 
-fn main() -> Result<()> {
-    let args = Args::parse();
-    let p = plan(&args);
+fn main() -> ExitCode {
+    // Errors print in words (Display), e.g. "limit exceeded: ... the limit is ...".
+    match run(Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("next_frame: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> Result<()> {
+    let p = plan(&args)?;
+    // The model's sizes are checked (against the host-memory cap too) before any data is
+    // loaded, with the frame size the preset makes.
+    let side = 64 / p.downscale;
+    model_config(&p, side, side, args.seed).validate()?;
     std::fs::create_dir_all(&args.out).map_err(|e| wgpu_rnn::Error::Io {
         path: args.out.display().to_string(),
         msg: e.to_string(),
@@ -249,18 +335,10 @@ fn main() -> Result<()> {
         train.dim().0,
         held.dim().0
     );
-    let config = NextFrameConfig {
-        rows,
-        cols,
-        channels: 1,
-        layers: p.layers.clone(),
-        head_kernel: p.head_kernel,
-        head_bias_init: -3.0,
-        optimizer: OptimizerConfig {
-            clip_norm: Some(1.0),
-            ..OptimizerConfig::adam(p.lr)
-        },
-        seed: args.seed,
+    let config = model_config(&p, rows, cols, args.seed);
+    let gif = GifOptions {
+        scale: gif_scale(cols),
+        ..GifOptions::default()
     };
     let mut model = NextFrameModel::new(ctx.clone(), config)?;
     println!(
@@ -281,6 +359,7 @@ fn main() -> Result<()> {
         before.bce, before.mse_model, before.mse_copy_last, before.mse_blank
     );
     let (mut train_loss, mut held_loss) = (Vec::new(), Vec::new());
+    // load_data guarantees at least one whole batch, so every reported loss was computed.
     let batches = train.dim().0 / p.batch;
     let mut order: Vec<usize> = (0..train.dim().0).collect();
     let mut rng = args.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
@@ -314,7 +393,7 @@ fn main() -> Result<()> {
         }
         bar.finish();
         let secs = t0.elapsed().as_secs_f64();
-        train_loss.push(sum / batches.max(1) as f64);
+        train_loss.push(sum / batches as f64);
         last = evaluate(&mut model, &held, p.batch)?;
         held_loss.push(last.bce);
         println!(
@@ -354,11 +433,7 @@ fn main() -> Result<()> {
         &args.out.join("rollout.gif"),
         truth_all.view(),
         wide(pred.view())?.view(),
-        &GifOptions {
-            // Small frames scaled up to roughly 200 pixels per sequence.
-            scale: (192 / cols).max(2),
-            ..GifOptions::default()
-        },
+        &gif,
     )?;
     let as_f32 = |v: &[f64]| v.iter().map(|x| *x as f32).collect::<Vec<_>>();
     data::write_loss_chart(

@@ -6,7 +6,8 @@
 //   kind 1 MAE:   ℓ = |p-y|                            g = sign(p-y) / N   (sign(0) = 0, as PyTorch)
 //   kind 2 BCE on logits x: ℓ = max(x,0) - x·y + ln(1 + e^{-|x|})   g = (σ(x) - y) / N
 //   kind 3 BCE on probabilities (Keras 3): q = clamp(p, ε, 1-ε), ℓ = -(y·ln q + (1-y)·ln(1-q)),
-//          g = (q - y) / (q(1-q)) / N for ε ≤ p ≤ 1-ε, else 0 (the clamp's gradient)
+//          g = (q - y) / (q(1-q)) / N for ε ≤ p ≤ 1-ε, else 0 (the clamp's gradient);
+//          a NaN p stays NaN through the clamp, so ℓ and L are NaN, as on the CPU
 //   L = Σ ℓ / N.
 //   softmax_xent, per row r: m = max_j x_j, lse = m + ln Σ_j e^{x_j - m}, S = Σ_j y_j,
 //          ℓ_r = Σ_j y_j (lse - x_j),  g_j = (e^{x_j - lse}·S - y_j) / R,  L = Σ_r ℓ_r / R
@@ -122,7 +123,9 @@ fn pointwise(x: f32, y: f32) -> vec2<f32> {
             return vec2<f32>(l, sigmoid(x) - y);
         }
         default: {
-            let q = clamp(x, p.eps, 1.0 - p.eps);
+            // A NaN prediction stays NaN (clamp may return a bound for NaN); tested on the bits.
+            let nan = (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u;
+            let q = select(clamp(x, p.eps, 1.0 - p.eps), x, nan);
             let l = -(y * log(q) + (1.0 - y) * log(1.0 - q));
             let inside = x >= p.eps && x <= 1.0 - p.eps;
             return vec2<f32>(l, select(0.0, (q - y) / (q * (1.0 - q)), inside));

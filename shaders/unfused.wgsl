@@ -63,7 +63,9 @@ fn sigmoid(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid
     let i = index(wid, lid, nwg);
     if (i < p.n) {
         let x = a[at(i, p.a_off, p.a_rs)];
-        dst[at(i, p.d_off, p.d_rs)] = select(exp(x) / (1.0 + exp(x)), 1.0 / (1.0 + exp(-x)), x >= 0.0);
+        let s = select(exp(x) / (1.0 + exp(x)), 1.0 / (1.0 + exp(-x)), x >= 0.0);
+        // NaN stays NaN, as in the fused kernels (activations.wgsl); tested on the bits.
+        dst[at(i, p.d_off, p.d_rs)] = select(s, x, (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u);
     }
 }
 
@@ -71,7 +73,9 @@ fn sigmoid(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid
 fn tanh_op(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = index(wid, lid, nwg);
     if (i < p.n) {
-        dst[at(i, p.d_off, p.d_rs)] = tanh(clamp(a[at(i, p.a_off, p.a_rs)], -15.0, 15.0));
+        let x = a[at(i, p.a_off, p.a_rs)];
+        let nan = (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u;
+        dst[at(i, p.d_off, p.d_rs)] = select(tanh(clamp(x, -15.0, 15.0)), x, nan);
     }
 }
 

@@ -6,9 +6,13 @@
 //! GEMM kernels alone (`bench/gemm.rs`).
 
 mod gemm;
+mod options;
 mod report;
 
+pub use options::{BenchOptions, CELLS, IMPLS, Impl, MAX_RUNS, impl_names, parse_shapes};
 pub use report::{compare, table};
+
+use options::check_shape_memory;
 
 use std::time::Instant;
 
@@ -23,27 +27,6 @@ use crate::layers::convlstm::{ConvLstm2d, ConvLstm2dConfig, Padding};
 use crate::layers::gru::{Gru, GruConfig};
 use crate::layers::lstm::{Lstm, LstmConfig};
 use crate::layers::simple_rnn::{SimpleRnn, SimpleRnnConfig};
-
-/// What to run.
-#[derive(Clone, Debug)]
-pub struct BenchOptions {
-    /// Small shapes for software adapters (always includes LSTM B8 T100 I128 H128).
-    pub quick: bool,
-    /// Cells: any of lstm, gru, rnn, convlstm2d.
-    pub cells: Vec<String>,
-    /// Timed runs per measurement (at least 5; the median is reported).
-    pub runs: usize,
-    /// Implementations to run: any of persistent, stepwise, unfused, cpu (empty: all).
-    pub impls: Vec<String>,
-    /// Recurrent-cell shapes (B, T, I, H) replacing the defaults (empty: `quick` decides).
-    pub shapes: Vec<(usize, usize, usize, usize)>,
-}
-
-impl BenchOptions {
-    fn wants(&self, imp: &str) -> bool {
-        self.impls.is_empty() || self.impls.iter().any(|i| i == imp)
-    }
-}
 
 /// The adapter a report was measured on.
 #[derive(Clone, Debug, Serialize)]
@@ -159,27 +142,6 @@ struct Case {
     flops: f64,
 }
 
-/// Parses `"B,T,I,H;B,T,I,H"` (the CLI's `--shapes`).
-pub fn parse_shapes(text: &str) -> Result<Vec<(usize, usize, usize, usize)>> {
-    text.split(';')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| {
-            let v: Vec<usize> = s
-                .split(',')
-                .map(|n| n.trim().parse::<usize>())
-                .collect::<std::result::Result<_, _>>()
-                .map_err(|e| Error::Config(format!("shape {s:?}: {e} (expected B,T,I,H)")))?;
-            match v[..] {
-                [b, t, i, h] if b * t * i * h > 0 => Ok((b, t, i, h)),
-                _ => Err(Error::Config(format!(
-                    "shape {s:?}: expected four positive numbers B,T,I,H"
-                ))),
-            }
-        })
-        .collect()
-}
-
 fn recurrent_cases(cell: &'static str, gates: usize, opts: &BenchOptions) -> Vec<Case> {
     let shapes: &[(usize, usize, usize, usize)] = if !opts.shapes.is_empty() {
         &opts.shapes
@@ -257,6 +219,10 @@ pub fn run(opts: &BenchOptions, gpu: &Backend) -> Result<BenchReport> {
             "bench needs a GPU backend (the CPU reference runs beside it)".into(),
         ));
     };
+    opts.validate()?;
+    for &(b, t, i, h) in &opts.shapes {
+        check_shape_memory(b, t, i, h)?;
+    }
     let runs = opts.runs.max(5);
     let timed = ctx.has_timestamps();
     ctx.set_profiling(timed);
@@ -286,16 +252,18 @@ pub fn run(opts: &BenchOptions, gpu: &Backend) -> Result<BenchReport> {
             "convlstm2d" => vec![convlstm_case(opts.quick)],
             other => {
                 return Err(Error::Config(format!(
-                    "unknown cell {other:?}: lstm, gru, rnn, convlstm2d, gemm"
+                    "unknown cell {other:?}: expected one of {}",
+                    CELLS.join(", ")
                 )));
             }
         };
         for case in cases {
-            for (name, backend, algo) in [
-                ("persistent", gpu.clone(), Algorithm::Persistent),
-                ("stepwise", gpu.clone(), Algorithm::Stepwise),
-                ("cpu", Backend::Cpu, Algorithm::Auto),
-            ] {
+            for &(name, imp) in IMPLS {
+                let (backend, algo) = match imp {
+                    Impl::Gpu(a) => (gpu.clone(), a),
+                    Impl::Cpu => (Backend::Cpu, Algorithm::Auto),
+                    Impl::Unfused => continue,
+                };
                 if !opts.wants(name) {
                     continue;
                 }
@@ -323,6 +291,13 @@ pub fn run(opts: &BenchOptions, gpu: &Backend) -> Result<BenchReport> {
         }
     }
     ctx.set_profiling(false);
+    if report.results.is_empty() {
+        return Err(Error::Config(format!(
+            "nothing was measured: cells {:?} with implementations {:?} (see the lines above \
+             for implementations skipped at a limit)",
+            opts.cells, opts.impls
+        )));
+    }
     Ok(report)
 }
 
@@ -494,18 +469,6 @@ fn summarize(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parse_shapes_reads_lists_and_names_bad_entries() {
-        let v = parse_shapes("8,100,128,128; 1,1000,64,64").unwrap();
-        assert_eq!(v, vec![(8, 100, 128, 128), (1, 1000, 64, 64)]);
-        assert!(parse_shapes("").unwrap().is_empty());
-        let e = parse_shapes("8,100,128").unwrap_err().to_string();
-        assert!(e.contains("8,100,128"), "{e}");
-        let e = parse_shapes("8,0,128,128").unwrap_err().to_string();
-        assert!(e.contains("positive"), "{e}");
-        assert!(parse_shapes("8,x,1,1").is_err());
-    }
 
     #[test]
     fn compare_joins_rows_present_in_both_reports() {

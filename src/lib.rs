@@ -13,6 +13,7 @@ pub mod error;
 pub(crate) mod gpu;
 pub(crate) mod kernels;
 pub mod layer;
+pub mod limits;
 pub mod tensor;
 
 pub use algorithm::Algorithm;

@@ -142,7 +142,11 @@ fn the_next_frame_example_shape_matches_cpu() {
     l.set_algorithm(Algorithm::Persistent);
     let x = Array5::<f32>::zeros((1, 2, 32, 32, 1));
     let e = l.forward(x.view(), None).unwrap_err();
-    assert!(e.to_string().contains("2*32*32*16 = 32768 <= 4000"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("2*32*32*16 = 32768 floats of workgroup memory, the limit is 4000"),
+        "{e}"
+    );
     let mut small = ConvLstm2dConfig::new(9, 7, 2, 3, (3, 3));
     small.padding = Padding::Same;
     small.recurrent_activation = Activation::HardSigmoid;

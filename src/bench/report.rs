@@ -82,6 +82,60 @@ fn row_key(r: &serde_json::Value) -> String {
     )
 }
 
+/// Checks one result row of a report and returns its `(impl, median_ms)`: `cell`, `pass`
+/// and `impl` are strings, the sizes are positive integers (`B`, `T` and `I`, `H`, or
+/// `frame` and `filters`; or `M`, `K`, `N` for GEMM rows), and `median_ms` is a finite
+/// positive number. The error names the field and its value.
+fn check_row(r: &serde_json::Value) -> std::result::Result<(String, f64), String> {
+    let text = |k: &str| -> std::result::Result<&str, String> {
+        match r.get(k) {
+            Some(serde_json::Value::String(s)) => Ok(s),
+            Some(v) => Err(format!("{k} = {v} is not a string")),
+            None => Err(format!("no {k}")),
+        }
+    };
+    let size = |k: &str| -> std::result::Result<u64, String> {
+        match r.get(k) {
+            Some(v) => v
+                .as_u64()
+                .filter(|&n| n > 0)
+                .ok_or_else(|| format!("{k} = {v} is not a positive integer")),
+            None => Err(format!("no {k}")),
+        }
+    };
+    text("cell")?;
+    text("pass")?;
+    let imp = text("impl")?.to_string();
+    if r.get("M").is_some() {
+        for k in ["M", "K", "N"] {
+            size(k)?;
+        }
+    } else {
+        size("B")?;
+        size("T")?;
+        if r.get("I").is_some() || r.get("H").is_some() {
+            size("I")?;
+            size("H")?;
+        } else {
+            let frame = r.get("frame").ok_or("no I, H or frame")?;
+            size("filters")?;
+            let ok = frame.as_array().is_some_and(|a| {
+                a.len() == 3 && a.iter().all(|d| d.as_u64().is_some_and(|d| d > 0))
+            });
+            if !ok {
+                return Err(format!("frame = {frame} is not three positive integers"));
+            }
+        }
+    }
+    let med = r.get("median_ms").ok_or("no median_ms")?;
+    match med.as_f64() {
+        Some(v) if v.is_finite() && v > 0.0 => Ok((imp, v)),
+        _ => Err(format!(
+            "median_ms = {med} is not a positive finite number of milliseconds"
+        )),
+    }
+}
+
 /// A side-by-side table of two reports (this crate's and, say, `bench/pytorch_baseline.py`'s
 /// on the same machine): one row per (cell, pass, shape) both contain, every implementation's
 /// median, and `b/a` = the second report's best median over the first's (above 1: the first
@@ -94,11 +148,9 @@ pub fn compare(a: &serde_json::Value, b: &serde_json::Value) -> Result<String> {
                 .as_array()
                 .ok_or_else(|| Error::Format(format!("report {which} has no results array")))?;
             let mut m: BTreeMap<String, Vec<(String, f64)>> = BTreeMap::new();
-            for r in list {
-                let med = r["median_ms"].as_f64().ok_or_else(|| {
-                    Error::Format(format!("report {which}: a result has no median_ms"))
-                })?;
-                let imp = r["impl"].as_str().unwrap_or("?").to_string();
+            for (n, r) in list.iter().enumerate() {
+                let (imp, med) = check_row(r)
+                    .map_err(|e| Error::Format(format!("report {which}, results[{n}]: {e}")))?;
                 m.entry(row_key(r)).or_default().push((imp, med));
             }
             Ok(m)

@@ -1,6 +1,6 @@
 //! `wgpu-rnn` command line: `info` (adapters, limits) and `verify FILE...` (golden cases).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -81,8 +81,9 @@ enum Cmd {
 
 fn compare(a: &PathBuf, b: &PathBuf) -> ExitCode {
     let read = |p: &PathBuf| -> Result<serde_json::Value, String> {
-        let text = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
-        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", p.display()))
+        // Regular files only, within the host-memory cap: a FIFO is refused, not waited on.
+        let bytes = wgpu_rnn::limits::read_regular_file(p).map_err(|e| e.to_string())?;
+        serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", p.display()))
     };
     match (read(a), read(b)) {
         (Ok(va), Ok(vb)) => match wgpu_rnn::bench::compare(&va, &vb) {
@@ -110,34 +111,44 @@ fn bench(
     impls: &str,
     shapes: Option<&str>,
 ) -> ExitCode {
-    let shapes = match wgpu_rnn::bench::parse_shapes(shapes.unwrap_or("")) {
-        Ok(s) => s,
+    let shapes = match shapes.map(wgpu_rnn::bench::parse_shapes).transpose() {
+        Ok(s) => s.unwrap_or_default(),
         Err(e) => {
             eprintln!("wgpu-rnn bench: {e}");
             return ExitCode::FAILURE;
         }
     };
+    let list = |text: &str| -> Vec<String> {
+        text.split(',')
+            .map(|c| c.trim().to_string())
+            .filter(|c| !c.is_empty())
+            .collect()
+    };
+    let opts = wgpu_rnn::bench::BenchOptions {
+        quick,
+        cells: list(cells),
+        runs,
+        impls: list(impls),
+        shapes,
+    };
+    // Names are checked before the adapter is opened, so a typo fails at once.
+    if opts.impls.is_empty() {
+        eprintln!(
+            "wgpu-rnn bench: --impls {impls:?} names no implementation; expected some of {}",
+            wgpu_rnn::bench::impl_names().join(", ")
+        );
+        return ExitCode::FAILURE;
+    }
+    if let Err(e) = opts.validate() {
+        eprintln!("wgpu-rnn bench: {e}");
+        return ExitCode::FAILURE;
+    }
     let gpu = match Backend::gpu() {
         Ok(b) => b,
         Err(e) => {
             eprintln!("wgpu-rnn: {e}");
             return ExitCode::FAILURE;
         }
-    };
-    let opts = wgpu_rnn::bench::BenchOptions {
-        quick,
-        cells: cells
-            .split(',')
-            .map(|c| c.trim().to_string())
-            .filter(|c| !c.is_empty())
-            .collect(),
-        runs,
-        impls: impls
-            .split(',')
-            .map(|c| c.trim().to_string())
-            .filter(|c| !c.is_empty())
-            .collect(),
-        shapes,
     };
     let report = match wgpu_rnn::bench::run(&opts, &gpu) {
         Ok(r) => r,
@@ -266,11 +277,15 @@ fn verify(files: &[PathBuf], backend: BackendArg) -> ExitCode {
     }
 }
 
-fn summary(config: &PathBuf) -> ExitCode {
-    let text = match std::fs::read_to_string(config) {
+fn summary(config: &Path) -> ExitCode {
+    // Regular files only (a FIFO is refused, not waited on), within the host-memory cap.
+    let text = match wgpu_rnn::limits::read_regular_file(config).and_then(|b| {
+        String::from_utf8(b)
+            .map_err(|e| wgpu_rnn::Error::Format(format!("{}: {e}", config.display())))
+    }) {
         Ok(t) => t,
         Err(e) => {
-            eprintln!("wgpu-rnn summary: {}: {e}", config.display());
+            eprintln!("wgpu-rnn summary: {e}");
             return ExitCode::FAILURE;
         }
     };

@@ -52,15 +52,14 @@ pub(crate) fn check_shape(name: &str, got: &[usize], expected: &[usize]) -> Resu
 
 /// Validates the dims of a cell without projection (GRU, RNN): the LSTM rules plus
 /// `proj_size == 0`, since only the LSTM has a projection (`Error::Config` otherwise).
-pub(crate) fn validate_unprojected(d: &LstmDims, cell: &str) -> Result<()> {
-    d.validate()?;
+pub(crate) fn validate_unprojected(d: &LstmDims, cell: &str, gates: usize) -> Result<()> {
     if d.proj_size != 0 {
         return Err(Error::Config(format!(
             "proj_size is {}; {cell} has no projection, so it must be 0",
             d.proj_size
         )));
     }
-    Ok(())
+    d.validate_cell(gates)
 }
 
 /// Checks that the parameter list has one cell per layer-direction (`Error::Shape`).
@@ -161,6 +160,22 @@ pub(crate) fn check_x_h0(d: &LstmDims, x: &[usize], h0: &[usize]) -> Result<(usi
         )));
     }
     check_shape("h0", h0, &[d.cell_count(), batch, d.out_size()])?;
+    // The sequence tensors every backend allocates, checked before any of them exists.
+    crate::limits::host_f32(
+        &format!(
+            "the output sequence (T {seq} x B {batch} x {} directions x {} features)",
+            d.directions(),
+            d.out_size()
+        ),
+        &[seq, batch, d.directions(), d.out_size()],
+    )?;
+    crate::limits::host_f32(
+        &format!(
+            "one layer-direction's gates (T {seq} x B {batch} x up to 4 gates x hidden_size {})",
+            d.hidden_size
+        ),
+        &[seq, batch, 4, d.hidden_size],
+    )?;
     Ok((seq, batch))
 }
 

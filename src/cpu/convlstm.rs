@@ -19,8 +19,9 @@ use super::common::{Filler, cast_array, check_shape};
 use super::conv::{
     ConvGeom, kernel_matrix, rows_to_seq, rows_to_state, seq_to_rows, state_to_rows,
 };
-use super::real::{Real, sigmoid, tanh};
+use super::real::{Real, hard_sigmoid, relu, sigmoid, tanh};
 use crate::error::{Error, Result};
+use crate::limits;
 
 pub use super::convlstm_backward::{convlstm_backward, convlstm_loss};
 
@@ -70,15 +71,11 @@ impl Activation {
 
     /// Applies the activation to one value.
     pub fn apply<T: Real>(self, x: T) -> T {
-        let zero = T::zero();
         match self {
             Self::Tanh => tanh(x),
-            Self::Relu => x.max(zero),
+            Self::Relu => relu(x),
             Self::Sigmoid => sigmoid(x),
-            Self::HardSigmoid => {
-                let (three, six) = (T::from_f64(3.0), T::from_f64(6.0));
-                (x + three).max(zero).min(six) / six
-            }
+            Self::HardSigmoid => hard_sigmoid(x),
             Self::Linear => x,
         }
     }
@@ -122,13 +119,21 @@ fn axis_geometry(
     dilation: usize,
     padding: Padding,
 ) -> Option<(usize, usize, usize)> {
-    let eff = kernel.saturating_sub(1).saturating_mul(dilation) + 1;
+    // Saturating: an absurd kernel must reach the size checks, not overflow here.
+    let eff = kernel
+        .saturating_sub(1)
+        .saturating_mul(dilation)
+        .saturating_add(1);
     let stride = stride.max(1);
     match padding {
         Padding::Valid => (eff <= len).then(|| ((len - eff) / stride + 1, 0, 0)),
         Padding::Same => {
             let out = len.div_ceil(stride);
-            let total = (out.saturating_sub(1) * stride + eff).saturating_sub(len);
+            let total = out
+                .saturating_sub(1)
+                .saturating_mul(stride)
+                .saturating_add(eff)
+                .saturating_sub(len);
             // TF rule: the smaller half goes before, the extra one after.
             Some((out, total / 2, total - total / 2))
         }
@@ -259,7 +264,38 @@ impl ConvLstmDims {
                 self.strides, self.dilation
             )));
         }
-        self.out_hw().map(|_| ())
+        let (ho, wo) = self.out_hw()?;
+        // Sizes in checked arithmetic, against the host-memory cap, before any allocation.
+        let (kh, kw) = self.kernel;
+        let what = "ConvLSTM2D parameter count";
+        let g = limits::count(what, &[4, self.filters])?;
+        let taps = limits::count(what, &[kh, kw])?;
+        let chans = limits::sum(what, &[self.in_channels, self.filters])?;
+        let params = limits::sum(what, &[limits::count(what, &[taps, chans, g])?, g])?;
+        limits::check_host_f32(
+            &format!(
+                "ConvLSTM2D parameters ({params} floats: kernel {kh}x{kw}, in_channels {}, \
+                 filters {})",
+                self.in_channels, self.filters
+            ),
+            params,
+        )?;
+        // One sample's gates for one step, the smallest thing a forward pass holds.
+        limits::host_f32(
+            &format!(
+                "one ConvLSTM2D step of one sample ({ho}x{wo} pixels x 4 x {} filters)",
+                self.filters
+            ),
+            &[ho, wo, g],
+        )?;
+        limits::host_f32(
+            &format!(
+                "one input frame ({}x{} pixels x {} channels)",
+                self.rows, self.cols, self.in_channels
+            ),
+            &[self.rows, self.cols, self.in_channels],
+        )
+        .map(|_| ())
     }
 
     /// Geometry of the input convolution over `x` frames.
@@ -477,6 +513,14 @@ pub fn check_inputs(
     let (ho, wo) = d.out_hw()?;
     check_shape("h0", h0, &[batch, ho, wo, d.filters])?;
     check_shape("c0", c0, &[batch, ho, wo, d.filters])?;
+    // The gates of every step, the largest tensor a forward pass keeps, before any exists.
+    crate::limits::host_f32(
+        &format!(
+            "the gates (B {batch} x T {seq} x {ho}x{wo} pixels x 4 x {} filters)",
+            d.filters
+        ),
+        &[batch, seq, ho, wo, 4, d.filters],
+    )?;
     Ok((batch, seq))
 }
 

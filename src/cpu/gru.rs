@@ -65,7 +65,7 @@ impl<T: Real> GruParams<T> {
     /// All-zero parameters of the right shapes (`Error::Config` if `dims` is invalid or has
     /// a projection).
     pub fn zeros(dims: LstmDims, mode: GruMode) -> Result<Self> {
-        validate_unprojected(&dims, "GRU")?;
+        validate_unprojected(&dims, "GRU", 3)?;
         let cells = zero_cells(&dims, 3);
         Ok(Self { dims, mode, cells })
     }
@@ -76,7 +76,7 @@ impl<T: Real> GruParams<T> {
     /// for it; silently ignoring it would make the forward pass disagree with the caller.
     pub fn validate(&self) -> Result<()> {
         let d = self.dims;
-        validate_unprojected(&d, "GRU")?;
+        validate_unprojected(&d, "GRU", 3)?;
         check_cells(&d, 3, &self.cells, |i, c| {
             if self.mode == GruMode::ResetBefore && c.b_hh.iter().any(|&v| v != T::zero()) {
                 return Err(Error::Config(format!(

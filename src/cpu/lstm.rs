@@ -17,6 +17,7 @@ use super::common::{
 };
 use super::real::{Real, sigmoid, tanh};
 use crate::error::{Error, Result};
+use crate::limits;
 
 pub use super::lstm_backward::{lstm_backward, lstm_loss};
 
@@ -62,8 +63,71 @@ impl LstmDims {
     }
 
     /// Checks that every size is non-zero (except `proj_size`, where 0 means "none") and that
-    /// `proj_size < hidden_size`, which PyTorch requires (`Error::Config` otherwise).
+    /// `proj_size < hidden_size`, which PyTorch requires (`Error::Config` otherwise), and that
+    /// the LSTM's parameters fit the host-memory cap (`Error::Limit`, see [`crate::limits`]).
     pub fn validate(&self) -> Result<()> {
+        self.validate_cell(4)
+    }
+
+    /// [`validate`](Self::validate) for a cell with `gates` row blocks of size H (4 for the
+    /// LSTM, 3 for GRU, 1 for the Elman RNN): the size of its parameters is checked with
+    /// overflow-checked arithmetic against the host-memory cap before anything is allocated.
+    pub fn validate_cell(&self, gates: usize) -> Result<()> {
+        self.validate_sizes()?;
+        let floats = self.param_count(gates).map_err(|e| {
+            Error::Limit(format!(
+                "input_size {}, hidden_size {}, proj_size {}, num_layers {}: {}",
+                self.input_size,
+                self.hidden_size,
+                self.proj_size,
+                self.num_layers,
+                e.to_string().trim_start_matches("limit exceeded: ")
+            ))
+        })?;
+        limits::check_host_f32(
+            &format!(
+                "{} layer(s) x {} direction(s) of parameters ({floats} floats: input_size {}, \
+                 hidden_size {}, {gates} gate(s))",
+                self.num_layers,
+                self.directions(),
+                self.input_size,
+                self.hidden_size
+            ),
+            floats,
+        )
+    }
+
+    /// Number of parameters of the whole stack for a cell with `gates` row blocks
+    /// (`Error::Limit` when it overflows `usize`).
+    pub fn param_count(&self, gates: usize) -> Result<usize> {
+        let what = "parameter count";
+        let g = limits::count(what, &[gates, self.hidden_size])?;
+        let proj = limits::count(what, &[self.proj_size, self.hidden_size])?;
+        let mut total = 0usize;
+        for layer in 0..self.num_layers.min(2) {
+            let cols = limits::sum(
+                what,
+                &[self.layer_input_size_checked(layer)?, self.out_size(), 2],
+            )?;
+            let cell = limits::sum(what, &[limits::count(what, &[g, cols])?, proj])?;
+            // Layers 1.. all have the same size: count layer 1 once, times num_layers - 1.
+            let layers = if layer == 0 { 1 } else { self.num_layers - 1 };
+            let n = limits::count(what, &[cell, layers, self.directions()])?;
+            total = limits::sum(what, &[total, n])?;
+        }
+        Ok(total)
+    }
+
+    /// `layer_input_size` with the `D·H_out` product checked.
+    fn layer_input_size_checked(&self, layer: usize) -> Result<usize> {
+        if layer == 0 {
+            Ok(self.input_size)
+        } else {
+            limits::count("layer input size", &[self.directions(), self.out_size()])
+        }
+    }
+
+    fn validate_sizes(&self) -> Result<()> {
         for (name, v) in [
             ("input_size", self.input_size),
             ("hidden_size", self.hidden_size),

@@ -79,6 +79,25 @@ pub fn tanh<T: Real>(x: T) -> T {
     }
 }
 
+/// `max(x, 0)` that keeps NaN (Rust's `Float::max` would return 0 for a NaN `x`, hiding it;
+/// PyTorch's relu returns NaN). `relu(±inf)` is `inf` / 0.
+pub fn relu<T: Real>(x: T) -> T {
+    if x > T::zero() || x.is_nan() {
+        x
+    } else {
+        T::zero()
+    }
+}
+
+/// Keras 3 `hard_sigmoid`, `relu6(x + 3) / 6`, keeping NaN (see [`relu`]).
+pub fn hard_sigmoid<T: Real>(x: T) -> T {
+    if x.is_nan() {
+        return x;
+    }
+    let (zero, three, six) = (T::zero(), T::from_f64(3.0), T::from_f64(6.0));
+    (x + three).max(zero).min(six) / six
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,6 +139,29 @@ mod tests {
         assert_eq!(sigmoid(0.0f32), 0.5);
         assert!(sigmoid(-200.0f32) >= 0.0 && sigmoid(200.0f32) == 1.0);
         assert!((sigmoid(2.0f64) - 1.0 / (1.0 + (-2.0f64).exp())).abs() < 1e-16);
+    }
+
+    /// Non-finite policy: NaN in, NaN out; ±inf saturate to the activation's limits.
+    #[test]
+    fn activations_keep_nan_and_saturate_infinities() {
+        for f in [sigmoid::<f32>, tanh, relu, hard_sigmoid] {
+            assert!(f(f32::NAN).is_nan());
+        }
+        assert_eq!(
+            [sigmoid(f32::INFINITY), sigmoid(f32::NEG_INFINITY)],
+            [1.0, 0.0]
+        );
+        assert_eq!([tanh(f32::INFINITY), tanh(f32::NEG_INFINITY)], [1.0, -1.0]);
+        assert_eq!(
+            [relu(f32::INFINITY), relu(f32::NEG_INFINITY)],
+            [f32::INFINITY, 0.0]
+        );
+        assert_eq!(
+            [hard_sigmoid(f32::INFINITY), hard_sigmoid(f32::NEG_INFINITY)],
+            [1.0, 0.0]
+        );
+        assert_eq!([relu(-2.0f64), relu(3.0)], [0.0, 3.0]);
+        assert_eq!([hard_sigmoid(0.0f64), hard_sigmoid(-4.0)], [0.5, 0.0]);
     }
 
     #[test]

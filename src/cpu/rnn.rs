@@ -11,7 +11,7 @@ use super::common::{
     validate_unprojected, zero_cells,
 };
 use super::lstm::LstmDims;
-use super::real::{Real, tanh};
+use super::real::{Real, relu, tanh};
 use super::stack::{HCell, HTape, stack_backward, stack_forward};
 use crate::error::Result;
 
@@ -55,7 +55,7 @@ impl<T: Real> RnnParams<T> {
     /// All-zero parameters of the right shapes (`Error::Config` if `dims` is invalid or has
     /// a projection).
     pub fn zeros(dims: LstmDims, nonlinearity: Nonlinearity) -> Result<Self> {
-        validate_unprojected(&dims, "RNN")?;
+        validate_unprojected(&dims, "RNN", 1)?;
         let cells = zero_cells(&dims, 1);
         Ok(Self {
             dims,
@@ -68,7 +68,7 @@ impl<T: Real> RnnParams<T> {
     /// tensor by its PyTorch name, e.g. `weight_hh_l1_reverse`).
     pub fn validate(&self) -> Result<()> {
         let d = self.dims;
-        validate_unprojected(&d, "RNN")?;
+        validate_unprojected(&d, "RNN", 1)?;
         check_cells(&d, 1, &self.cells, |_, _| Ok(()))
     }
 
@@ -181,7 +181,7 @@ impl<T: Real> HCell<T> for RnnCell<'_, T> {
                 }
                 row.mapv_inplace(|v| match self.act {
                     Nonlinearity::Tanh => tanh(v),
-                    Nonlinearity::Relu => v.max(zero),
+                    Nonlinearity::Relu => relu(v),
                 });
                 h.row_mut(b).assign(&row);
             }

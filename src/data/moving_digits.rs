@@ -423,10 +423,10 @@ impl MovingDigits {
     pub fn batch(&self, start: u64, count: usize) -> Result<Array5<f32>> {
         let (t, n) = (self.cfg.frames, self.cfg.frame_size);
         // Refuse sizes whose byte count overflows instead of letting the allocation panic.
-        count
-            .checked_mul(t * n * n)
-            .filter(|&e| e <= isize::MAX as usize / 4)
-            .ok_or_else(|| Error::Limit(format!("{count} sequences of {t}x{n}x{n} is too many")))?;
+        crate::limits::host_f32(
+            &format!("{count} sequences of {t} frames {n}x{n}"),
+            &[count, t, n, n],
+        )?;
         let mut out = Array5::<f32>::zeros((count, t, n, n, 1));
         for (i, mut dst) in out.axis_iter_mut(Axis(0)).enumerate() {
             dst.assign(&self.sequence(start + i as u64)?);

@@ -62,9 +62,22 @@ fn spec(g: &Golden) -> Result<Spec> {
         Some(i) => i,
         None => *x.shape().last().unwrap_or(&0),
     };
-    let layout = g
-        .str_key("x_layout")
-        .unwrap_or(if keras { "BTI" } else { "TBI" });
+    let layout = match g.config.get("x_layout") {
+        None | Some(Value::Null) => {
+            if keras {
+                "BTI"
+            } else {
+                "TBI"
+            }
+        }
+        Some(Value::String(l)) if l == "BTI" || l == "TBI" => l.as_str(),
+        Some(v) => {
+            return Err(Error::Format(format!(
+                "{}: x_layout {v} is not one of \"TBI\", \"BTI\"",
+                g.case
+            )));
+        }
+    };
     let lengths = match g.config.get("lengths") {
         None | Some(Value::Null) => None,
         Some(Value::Array(v)) => Some(

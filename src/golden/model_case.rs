@@ -53,7 +53,8 @@ fn io(path: &Path, e: impl std::fmt::Display) -> Error {
 }
 
 fn read_raw(path: &Path) -> Result<(HashMap<String, String>, BTreeMap<String, RawTensor>)> {
-    let bytes = std::fs::read(path).map_err(|e| io(path, e))?;
+    // Regular files only, within the host-memory cap: a FIFO is refused, not waited on.
+    let bytes = crate::limits::read_regular_file(path)?;
     let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| io(path, e))?;
     let st = SafeTensors::deserialize(&bytes).map_err(|e| io(path, e))?;
     let mut out = BTreeMap::new();
@@ -111,7 +112,7 @@ fn read_raw(path: &Path) -> Result<(HashMap<String, String>, BTreeMap<String, Ra
 /// Whether `path` (or its `.safetensors` twin, for a `.json`) is a model golden.
 pub fn is_model_golden(path: &Path) -> bool {
     let p = twin(path);
-    std::fs::read(&p)
+    crate::limits::read_regular_file(&p)
         .ok()
         .and_then(|b| SafeTensors::read_metadata(&b).ok().map(|(_, m)| m))
         .and_then(|m| m.metadata().as_ref()?.get("format").cloned())

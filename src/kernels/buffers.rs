@@ -15,7 +15,8 @@ fn check_size(ctx: &Context, what: &str, bytes: u64) -> Result<()> {
     let limit = max_bind.min(max_buf);
     if bytes > limit {
         return Err(Error::Limit(format!(
-            "buffer {what} needs {bytes} bytes; the device allows {limit} per storage binding"
+            "buffer {what} needs {bytes} bytes, the limit is {limit} bytes per storage binding \
+             (max_buffer_size {max_buf}, max_storage_buffer_binding_size {max_bind})"
         )));
     }
     Ok(())
@@ -24,7 +25,11 @@ fn check_size(ctx: &Context, what: &str, bytes: u64) -> Result<()> {
 /// A zero-initialised storage buffer of `len` f32/u32 elements (at least one element, since
 /// zero-sized bindings are invalid).
 pub(crate) fn zeros(ctx: &Context, what: &str, len: usize) -> Result<wgpu::Buffer> {
-    let bytes = (len.max(1) * 4) as u64;
+    let bytes = (len.max(1) as u64).checked_mul(4).ok_or_else(|| {
+        Error::Limit(format!(
+            "buffer {what}: {len} f32 elements overflow 64 bits"
+        ))
+    })?;
     check_size(ctx, what, bytes)?;
     ctx.scoped(|| {
         Ok(ctx.device.create_buffer(&wgpu::BufferDescriptor {

@@ -89,7 +89,52 @@ pub(crate) struct FrameMap {
     pub off: usize,
 }
 
+/// The shaders index a tap as `i32(o·stride + k·dilation) - i32(pad)`: every such value
+/// must fit in `i32`, or a wrapped index could land inside the frame (a wrong result instead
+/// of padding). `Error::Limit` naming the axis otherwise.
+fn check_tap_range(g: &ConvGeom) -> Result<()> {
+    for (name, out, k, s, d, pad, len) in [
+        (
+            "rows",
+            g.out_rows,
+            g.kernel.0,
+            g.strides.0,
+            g.dilation.0,
+            g.pad.0,
+            g.rows,
+        ),
+        (
+            "cols",
+            g.out_cols,
+            g.kernel.1,
+            g.strides.1,
+            g.dilation.1,
+            g.pad.1,
+            g.cols,
+        ),
+    ] {
+        let reach = out
+            .saturating_sub(1)
+            .checked_mul(s)
+            .and_then(|a| {
+                k.saturating_sub(1)
+                    .checked_mul(d)
+                    .and_then(|b| a.checked_add(b))
+            })
+            .and_then(|r| r.checked_add(pad.max(len)));
+        if reach.is_none_or(|r| r > i32::MAX as usize) {
+            return Err(Error::Limit(format!(
+                "convolution over {name}: output {out}, kernel {k}, stride {s}, dilation {d}, \
+                 padding {pad} reach beyond {}, the largest index the shaders use (i32)",
+                i32::MAX
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn params(g: &ConvGeom, m: &FrameMap, cout: usize) -> Result<ConvParams> {
+    check_tap_range(g)?;
     Ok(ConvParams {
         frames: u32_of(m.frames, "frames")?,
         t_len: u32_of(m.t_len, "seq_len")?,

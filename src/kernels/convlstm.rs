@@ -129,7 +129,8 @@ pub(crate) fn resolve(ctx: &Context, algo: Algorithm, s: &CellShape) -> Result<A
         if need > POOL_FLOATS {
             return Err(Error::Limit(format!(
                 "Persistent ConvLSTM2D keeps a sequence's h frame twice in workgroup memory: \
-                 2*rows*cols*filters = 2*{}*{}*{} = {need} <= {POOL_FLOATS}; use Algorithm::Stepwise",
+                 it needs 2*rows*cols*filters = 2*{}*{}*{} = {need} floats of workgroup memory, \
+                 the limit is {POOL_FLOATS}; use Algorithm::Stepwise",
                 s.rows, s.cols, s.filters
             )));
         }

@@ -151,15 +151,16 @@ pub(crate) fn resolve(
         persistent_device_ok(ctx)?;
         if need.forward > POOL_FLOATS {
             return Err(Error::Limit(format!(
-                "Persistent forward keeps a batch row's state in {POOL_FLOATS} f32 of workgroup \
-                 memory: needs {} = {} <= {POOL_FLOATS} (hidden_size {}); use Algorithm::Stepwise",
+                "Persistent forward keeps a batch row's state in workgroup memory: it needs {} \
+                 = {} floats of workgroup memory (hidden_size {}), the limit is {POOL_FLOATS}; \
+                 use Algorithm::Stepwise",
                 need.forward_formula, need.forward, s.h
             )));
         }
         if train && need.backward > POOL_FLOATS {
             return Err(Error::Limit(format!(
-                "Persistent backward needs {} = {} <= {POOL_FLOATS} f32 of workgroup memory \
-                 (hidden_size {}); use Algorithm::Stepwise",
+                "Persistent backward needs {} = {} floats of workgroup memory (hidden_size {}), \
+                 the limit is {POOL_FLOATS}; use Algorithm::Stepwise",
                 need.backward_formula, need.backward, s.h
             )));
         }

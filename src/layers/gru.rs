@@ -78,7 +78,7 @@ impl GruConfig {
 
     /// Checks sizes and option combinations.
     pub fn validate(&self) -> Result<()> {
-        self.dims().validate()?;
+        self.dims().validate_cell(3)?;
         check_go_backwards(self.go_backwards, &self.dims())
     }
 

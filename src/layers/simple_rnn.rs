@@ -69,7 +69,7 @@ impl SimpleRnnConfig {
 
     /// Checks sizes and option combinations.
     pub fn validate(&self) -> Result<()> {
-        self.dims().validate()?;
+        self.dims().validate_cell(1)?;
         check_go_backwards(self.go_backwards, &self.dims())
     }
 

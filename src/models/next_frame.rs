@@ -83,7 +83,20 @@ impl NextFrameConfig {
         {
             return Err(Error::Config(format!("bad ConvLSTM2D layer {l:?}")));
         }
+        // Every layer's sizes against the host-memory cap, before anything is allocated.
+        let mut cin = self.channels;
+        for l in &self.layers {
+            self.layer_dims(cin, l).validate()?;
+            cin = l.filters;
+        }
         self.optimizer.validate()
+    }
+
+    /// The geometry of one layer reading `cin` channels ("same" padding, stride 1).
+    fn layer_dims(&self, cin: usize, l: &ConvLstmLayerSpec) -> ConvLstmDims {
+        let mut d = ConvLstmDims::new(self.rows, self.cols, cin, l.filters, l.kernel);
+        d.padding = Padding::Same;
+        d
     }
 }
 
@@ -113,9 +126,7 @@ impl NextFrameModel {
         let mut cin = config.channels;
         let mut lens = Vec::new();
         for (i, l) in config.layers.iter().enumerate() {
-            let mut d = ConvLstmDims::new(config.rows, config.cols, cin, l.filters, l.kernel);
-            d.padding = Padding::Same;
-            d.validate()?;
+            let d = config.layer_dims(cin, l);
             let fan = l.kernel.0 * l.kernel.1 * (cin + l.filters) + 4 * l.filters;
             let seed = config.seed.wrapping_add(i as u64);
             let mut p = ConvLstmParams::<f32>::random(d, seed, (6.0 / fan as f64).sqrt())?;
@@ -371,6 +382,12 @@ impl NextFrameModel {
     /// it to the input, and repeats `steps` times. Returns the `steps` predicted frames.
     pub fn rollout(&self, context: ArrayView5<f32>, steps: usize) -> Result<Array5<f32>> {
         self.check_frames("rollout context", &context)?;
+        if steps == 0 {
+            return Err(Error::Config(
+                "rollout steps is 0; it must be at least 1 (the number of frames to predict)"
+                    .into(),
+            ));
+        }
         let mut seq = context.to_owned();
         let mut out = Vec::with_capacity(steps);
         for _ in 0..steps {

@@ -117,15 +117,11 @@ pub(crate) fn check_nonzero(what: &str, v: usize) -> Result<()> {
     Ok(())
 }
 
-/// The product of `dims`, or `Error::Limit` naming `what` when it overflows `usize`.
+/// The product of `dims`, or `Error::Limit` naming `what` when it overflows `usize` or its
+/// f32 elements pass the host-memory cap (`crate::limits`).
 pub(crate) fn checked_product(what: &str, dims: &[usize]) -> Result<usize> {
-    dims.iter()
-        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-        .ok_or_else(|| {
-            Error::Limit(format!(
-                "{what} {dims:?} has more elements than usize holds"
-            ))
-        })
+    // Checked arithmetic and the host-memory cap (f32 elements), before anything is allocated.
+    crate::limits::host_f32(&format!("{what} {dims:?}"), dims)
 }
 
 /// An array's elements in logical (row-major) order, whatever its memory layout.

@@ -126,7 +126,8 @@ pub fn cpu_loss<T: Real>(
             }
             LossKind::BinaryCrossEntropy { from_logits: false } => {
                 let hi = T::one() - eps;
-                let q = x.max(eps).min(hi);
+                // The clamp keeps NaN (Rust's max would turn it into eps), as the GPU does.
+                let q = if x.is_nan() { x } else { x.max(eps).min(hi) };
                 let l = -(y * q.ln() + (T::one() - y) * (T::one() - q).ln());
                 let inside = x >= eps && x <= hi;
                 let d = if inside {

@@ -27,7 +27,7 @@ fn io_err(path: &Path, e: impl std::fmt::Display) -> Error {
 /// Reads a safetensors file. F32 and F64 tensors are accepted (F64 rounded to f32); other
 /// dtypes are an error naming the tensor and its dtype.
 pub fn read(path: &Path) -> Result<SafetensorsFile> {
-    let bytes = std::fs::read(path).map_err(|e| io_err(path, e))?;
+    let bytes = crate::limits::read_regular_file(path)?;
     let st = SafeTensors::deserialize(&bytes).map_err(|e| io_err(path, e))?;
     let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| io_err(path, e))?;
     let mut tensors = TensorMap::new();

@@ -41,9 +41,14 @@ impl Keys {
         let v = self
             .take(key)
             .ok_or_else(|| Error::Config(format!("{}: {key} is missing", self.what)))?;
-        v.as_u64()
+        let n = v
+            .as_u64()
             .map(|x| x as usize)
-            .ok_or_else(|| Error::Config(format!("{}: {key} = {v} is not a count", self.what)))
+            .ok_or_else(|| Error::Config(format!("{}: {key} = {v} is not a count", self.what)))?;
+        // A count is a tensor dimension: one beyond the host-memory cap in floats could never
+        // be allocated, and bounding it here keeps the products of the plan from overflowing.
+        crate::limits::host_f32(&format!("{}: {key} = {n}", self.what), &[n])?;
+        Ok(n)
     }
 
     pub(super) fn bool(&mut self, key: &str, default: bool) -> Result<bool> {

@@ -225,6 +225,11 @@ fn plan_layer(spec: &LayerSpec, input: &Shape, index: usize) -> Result<PlannedLa
             (outs, w)
         }
     };
+    // Every weight's size in checked arithmetic against the host-memory cap, before any
+    // is allocated.
+    for w in &weights {
+        crate::limits::host_f32(&format!("{name}: weight {}", w.path), &w.shape)?;
+    }
     Ok(PlannedLayer {
         spec: spec.clone(),
         input_shape: input.clone(),
