@@ -12,6 +12,11 @@ pub enum Algorithm {
     /// One fused dispatch per step (mat-vec + gates + state update), all steps in one compute
     /// pass and one submit. Works for any hidden size.
     Stepwise,
+    /// Small hidden sizes: one workgroup per batch tile keeps ALL of W_hh on chip (one chunk
+    /// of a weight row per invocation, in registers) and h in workgroup memory for the whole
+    /// sequence. The largest hidden size follows from the device's invocations and workgroup
+    /// memory per workgroup; forcing it beyond is an [`Error::Limit`](crate::Error::Limit).
+    Resident,
 }
 
 impl Algorithm {
@@ -21,6 +26,7 @@ impl Algorithm {
             Algorithm::Auto => "auto",
             Algorithm::Persistent => "persistent",
             Algorithm::Stepwise => "stepwise",
+            Algorithm::Resident => "resident",
         }
     }
 }
@@ -32,9 +38,35 @@ impl std::str::FromStr for Algorithm {
             "auto" => Ok(Algorithm::Auto),
             "persistent" => Ok(Algorithm::Persistent),
             "stepwise" => Ok(Algorithm::Stepwise),
+            "resident" => Ok(Algorithm::Resident),
             other => Err(crate::Error::Config(format!(
-                "algorithm {other:?}: expected auto, persistent or stepwise"
+                "algorithm {other:?}: expected auto, persistent, stepwise or resident"
             ))),
         }
     }
+}
+
+/// The largest hidden size (no projection) [`Algorithm::Resident`] runs forward and backward
+/// on `ctx`'s device, per cell: `("lstm", h), ("gru", h), ("gru_reset_before", h),
+/// ("rnn", h)`. It follows from the device's invocations and workgroup memory per workgroup
+/// (one invocation per 64-float chunk of a weight row; see `kernels::resident::plan`).
+pub fn resident_max_hidden(ctx: &crate::Context) -> [(&'static str, usize); 4] {
+    use crate::kernels::resident::{Cell, max_hidden};
+    [
+        ("lstm", max_hidden(ctx, Cell::Lstm)),
+        (
+            "gru",
+            max_hidden(
+                ctx,
+                Cell::Gru {
+                    reset_before: false,
+                },
+            ),
+        ),
+        (
+            "gru_reset_before",
+            max_hidden(ctx, Cell::Gru { reset_before: true }),
+        ),
+        ("rnn", max_hidden(ctx, Cell::Rnn)),
+    ]
 }

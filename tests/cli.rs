@@ -53,6 +53,32 @@ fn verify_prints_json_lines_and_a_summary() {
 }
 
 #[test]
+fn verify_forces_the_named_algorithm() {
+    let all = [
+        "torch_lstm_proj.safetensors",
+        "torch_gru_bidir_2layer.safetensors",
+        "keras_gru_reset_before.safetensors",
+        "torch_rnn_tanh_2layer.safetensors",
+    ];
+    let files: Vec<String> = all.iter().map(|f| data(f)).collect();
+    for algo in ["resident", "persistent", "stepwise", "auto"] {
+        let mut args = vec!["verify", "--algorithm", algo];
+        args.extend(files.iter().map(String::as_str));
+        let (ok, lines) = run(&args);
+        assert!(ok, "{algo}: {lines:?}");
+        let summary = lines.last().expect("summary");
+        assert!(summary.ends_with(" passed, 0 failed"), "{algo}: {summary}");
+    }
+    // An unknown name is an error that names the choices, not a silent default.
+    let out = Command::new(env!("CARGO_BIN_EXE_wgpu-rnn"))
+        .args(["verify", "--algorithm", "fastest", &files[0]])
+        .output()
+        .expect("run wgpu-rnn");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("resident"));
+}
+
+#[test]
 fn verify_fails_on_a_bad_file() {
     let dir = std::env::temp_dir().join("wgpu_rnn_cli_test");
     std::fs::create_dir_all(&dir).unwrap();

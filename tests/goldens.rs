@@ -77,6 +77,11 @@ fn goldens_pass_on_gpu_stepwise() {
 }
 
 #[test]
+fn goldens_pass_on_gpu_resident() {
+    check_all(&common::gpu(), Algorithm::Resident);
+}
+
+#[test]
 fn goldens_pass_on_gpu_auto() {
     check_all(&common::gpu(), Algorithm::Auto);
 }

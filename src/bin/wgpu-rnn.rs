@@ -5,8 +5,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use serde::Serialize;
-use wgpu_rnn::golden::{Golden, run_case};
-use wgpu_rnn::{Backend, Context};
+use wgpu_rnn::golden::{Golden, run_case_with};
+use wgpu_rnn::{Algorithm, Backend, Context};
 
 #[derive(Parser)]
 #[command(
@@ -37,6 +37,9 @@ enum Cmd {
         /// Where to run.
         #[arg(long, value_enum, default_value = "gpu")]
         backend: BackendArg,
+        /// Recurrence algorithm forced on the GPU: auto, persistent, stepwise or resident.
+        #[arg(long, default_value = "auto")]
+        algorithm: String,
     },
     /// Times every cell's forward and forward+backward per implementation (GPU Persistent,
     /// GPU Stepwise, CPU reference); prints a table, optionally writes JSON (README schema).
@@ -177,7 +180,14 @@ fn print_line(l: &Line) {
     }
 }
 
-fn verify(files: &[PathBuf], backend: BackendArg) -> ExitCode {
+fn verify(files: &[PathBuf], backend: BackendArg, algorithm: &str) -> ExitCode {
+    let algorithm: Algorithm = match algorithm.parse() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("wgpu-rnn verify: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let backend = match backend {
         BackendArg::Cpu => Backend::Cpu,
         BackendArg::Gpu => match Backend::gpu() {
@@ -196,7 +206,8 @@ fn verify(files: &[PathBuf], backend: BackendArg) -> ExitCode {
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let result = Golden::load(f).and_then(|g| run_case(&g, &backend).map(|r| (g.case, r)));
+        let result = Golden::load(f)
+            .and_then(|g| run_case_with(&g, &backend, algorithm).map(|r| (g.case, r)));
         match result {
             Ok((case, reports)) => {
                 for r in reports {
@@ -281,6 +292,10 @@ fn info() -> ExitCode {
                 "  min_uniform_buffer_offset_alignment: {}",
                 l.min_uniform_buffer_offset_alignment
             );
+            println!("resident max hidden_size (forward and backward, from the limits above):");
+            for (cell, h) in wgpu_rnn::algorithm::resident_max_hidden(&ctx) {
+                println!("  {cell}: {h}");
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -294,7 +309,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Info => info(),
-        Cmd::Verify { files, backend } => verify(&files, backend),
+        Cmd::Verify {
+            files,
+            backend,
+            algorithm,
+        } => verify(&files, backend, &algorithm),
         Cmd::Bench {
             quick,
             json,

@@ -102,6 +102,8 @@ pub(crate) struct PoolNeed {
     pub backward: usize,
     pub forward_formula: &'static str,
     pub backward_formula: &'static str,
+    /// The cell, for the Resident plan (kernels::resident).
+    pub cell: super::resident::Cell,
 }
 
 /// Checks that the device can run the persistent kernels at all.
@@ -155,6 +157,9 @@ pub(crate) fn resolve(
     match algo {
         Algorithm::Persistent => fits().map(|_| Algorithm::Persistent),
         Algorithm::Stepwise => Ok(Algorithm::Stepwise),
+        Algorithm::Resident => {
+            super::resident::fits(ctx, need.cell, s, train).map(|_| Algorithm::Resident)
+        }
         // Measured (BENCHMARKS.md, H100 Vulkan, T=100, LSTM/GRU/RNN alike): Persistent wins
         // only while the whole problem is small enough that one launch per step dominates:
         // B1 H64 0.58 vs 1.58 ms, B8 H128 2.75 vs 2.90, B1 H256 5.15 vs 5.45, B1 T1000 H64
