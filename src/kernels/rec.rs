@@ -167,11 +167,23 @@ pub(crate) fn resolve(
         // 10.4 vs 5.7, B64 H128 13.5 vs 3.1, B64 H256 26 vs 6.1. Hence B·H <= 1024.
         // On software adapters (lavapipe, 2 cores) Stepwise measured 2-3x faster at every
         // shape tried (B1-8, H64-128), so they always get Stepwise.
-        Algorithm::Auto => Ok(if !ctx.software && s.b * s.h <= 1024 && fits().is_ok() {
-            Algorithm::Persistent
-        } else {
-            Algorithm::Stepwise
-        }),
+        Algorithm::Auto => {
+            let resident = super::resident::fits(ctx, need.cell, s, train).is_ok();
+            let rows = need.cell.gates() * s.h * s.b;
+            Ok(if resident && (!ctx.software || rows <= 512) {
+                // GPUs (unmeasured, by DESIGN.md §8's floors): W_hh read once per
+                // sequence instead of once per step, one dispatch per chunk of steps, and
+                // up to 64 workgroups, so Resident wherever it fits. Software adapters
+                // (lavapipe, 2 cores, BENCHMARKS.md): Resident won only while gates·H·B
+                // ≤ 512 (B1 H32 GRU/RNN, RNN B8 H64); every invocation of a workgroup
+                // crosses each barrier, which llvmpipe pays as a coroutine switch.
+                Algorithm::Resident
+            } else if !ctx.software && s.b * s.h <= 1024 && fits().is_ok() {
+                Algorithm::Persistent
+            } else {
+                Algorithm::Stepwise
+            })
+        }
     }
 }
 

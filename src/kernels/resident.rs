@@ -26,6 +26,17 @@ pub(crate) enum Cell {
     Rnn,
 }
 
+impl Cell {
+    /// Gate blocks of W_hh (rows per hidden unit).
+    pub(crate) fn gates(self) -> usize {
+        match self {
+            Cell::Lstm => 4,
+            Cell::Gru { .. } => 3,
+            Cell::Rnn => 1,
+        }
+    }
+}
+
 /// Sizes of one Resident dispatch family, as the shader header describes them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Plan {
