@@ -64,6 +64,18 @@ def main():
     root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "shaders")
     with open(os.path.join(root, "resident_regs.wgsl"), "w", encoding="utf-8") as f:
         f.write("\n".join(out) + "\n")
+    # The Grid kernels use the same chunk and dot (identical arithmetic) over their own
+    # workgroup vector buffer `gvec`.
+    grid = "\n".join(out).replace("resident_regs.wgsl — one register-resident weight chunk per "
+                                  "invocation (Resident kernels).",
+                                  "grid_regs.wgsl — one register-resident weight chunk per "
+                                  "invocation (Grid kernels).")
+    grid = grid.replace("vbuf", "gvec").replace("resident_common.wgsl", "grid_common.wgsl")
+    grid = grid.replace("resident_forward.wgsl or resident_backward.wgsl",
+                        "grid_forward.wgsl or grid_backward.wgsl")
+    grid = grid.replace("src/kernels/resident.rs", "src/kernels/grid.rs")
+    with open(os.path.join(root, "grid_regs.wgsl"), "w", encoding="utf-8") as f:
+        f.write(grid + "\n")
 
 
 if __name__ == "__main__":

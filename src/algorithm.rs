@@ -17,6 +17,14 @@ pub enum Algorithm {
     /// sequence. The largest hidden size follows from the device's invocations and workgroup
     /// memory per workgroup; forcing it beyond is an [`Error::Limit`](crate::Error::Limit).
     Resident,
+    /// Larger hidden sizes: the hidden units are cut into slices, one workgroup per (slice,
+    /// batch tile) keeps its slice's W_hh rows in registers, h (backward: the gate
+    /// gradients) is exchanged through storage with one bounded grid barrier per step. A
+    /// barrier that times out (workgroups not co-resident, e.g. llvmpipe) hands the
+    /// remaining steps to a fallback in the same submit, with the same results; it never
+    /// hangs. LSTM without projection, GRU reset-after and SimpleRNN (others are
+    /// [`Error::Unsupported`](crate::Error::Unsupported)).
+    Grid,
 }
 
 impl Algorithm {
@@ -27,6 +35,7 @@ impl Algorithm {
             Algorithm::Persistent => "persistent",
             Algorithm::Stepwise => "stepwise",
             Algorithm::Resident => "resident",
+            Algorithm::Grid => "grid",
         }
     }
 }
@@ -39,8 +48,9 @@ impl std::str::FromStr for Algorithm {
             "persistent" => Ok(Algorithm::Persistent),
             "stepwise" => Ok(Algorithm::Stepwise),
             "resident" => Ok(Algorithm::Resident),
+            "grid" => Ok(Algorithm::Grid),
             other => Err(crate::Error::Config(format!(
-                "algorithm {other:?}: expected auto, persistent, stepwise or resident"
+                "algorithm {other:?}: expected auto, persistent, stepwise, resident or grid"
             ))),
         }
     }
@@ -69,4 +79,14 @@ pub fn resident_max_hidden(ctx: &crate::Context) -> [(&'static str, usize); 4] {
         ),
         ("rnn", max_hidden(ctx, Cell::Rnn)),
     ]
+}
+
+#[doc(hidden)]
+pub use crate::kernels::grid::GridHook;
+
+/// Test hooks of [`Algorithm::Grid`] (process-wide; for the crate's own tests): the slice
+/// size, a barrier forced to fail after a chosen step, one dispatch per step.
+#[doc(hidden)]
+pub fn set_grid_test_hook(h: GridHook) {
+    crate::kernels::grid::set_hook(h);
 }

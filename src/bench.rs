@@ -33,7 +33,7 @@ pub struct BenchOptions {
     pub cells: Vec<String>,
     /// Timed runs per measurement (at least 5; the median is reported).
     pub runs: usize,
-    /// Implementations to run: any of persistent, stepwise, resident, unfused, cpu (empty: all).
+    /// Implementations to run: any of persistent, stepwise, resident, grid, unfused, cpu (empty: all).
     pub impls: Vec<String>,
     /// Recurrent-cell shapes (B, T, I, H) replacing the defaults (empty: `quick` decides).
     pub shapes: Vec<(usize, usize, usize, usize)>,
@@ -302,10 +302,12 @@ pub fn run(opts: &BenchOptions, gpu: &Backend) -> Result<BenchReport> {
                 ("persistent", gpu.clone(), Algorithm::Persistent),
                 ("stepwise", gpu.clone(), Algorithm::Stepwise),
                 ("resident", gpu.clone(), Algorithm::Resident),
+                ("grid", gpu.clone(), Algorithm::Grid),
                 ("cpu", Backend::Cpu, Algorithm::Auto),
             ] {
-                // ConvLSTM2D has no Resident kernel (it would time its Auto choice).
-                if !opts.wants(name) || (name == "resident" && case.cell == "convlstm2d") {
+                // ConvLSTM2D has no Resident or Grid kernel (it would time its Auto choice).
+                let alt = name == "resident" || name == "grid";
+                if !opts.wants(name) || (alt && case.cell == "convlstm2d") {
                     continue;
                 }
                 let on_gpu = matches!(backend, Backend::Gpu(_));
@@ -318,7 +320,7 @@ pub fn run(opts: &BenchOptions, gpu: &Backend) -> Result<BenchReport> {
                         report.results.extend(v);
                     }
                     // An algorithm that cannot run at this shape is skipped by name.
-                    Err(Error::Limit(msg)) => {
+                    Err(Error::Limit(msg) | Error::Unsupported(msg)) => {
                         eprintln!("bench: {} {name} skipped: {msg}", case.cell)
                     }
                     Err(e) => return Err(e),

@@ -147,8 +147,8 @@ fn bench_writes_the_documented_json() {
     }
     assert!(v["crate_version"].is_string());
     let results = v["results"].as_array().unwrap();
-    // 4 implementations × (forward, forward_backward) at the quick shape.
-    assert_eq!(results.len(), 8, "{results:?}");
+    // 5 implementations × (forward, forward_backward) at the quick shape.
+    assert_eq!(results.len(), 10, "{results:?}");
     for r in results {
         assert_eq!(r["cell"], "rnn");
         assert_eq!(
@@ -168,7 +168,7 @@ fn bench_writes_the_documented_json() {
         assert!(0.0 < lo && lo <= med && med <= hi, "{r}");
         assert!(r["gflops"].as_f64().unwrap() > 0.0);
         let imp = r["impl"].as_str().unwrap();
-        assert!(["persistent", "stepwise", "resident", "cpu"].contains(&imp));
+        assert!(["persistent", "stepwise", "resident", "grid", "cpu"].contains(&imp));
         let gpu = imp != "cpu";
         assert_eq!(r["submits"].as_u64().unwrap() > 0, gpu, "{r}");
         assert_eq!(r["encode_ms"].is_number(), gpu, "{r}");

@@ -37,7 +37,7 @@ enum Cmd {
         /// Where to run.
         #[arg(long, value_enum, default_value = "gpu")]
         backend: BackendArg,
-        /// Recurrence algorithm forced on the GPU: auto, persistent, stepwise or resident.
+        /// Recurrence algorithm forced on the GPU: auto, persistent, stepwise, resident or grid.
         #[arg(long, default_value = "auto")]
         algorithm: String,
     },
@@ -57,9 +57,9 @@ enum Cmd {
         /// Timed runs per measurement (median reported; at least 5).
         #[arg(long, default_value_t = 5)]
         runs: usize,
-        /// Implementations, comma-separated: persistent, stepwise, resident, unfused, cpu; for
+        /// Implementations, comma-separated: persistent, stepwise, resident, grid, unfused, cpu; for
         /// the gemm cell gemm_plain16, gemm_tiled64, gemm_regblock (default: all three).
-        #[arg(long, default_value = "persistent,stepwise,resident,unfused,cpu")]
+        #[arg(long, default_value = "persistent,stepwise,resident,grid,unfused,cpu")]
         impls: String,
         /// Recurrent shapes instead of the defaults: "B,T,I,H;B,T,I,H".
         #[arg(long)]

@@ -3,6 +3,7 @@
 
 use super::Recorder;
 use super::Shader::{GruBackward, GruForward};
+use super::grid;
 use super::rec::{
     AUX_PER_T, BwdBufs, FINAL, FwdBufs, PoolNeed, RecShape, TRAIN, backward_chunks, base_params,
     bwd, check_step_budget, forward_chunks, fwd, per_inv, persistent_plan, step_groups, u32_of,
@@ -63,6 +64,9 @@ pub(crate) fn record_forward(
     if algo == Algorithm::Resident {
         return resident::record_forward(rec, Cell::Gru { reset_before }, s, &mut prm, bufs);
     }
+    if algo == Algorithm::Grid {
+        return grid::record_forward(rec, Cell::Gru { reset_before }, s, &mut prm, bufs);
+    }
     let h = s.h;
     if algo == Algorithm::Persistent {
         let plan = persistent_plan(
@@ -104,13 +108,16 @@ pub(crate) fn record_backward(
     let flags = if reset_before { RESET_BEFORE } else { 0 };
     let mut prm = base_params(s, s.t + 1, dy_at, flags)?;
     let list = bufs.list();
+    // The Resident and Grid kernels read W_hhᵀ (after W_hh and the cell's extras).
+    prm.wt_off = u32_of(3 * s.h * s.h + s.h, "weights")?;
     let h = s.h;
     let g = dgate_blocks(reset_before) * h;
     check_step_budget(3 * h, "GRU backward step")?;
     let groups = step_groups(s.b * h)?;
     if algo == Algorithm::Resident {
-        prm.wt_off = u32_of(3 * h * h + h, "weights")?;
         resident::record_backward(rec, Cell::Gru { reset_before }, s, &mut prm, bufs)?;
+    } else if algo == Algorithm::Grid {
+        grid::record_backward(rec, Cell::Gru { reset_before }, s, &mut prm, bufs)?;
     } else if algo == Algorithm::Persistent {
         let plan = persistent_plan(
             s.b,

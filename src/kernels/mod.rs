@@ -10,6 +10,7 @@ pub(crate) mod buffers;
 pub(crate) mod conv;
 pub(crate) mod convlstm;
 pub(crate) mod gemm;
+pub(crate) mod grid;
 pub(crate) mod gru;
 pub(crate) mod loss;
 pub(crate) mod lstm;
@@ -52,10 +53,12 @@ pub(crate) enum Shader {
     Optim,
     ResidentForward,
     ResidentBackward,
+    GridForward,
+    GridBackward,
 }
 
 impl Shader {
-    const ALL: [Shader; 20] = [
+    const ALL: [Shader; 22] = [
         Shader::Gemm,
         Shader::GemmPlain,
         Shader::GemmRbAny,
@@ -76,6 +79,8 @@ impl Shader {
         Shader::Optim,
         Shader::ResidentForward,
         Shader::ResidentBackward,
+        Shader::GridForward,
+        Shader::GridBackward,
     ];
 
     /// The WGSL module: recurrent cells get `rnn_common.wgsl` prepended (WGSL has no include).
@@ -153,6 +158,18 @@ impl Shader {
                 include_str!("../../shaders/resident_regs.wgsl"),
                 include_str!("../../shaders/resident_backward.wgsl")
             ),
+            Shader::GridForward => concat!(
+                include_str!("../../shaders/activations.wgsl"),
+                include_str!("../../shaders/grid_common.wgsl"),
+                include_str!("../../shaders/grid_regs.wgsl"),
+                include_str!("../../shaders/grid_forward.wgsl")
+            ),
+            Shader::GridBackward => concat!(
+                include_str!("../../shaders/activations.wgsl"),
+                include_str!("../../shaders/grid_common.wgsl"),
+                include_str!("../../shaders/grid_regs.wgsl"),
+                include_str!("../../shaders/grid_backward.wgsl")
+            ),
         }
     }
 
@@ -188,6 +205,18 @@ impl Shader {
                 "resident_common.wgsl",
                 "resident_regs.wgsl",
                 "resident_backward.wgsl",
+            ],
+            Shader::GridForward => &[
+                "activations.wgsl",
+                "grid_common.wgsl",
+                "grid_regs.wgsl",
+                "grid_forward.wgsl",
+            ],
+            Shader::GridBackward => &[
+                "activations.wgsl",
+                "grid_common.wgsl",
+                "grid_regs.wgsl",
+                "grid_backward.wgsl",
             ],
         }
     }

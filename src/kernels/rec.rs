@@ -160,6 +160,7 @@ pub(crate) fn resolve(
         Algorithm::Resident => {
             super::resident::fits(ctx, need.cell, s, train).map(|_| Algorithm::Resident)
         }
+        Algorithm::Grid => super::grid::fits(ctx, need.cell, s, train).map(|_| Algorithm::Grid),
         // Measured (BENCHMARKS.md, H100 Vulkan, T=100, LSTM/GRU/RNN alike): Persistent wins
         // only while the whole problem is small enough that one launch per step dominates:
         // B1 H64 0.58 vs 1.58 ms, B8 H128 2.75 vs 2.90, B1 H256 5.15 vs 5.45, B1 T1000 H64
