@@ -179,6 +179,12 @@ pub(crate) fn resolve(
                 // ≤ 512 (B1 H32 GRU/RNN, RNN B8 H64); every invocation of a workgroup
                 // crosses each barrier, which llvmpipe pays as a coroutine switch.
                 Algorithm::Resident
+            } else if !ctx.software && super::grid::fits(ctx, need.cell, s, train).is_ok() {
+                // GPUs, past Resident's reach (unmeasured, DESIGN.md §8): a grid barrier
+                // (~1.6 µs measured on an H200) instead of a dispatch per step, W_hh rows
+                // in registers across up to 64 workgroups. Software adapters never: their
+                // workgroups are not co-resident, so the fallback would run every time.
+                Algorithm::Grid
             } else if !ctx.software && s.b * s.h <= 1024 && fits().is_ok() {
                 Algorithm::Persistent
             } else {
