@@ -22,8 +22,7 @@ pub enum Algorithm {
     /// gradients) is exchanged through storage with one bounded grid barrier per step. A
     /// barrier that times out (workgroups not co-resident, e.g. llvmpipe) hands the
     /// remaining steps to a fallback in the same submit, with the same results; it never
-    /// hangs. LSTM without projection, GRU reset-after and SimpleRNN (others are
-    /// [`Error::Unsupported`](crate::Error::Unsupported)).
+    /// hangs. LSTM projection and GRU reset-before take two barriers per step.
     Grid,
 }
 

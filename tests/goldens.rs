@@ -81,36 +81,11 @@ fn goldens_pass_on_gpu_resident() {
     check_all(&common::gpu(), Algorithm::Resident);
 }
 
-/// Grid covers LSTM without projection, GRU reset-after and RNN; the two goldens beyond
-/// that (LSTM proj_size, Keras GRU reset-before) must be typed Unsupported errors.
 #[test]
-fn goldens_pass_on_gpu_grid_or_name_what_grid_lacks() {
-    let gpu = common::gpu();
-    let mut compared = 0;
-    for f in goldens() {
-        let g = Golden::load(&f).unwrap();
-        match run_case_with(&g, &gpu, Algorithm::Grid) {
-            Ok(reports) => {
-                for r in reports {
-                    compared += 1;
-                    assert!(
-                        r.pass,
-                        "{} {}: {:e} > {:e}",
-                        g.case, r.tensor, r.max_abs, r.tol
-                    );
-                }
-            }
-            Err(e) => {
-                assert!(
-                    ["torch_lstm_proj", "keras_gru_reset_before"].contains(&g.case.as_str()),
-                    "{}: {e}",
-                    g.case
-                );
-                assert!(e.to_string().starts_with("unsupported: "), "{e}");
-            }
-        }
-    }
-    assert!(compared >= 150, "only {compared} tensors compared");
+fn goldens_pass_on_gpu_grid() {
+    // On lavapipe a grid of more than one workgroup always ends in the fallback (DESIGN.md
+    // §2); these small goldens plan a single slice, so this checks the grid path itself.
+    check_all(&common::gpu(), Algorithm::Grid);
 }
 
 #[test]

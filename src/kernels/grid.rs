@@ -2,7 +2,8 @@
 //! (Algorithm::Grid): hidden units cut into slices, one workgroup per (slice, batch tile)
 //! with its weight rows in registers, a bounded grid barrier per step, and the fallback that
 //! finishes a run whose barrier failed (always on llvmpipe, whose workgroups are not
-//! co-resident) from the first step the grid did not complete.
+//! co-resident) from the first step (or phase) the grid did not complete. LSTM projection
+//! and GRU reset-before take two phases (two barriers) per step.
 
 use std::sync::Mutex;
 
@@ -50,15 +51,16 @@ const BWD_RNN: KernelDef = def(GridBackward, "rnn", BWD);
 pub struct GridHook {
     /// Hidden units per slice (None: planned from the device).
     pub units_per_slice: Option<usize>,
-    /// The grid barrier after this processing step fails (None: none forced).
-    pub fail_after_step: Option<usize>,
+    /// Grid barrier number k (the one after processing step k when a step has one
+    /// barrier) fails (None: none forced).
+    pub fail_at_barrier: Option<usize>,
     /// Dispatch boundaries instead of the grid barrier: one dispatch per step.
     pub step_mode: bool,
 }
 
 static HOOK: Mutex<GridHook> = Mutex::new(GridHook {
     units_per_slice: None,
-    fail_after_step: None,
+    fail_at_barrier: None,
     step_mode: false,
 });
 
@@ -85,31 +87,32 @@ pub(crate) struct Plan {
     tiles: usize,
     grid_steps: usize,
     fb_steps: usize,
+    phases: usize,
 }
 
-fn supported(cell: Cell, s: &RecShape) -> Result<()> {
+/// Grid barriers per step: a second exchange for the LSTM projection (h_raw of every unit
+/// before h = W_hr h_raw) and GRU reset-before (r⊙h of every unit before the candidate).
+fn phases(cell: Cell, s: &RecShape) -> usize {
     match cell {
-        Cell::Lstm if s.proj => Err(Error::Unsupported(
-            "Grid: LSTM with proj_size needs a second exchange per step; use Resident, \
-             Persistent or Stepwise"
-                .into(),
-        )),
-        Cell::Gru { reset_before: true } => Err(Error::Unsupported(
-            "Grid: GRU reset-before (Keras reset_after=False) needs a second exchange per \
-             step; use Resident, Persistent or Stepwise"
-                .into(),
-        )),
-        _ => Ok(()),
+        Cell::Lstm if s.proj => 2,
+        Cell::Gru { reset_before: true } => 2,
+        _ => 1,
     }
 }
 
 /// Plans one direction of `cell` on this device, or names the limit it breaks.
 pub(crate) fn plan(ctx: &Context, cell: Cell, s: &RecShape, backward: bool) -> Result<Plan> {
-    supported(cell, s)?;
     let g = cell.gates();
     let h = s.h;
-    // Forward: G rows per unit of length H. Backward: one W_hhᵀ row per unit of length G·H.
-    let (rows_per_unit, len) = if backward { (1, g * h) } else { (g, h) };
+    let np = phases(cell, s);
+    // Forward: G rows of W_hh per hidden unit, of length P. Backward: one W_hhᵀ row per
+    // unit of length G·H (the LSTM's rows are its P outputs).
+    let (rows_per_unit, len) = if backward { (1, g * h) } else { (g, s.p) };
+    let units_total = if backward && cell == Cell::Lstm {
+        s.p
+    } else {
+        h
+    };
     let c = len.div_ceil(CHUNK);
     let slots_per_unit = rows_per_unit * c;
     let l = &ctx.limits;
@@ -124,14 +127,14 @@ pub(crate) fn plan(ctx: &Context, cell: Cell, s: &RecShape, backward: bool) -> R
     let units = hook()
         .units_per_slice
         .unwrap_or((256.min(max_inv) / slots_per_unit).max(1))
-        .clamp(1, h);
+        .clamp(1, units_total);
     let wg = (units * slots_per_unit).div_ceil(32) * 32;
     if wg > max_inv {
         return Err(Error::Limit(format!(
             "Grid: {units} units per slice need {wg} invocations; the device allows {max_inv}"
         )));
     }
-    let slices = h.div_ceil(units);
+    let slices = units_total.div_ceil(units);
     let vrow = c * CHUNK / 4;
     let row_floats = vrow * 4 + rows_per_unit * units * c;
     let max_bytes = l.max_compute_workgroup_storage_size as usize;
@@ -154,11 +157,16 @@ pub(crate) fn plan(ctx: &Context, cell: Cell, s: &RecShape, backward: bool) -> R
     }
     // Loop iterations per invocation, counted twice over as for Resident (kernels::resident).
     let load = (bt * vrow * 4).div_ceil(wg);
-    let slice = bt + (bt * units).div_ceil(wg) * (rows_per_unit * c + 6) + 4;
-    let grid_step = 2 * (load + slice + 8);
-    let fb_step = 2 * (load + slices * slice + 8);
+    let mut slice = bt + (bt * units).div_ceil(wg) * (rows_per_unit * c + 6) + 4;
+    if np == 2 {
+        // The second phase: another mat-vec (GRU) or a W_hr product per unit (LSTM).
+        let share = h.max(s.p).div_ceil(slices);
+        slice += load + bt + (bt * share.max(units)).div_ceil(wg) * (h.max(s.p) + 8) + 4;
+    }
+    let grid_step = 2 * (load + slice + 8 * np);
+    let fb_step = 2 * (load + slices * slice + 8 * np);
     let budget = LOOP_BUDGET as usize;
-    let fixed = 2 * MAX_SPIN + 16;
+    let fixed = 2 * np * MAX_SPIN + 16;
     if fixed + grid_step > budget || fb_step + 16 > budget {
         return Err(Error::Limit(format!(
             "Grid: one step needs {} loop iterations per invocation; the budget is {budget}",
@@ -175,6 +183,7 @@ pub(crate) fn plan(ctx: &Context, cell: Cell, s: &RecShape, backward: bool) -> R
         tiles,
         grid_steps: ((budget - fixed) / grid_step).max(1),
         fb_steps: ((budget - 16) / fb_step).max(1),
+        phases: np,
     })
 }
 
@@ -207,17 +216,21 @@ fn record(
     prm._pad = [
         u32_of(plan.slices, "slices")?,
         u32_of(plan.units, "units")?,
-        hk.fail_after_step.map_or(0, |f| f as u32 + 1),
+        hk.fail_at_barrier.map_or(0, |f| f as u32 + 1),
     ];
     let base = prm.flags;
     let grid = u32_of(plan.slices * plan.tiles, "workgroups")?;
     let chunks = |n: usize| (0..t).step_by(n).map(move |i| (i, n.min(t - i)));
     if hk.step_mode {
+        // One dispatch per step and phase (_pad3 = phase + 1 selects it).
         prm.flags = base | STEP_MODE;
         for (i, _) in chunks(1) {
             prm.s_begin = first(i) as u32;
             prm.n_steps = 1;
-            rec.dispatch_spec(k, &spec(plan), prm, list, grid)?;
+            for ph in 0..plan.phases {
+                prm._pad[2] = ph as u32 + 1;
+                rec.dispatch_spec(k, &spec(plan), prm, list, grid)?;
+            }
         }
     } else {
         prm.flags = base;
