@@ -89,3 +89,21 @@ pub use crate::kernels::grid::GridHook;
 pub fn set_grid_test_hook(h: GridHook) {
     crate::kernels::grid::set_hook(h);
 }
+
+/// As [`resident_max_hidden`] for [`Algorithm::Grid`] (batch 1): at most 64 workgroups of
+/// 256 invocations, one per 64-float chunk of the slice's weight rows.
+pub fn grid_max_hidden(ctx: &crate::Context) -> [(&'static str, usize); 4] {
+    use crate::kernels::resident::{Cell, max_hidden_of};
+    let m = |cell| max_hidden_of(|s| crate::kernels::grid::fits(ctx, cell, s, true).is_ok());
+    [
+        ("lstm", m(Cell::Lstm)),
+        (
+            "gru",
+            m(Cell::Gru {
+                reset_before: false,
+            }),
+        ),
+        ("gru_reset_before", m(Cell::Gru { reset_before: true })),
+        ("rnn", m(Cell::Rnn)),
+    ]
+}

@@ -281,3 +281,36 @@ fn more_workgroups_than_planned_co_resident_is_a_limit_error() {
     assert!(matches!(e, Error::Limit(_)), "{e}");
     assert!(e.to_string().contains("70 slices"), "{e}");
 }
+
+/// Hidden sizes past Resident's reach, planned as on any device (16 slices for LSTM H=256):
+/// on lavapipe the grid fails at its first barrier and the fallback runs every slice.
+#[test]
+fn wide_hidden_sizes_match_cpu() {
+    let _g = HOOK.lock().unwrap_or_else(|e| e.into_inner());
+    set_grid_test_hook(GridHook::default());
+    for (cell, h, t) in [(0, 256, 6), (1, 320, 5), (2, 512, 8)] {
+        let c = Case {
+            cell,
+            variant: 0,
+            i: 4,
+            h,
+            layers: 1,
+            bidir: false,
+            t,
+            b: 2,
+            lengths: Some(vec![t, t - 2]),
+            seed: 9,
+        };
+        let got = run(&c, common::gpu(), Algorithm::Grid);
+        // Sums over up to 4H terms: a little more room than the small-shape rule.
+        let want = run(&c, Backend::Cpu, Algorithm::Auto);
+        for ((n, g), (_, w)) in got.iter().zip(&want) {
+            for (a, b) in g.iter().zip(w) {
+                assert!(
+                    (a - b).abs() <= 3e-5 + 1e-4 * b.abs(),
+                    "H{h} {n}: {a} vs {b}"
+                );
+            }
+        }
+    }
+}

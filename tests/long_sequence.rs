@@ -45,3 +45,10 @@ fn long_sequence_stepwise() {
 fn long_sequence_resident() {
     long_run(Algorithm::Resident, (12000, 2));
 }
+
+/// Grid at H = 32 plans one slice (a grid of one workgroup, whose barrier passes alone), so
+/// its steps are as cheap as Resident's: the same 12000 steps guard its chunking.
+#[test]
+fn long_sequence_grid() {
+    long_run(Algorithm::Grid, (12000, 2));
+}

@@ -296,6 +296,10 @@ fn info() -> ExitCode {
             for (cell, h) in wgpu_rnn::algorithm::resident_max_hidden(&ctx) {
                 println!("  {cell}: {h}");
             }
+            println!("grid max hidden_size (batch 1, at most 64 workgroups):");
+            for (cell, h) in wgpu_rnn::algorithm::grid_max_hidden(&ctx) {
+                println!("  {cell}: {h}");
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -124,9 +124,20 @@ pub(crate) fn plan(ctx: &Context, cell: Cell, s: &RecShape, backward: bool) -> R
              {c} chunks of {CHUNK}, hidden_size {h}); the device allows {max_inv}"
         )));
     }
+    // 256 invocations per workgroup by default (each holds 16 vec4 of weights, so larger
+    // workgroups would crowd the register file); more when the slices would otherwise
+    // outnumber the workgroups a grid may use.
+    let fewest = units_total.div_ceil(MAX_GROUPS);
     let units = hook()
         .units_per_slice
-        .unwrap_or((256.min(max_inv) / slots_per_unit).max(1))
+        .unwrap_or_else(|| {
+            let u = (256.min(max_inv) / slots_per_unit).max(1);
+            if u < fewest && fewest * slots_per_unit <= max_inv {
+                fewest
+            } else {
+                u
+            }
+        })
         .clamp(1, units_total);
     let wg = (units * slots_per_unit).div_ceil(32) * 32;
     if wg > max_inv {
@@ -160,8 +171,14 @@ pub(crate) fn plan(ctx: &Context, cell: Cell, s: &RecShape, backward: bool) -> R
     let mut slice = bt + (bt * units).div_ceil(wg) * (rows_per_unit * c + 6) + 4;
     if np == 2 {
         // The second phase: another mat-vec (GRU) or a W_hr product per unit (LSTM).
-        let share = h.max(s.p).div_ceil(slices);
-        slice += load + bt + (bt * share.max(units)).div_ceil(wg) * (h.max(s.p) + 8) + 4;
+        let per_unit = if cell == Cell::Lstm {
+            // h = W_hr h_raw (forward) or dh_raw = dhtot · W_hr (backward) per unit.
+            let share = h.max(s.p).div_ceil(slices);
+            (bt * share.max(units)).div_ceil(wg) * (h.max(s.p) + 8)
+        } else {
+            (bt * units).div_ceil(wg) * (rows_per_unit * c + 6)
+        };
+        slice += load + bt + per_unit + 4;
     }
     let grid_step = 2 * (load + slice + 8 * np);
     let fb_step = 2 * (load + slices * slice + 8 * np);

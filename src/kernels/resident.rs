@@ -218,6 +218,11 @@ pub(crate) fn fits(ctx: &Context, cell: Cell, s: &RecShape, train: bool) -> Resu
 /// The largest hidden size (no projection, batch 1) Resident runs forward and backward on
 /// this device: the invocation and workgroup-memory limits decide it.
 pub(crate) fn max_hidden(ctx: &Context, cell: Cell) -> usize {
+    max_hidden_of(|s| fits(ctx, cell, s, true).is_ok())
+}
+
+/// The largest H (up to 4096) for which `ok` holds at batch 1, no projection.
+pub(crate) fn max_hidden_of(ok: impl Fn(&RecShape) -> bool) -> usize {
     let ok = |h: usize| {
         let s = RecShape {
             t: 1,
@@ -227,7 +232,7 @@ pub(crate) fn max_hidden(ctx: &Context, cell: Cell) -> usize {
             proj: false,
             dir: 0,
         };
-        fits(ctx, cell, &s, true).is_ok()
+        ok(&s)
     };
     let mut h = 0;
     while h < 4096 && ok(h + 1) {
