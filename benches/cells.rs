@@ -69,7 +69,7 @@ fn bench_recurrent(c: &mut Criterion) {
                 || l.forward(x.view(), None, None).map(|_| ()),
                 || {
                     let (y, tr) = l.forward_train(x.view(), None, None)?;
-                    l.backward(&tr, y.out.view(), None, None).map(|_| ())
+                    l.backward(&tr, y.out.view(), None).map(|_| ())
                 },
             );
             let mut g = Gru::new(GruConfig::new(i, h), backend.clone(), 1).expect("layer");
@@ -125,7 +125,7 @@ fn bench_convlstm(c: &mut Criterion) {
             || l.forward(x.view(), None).map(|_| ()),
             || {
                 let (y, tr) = l.forward_train(x.view(), None)?;
-                l.backward(&tr, y.out.view(), None, None).map(|_| ())
+                l.backward(&tr, y.out.view(), None).map(|_| ())
             },
         );
     }

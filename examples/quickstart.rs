@@ -20,7 +20,7 @@ fn main() -> Result<()> {
         ((t + 2 * b + 3 * i) as f32 * 0.3).sin()
     });
     let (y, trace) = lstm.forward_train(x.view(), None, Some(&[7, 5, 3, 1]))?;
-    let grads = lstm.backward(&trace, y.out.view(), None, None)?;
+    let grads = lstm.backward(&trace, y.out.view(), None)?;
     println!(
         "lstm out {:?}, h_n {:?}, {} weight gradients",
         y.out.dim(),

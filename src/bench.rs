@@ -399,7 +399,7 @@ fn bench_case(
             let fb = boxed(move || {
                 let (y, tr) = l.forward_train(x.view(), None, None)?;
                 let s1 = l.last_stats();
-                l.backward(&tr, y.out.view(), None, None)
+                l.backward(&tr, y.out.view(), None)
                     .map(|_| vec![s1, l.last_stats()])
             });
             (fwd, fb)
@@ -438,7 +438,7 @@ fn bench_case(
             let fb = boxed(move || {
                 let (y, tr) = l.forward_train(x5b.view(), None)?;
                 let s1 = l.last_stats();
-                l.backward(&tr, y.out.view(), None, None)
+                l.backward(&tr, y.out.view(), None)
                     .map(|_| vec![s1, l.last_stats()])
             });
             (fwd, fb)

@@ -1,6 +1,7 @@
 //! The GPU context: instance, adapter choice, device, queue, the limits the kernels
 //! plan with, error scopes that turn wgpu errors into typed errors, and the pipeline cache.
 
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
@@ -60,6 +61,78 @@ pub struct Context {
     uncaptured: Arc<Mutex<Vec<String>>>,
     /// Benchmarks turn this on: every submission then records GPU timestamps per pass.
     profiling: std::sync::atomic::AtomicBool,
+    /// Identity of this context: device tensors and traces remember it, so one made on
+    /// another context is refused instead of read as garbage.
+    id: u64,
+    /// Running totals of the work and host-device traffic this context has seen.
+    pub(crate) totals: Totals,
+}
+
+/// Counters behind [`Context::totals`].
+#[derive(Default)]
+pub(crate) struct Totals {
+    pub dispatches: AtomicUsize,
+    pub submits: AtomicUsize,
+    pub uploads: AtomicUsize,
+    pub read_backs: AtomicUsize,
+}
+
+impl Totals {
+    pub(crate) fn add(counter: &AtomicUsize, n: usize) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// Storage buffers one kernel binds at most (the GEMM with bias and the recurrent backward
+/// kernels bind 8); a device offering fewer cannot run the crate.
+pub const REQUIRED_STORAGE_BUFFERS: u32 = 8;
+/// Invocations per workgroup the kernels use at most (16×16 and 256×1 workgroups).
+pub const REQUIRED_INVOCATIONS: u32 = 256;
+/// Workgroup memory the kernels need, in bytes: the recurrent kernels' pool of 4000 f32s
+/// (`rnn_common.wgsl`) rounded up to WebGPU's default limit, which every conformant device
+/// offers.
+pub const REQUIRED_WORKGROUP_BYTES: u32 = 16384;
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Checks that `limits` can run every kernel of the crate; the error names the limit.
+pub fn check_limits(limits: &wgpu::Limits) -> Result<()> {
+    let need = |what: &str, have: u32, want: u32| {
+        if have < want {
+            Err(Error::Limit(format!(
+                "the device offers {what} = {have}; wgpu-rnn's kernels need at least {want}"
+            )))
+        } else {
+            Ok(())
+        }
+    };
+    need(
+        "max_storage_buffers_per_shader_stage",
+        limits.max_storage_buffers_per_shader_stage,
+        REQUIRED_STORAGE_BUFFERS,
+    )?;
+    need(
+        "max_compute_invocations_per_workgroup",
+        limits.max_compute_invocations_per_workgroup,
+        REQUIRED_INVOCATIONS,
+    )?;
+    need(
+        "max_compute_workgroup_size_x",
+        limits.max_compute_workgroup_size_x,
+        REQUIRED_INVOCATIONS,
+    )?;
+    need(
+        "max_compute_workgroup_storage_size",
+        limits.max_compute_workgroup_storage_size,
+        REQUIRED_WORKGROUP_BYTES,
+    )?;
+    need(
+        "max_dynamic_uniform_buffers_per_pipeline_layout",
+        limits.max_dynamic_uniform_buffers_per_pipeline_layout,
+        1,
+    )?;
+    need("max_bind_groups", limits.max_bind_groups, 1)?;
+    Ok(())
 }
 
 fn rank(device_type: wgpu::DeviceType, backend: wgpu::Backend) -> (u8, u8) {
@@ -138,21 +211,13 @@ impl Context {
             memory_hints: wgpu::MemoryHints::Performance,
             trace: wgpu::Trace::Off,
         };
+        check_limits(&limits)?;
         let (device, queue) = pollster::block_on(adapter.request_device(&desc))
             .map_err(|e| Error::RequestDevice(e.to_string()))?;
-        Ok(Self::assemble(adapter, device, queue))
-    }
-
-    /// Wraps a device the caller already has (bring your own wgpu device). The kernels plan
-    /// with `device.limits()`, so request the adapter's limits when creating it.
-    pub fn from_device(adapter: wgpu::Adapter, device: wgpu::Device, queue: wgpu::Queue) -> Self {
-        Self::assemble(adapter, device, queue)
-    }
-
-    fn assemble(adapter: wgpu::Adapter, device: wgpu::Device, queue: wgpu::Queue) -> Self {
         let uncaptured = Arc::new(Mutex::new(Vec::new()));
+        // The device is ours: the default handler panics, so we keep the message and report
+        // it as an error instead.
         let sink = uncaptured.clone();
-        // The default handler panics; we keep the message and report it as an error instead.
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
             if let Ok(mut v) = sink.lock() {
                 v.push(e.to_string());
@@ -164,6 +229,35 @@ impl Context {
                 v.push(format!("device lost ({reason:?}): {msg}"));
             }
         });
+        Ok(Self::assemble(adapter, device, queue, uncaptured))
+    }
+
+    /// Wraps a device the caller already has (bring your own wgpu device). The application's
+    /// uncaptured-error and device-lost handlers are left alone: the crate catches its own
+    /// errors with error scopes only. The kernels plan with `device.limits()` (request the
+    /// adapter's limits when creating the device for the fastest kernels); a device whose
+    /// limits cannot run them is a typed [`Error::Limit`] naming the limit, here rather than
+    /// at first use (see [`check_limits`]).
+    pub fn from_device(
+        adapter: wgpu::Adapter,
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+    ) -> Result<Self> {
+        check_limits(&device.limits())?;
+        Ok(Self::assemble(
+            adapter,
+            device,
+            queue,
+            Arc::new(Mutex::new(Vec::new())),
+        ))
+    }
+
+    fn assemble(
+        adapter: wgpu::Adapter,
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+        uncaptured: Arc<Mutex<Vec<String>>>,
+    ) -> Self {
         let limits = device.limits();
         let info = adapter.get_info();
         let summary = AdapterSummary::from_info(&info);
@@ -179,6 +273,30 @@ impl Context {
             summary,
             uncaptured,
             profiling: std::sync::atomic::AtomicBool::new(false),
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            totals: Totals::default(),
+        }
+    }
+
+    /// This context's identity (unique within the process).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Running totals since the context was made: dispatches and submits recorded through the
+    /// crate, host-to-device uploads and device-to-host read-backs (each read-back is one
+    /// wait for the GPU). Take two snapshots and subtract ([`RecordStats::since`]) to count
+    /// one training step's transfers.
+    ///
+    /// [`RecordStats::since`]: crate::RecordStats::since
+    pub fn totals(&self) -> crate::RecordStats {
+        let t = &self.totals;
+        crate::RecordStats {
+            dispatches: t.dispatches.load(Ordering::Relaxed),
+            submits: t.submits.load(Ordering::Relaxed),
+            uploads: t.uploads.load(Ordering::Relaxed),
+            read_backs: t.read_backs.load(Ordering::Relaxed),
+            ..Default::default()
         }
     }
 

@@ -12,18 +12,22 @@ pub mod data;
 pub mod error;
 pub(crate) mod gpu;
 pub(crate) mod kernels;
+pub mod layer;
+pub mod tensor;
 
 pub use algorithm::Algorithm;
 pub use context::{AdapterSummary, Context};
 pub use error::{Error, Result};
-pub use kernels::{RecordStats, ShaderModuleSource, shader_modules};
+pub use kernels::{RecordStats, Recorder, ShaderModuleSource, shader_modules};
+/// The wgpu this crate is built against, so downstream crates use the same version.
+pub use wgpu;
 pub mod layers;
 pub mod models;
 pub mod nn;
 pub mod train;
 pub mod weights;
 
-pub use layers::Backend;
+pub use layer::{Forward, Layer, OutputGrads, Tape};
 pub use layers::convlstm::{
     Activation, ConvLstm2d, ConvLstm2dConfig, ConvLstm2dGradients, ConvLstm2dOutput,
     ConvLstm2dTrace, Padding,
@@ -33,6 +37,8 @@ pub use layers::gru::{Gru, GruConfig};
 pub use layers::hstate::{RnnGradients, RnnOutput, RnnTrace};
 pub use layers::lstm::{Lstm, LstmConfig, LstmGradients, LstmOutput, LstmTrace};
 pub use layers::simple_rnn::{Nonlinearity, SimpleRnn, SimpleRnnConfig};
+pub use layers::{Backend, keras_state};
+pub use tensor::{DType, DeviceTensor};
 pub use weights::{TensorMap, WeightFormat};
 pub mod golden;
 

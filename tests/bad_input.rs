@@ -65,7 +65,7 @@ fn wrong_state_shape_is_a_shape_error() {
 }
 
 fn torch_weights(cfg: LstmConfig) -> TensorMap {
-    Lstm::new(cfg, Backend::Cpu, 3).unwrap().weights()
+    Lstm::new(cfg, Backend::Cpu, 3).unwrap().weights().unwrap()
 }
 
 #[test]
@@ -169,18 +169,19 @@ fn backward_checks_gradient_shapes_and_backend() {
     let x = Array3::<f32>::zeros((5, 2, 3));
     let (_, trace) = gpu.forward_train(x.view(), None, None).unwrap();
     let bad = Array3::<f32>::zeros((5, 2, 5));
-    let e = gpu.backward(&trace, bad.view(), None, None).unwrap_err();
+    let e = gpu.backward(&trace, bad.view(), None).unwrap_err();
     assert!(
         matches!(e, Error::Shape(_)) && e.to_string().contains("dy_out"),
         "{e}"
     );
     let dy = Array3::<f32>::zeros((5, 2, 4));
     let bad_h = Array3::<f32>::zeros((2, 2, 4));
+    let c = Array3::<f32>::zeros((1, 2, 4));
     let e = gpu
-        .backward(&trace, dy.view(), Some(bad_h.view()), None)
+        .backward(&trace, dy.view(), Some((bad_h.view(), c.view())))
         .unwrap_err();
     assert!(e.to_string().contains("dy_h_n"), "{e}");
-    let e = cpu.backward(&trace, dy.view(), None, None).unwrap_err();
+    let e = cpu.backward(&trace, dy.view(), None).unwrap_err();
     assert!(matches!(e, Error::Config(_)), "{e}");
 }
 
@@ -344,7 +345,7 @@ mod convlstm2d {
             assert!(matches!(l.forward(x0.view(), None), Err(Error::Shape(_))));
             let (_, trace) = l.forward_train(x.view(), None).unwrap();
             let bad = ArrayD::<f32>::zeros(vec![1, 6, 6, 4]);
-            let e = l.backward(&trace, bad.view(), None, None).unwrap_err();
+            let e = l.backward(&trace, bad.view(), None).unwrap_err();
             assert!(e.to_string().contains("dy_out"), "{e}");
         }
     }

@@ -96,10 +96,10 @@ fn check(c: &Case, algo: Algorithm) {
     let dyh = common::rand3(og.h_n.dim(), c.seed ^ 5, 1.0);
     let dyc = common::rand3(og.c_n.dim(), c.seed ^ 6, 1.0);
     let gg = gpu
-        .backward(&tg, dy.view(), Some(dyh.view()), Some(dyc.view()))
+        .backward(&tg, dy.view(), Some((dyh.view(), dyc.view())))
         .unwrap();
     let gc = cpu
-        .backward(&tc, dy.view(), Some(dyh.view()), Some(dyc.view()))
+        .backward(&tc, dy.view(), Some((dyh.view(), dyc.view())))
         .unwrap();
     common::assert_close("dx", gg.dx.view().into_dyn(), gc.dx.view(), ATOL, RTOL);
     common::assert_close("dh0", gg.dh0.view().into_dyn(), gc.dh0.view(), ATOL, RTOL);
@@ -186,7 +186,7 @@ fn unfused_baseline_backward_matches_cpu() {
     let x = common::rand3((5, 3, 5), 21, 1.0);
     let (out, dx, grads) = gpu.forward_backward_unfused_baseline(x.view()).unwrap();
     let (y, trace) = cpu.forward_train(x.view(), None, None).unwrap();
-    let want = cpu.backward(&trace, y.out.view(), None, None).unwrap();
+    let want = cpu.backward(&trace, y.out.view(), None).unwrap();
     common::assert_close(
         "unfused out",
         out.view().into_dyn(),

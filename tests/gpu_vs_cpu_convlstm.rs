@@ -59,10 +59,10 @@ fn check_tol(
     let dyh = rand4((b, ho, wo, cfg.filters), seed ^ 5);
     let dyc = rand4((b, ho, wo, cfg.filters), seed ^ 6);
     let gg = gpu
-        .backward(&tg, dy.view(), Some(dyh.view()), Some(dyc.view()))
+        .backward(&tg, dy.view(), Some((dyh.view(), dyc.view())))
         .unwrap();
     let gc = cpu
-        .backward(&tc, dy.view(), Some(dyh.view()), Some(dyc.view()))
+        .backward(&tc, dy.view(), Some((dyh.view(), dyc.view())))
         .unwrap();
     common::assert_close("dx", gg.dx.view().into_dyn(), gc.dx.view(), ATOL, RTOL);
     common::assert_close("dh0", gg.dh0.view().into_dyn(), gc.dh0.view(), ATOL, RTOL);

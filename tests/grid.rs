@@ -67,7 +67,7 @@ fn run(c: &Case, backend: Backend, algo: Algorithm) -> Vec<(String, Vec<f32>)> {
                 .forward_train(x.view(), Some((h0.view(), c0.view())), lens)
                 .unwrap();
             let dy = common::rand3(o.out.dim(), c.seed ^ 4, 1.0);
-            let g = l.backward(&tr, dy.view(), None, None).unwrap();
+            let g = l.backward(&tr, dy.view(), None).unwrap();
             res.extend([v("out", &o.out), v("h_n", &o.h_n), v("c_n", &o.c_n)]);
             res.extend([v("dx", &g.dx), v("dh0", &g.dh0), v("dc0", &g.dc0)]);
             push_w(&g.weights);

@@ -18,8 +18,8 @@ fn long_run(algo: Algorithm, (t, b): (usize, usize)) {
     common::assert_close("out", og.out.view().into_dyn(), oc.out.view(), 1e-5, 1e-4);
     common::assert_close("c_n", og.c_n.view().into_dyn(), oc.c_n.view(), 1e-5, 1e-4);
     let dy = common::rand3(og.out.dim(), 10, 1.0);
-    let gg = gpu.backward(&tg, dy.view(), None, None).unwrap();
-    let gc = cpu.backward(&tc, dy.view(), None, None).unwrap();
+    let gg = gpu.backward(&tg, dy.view(), None).unwrap();
+    let gc = cpu.backward(&tc, dy.view(), None).unwrap();
     common::assert_close("dx", gg.dx.view().into_dyn(), gc.dx.view(), 1e-5, 1e-4);
     common::assert_close("dh0", gg.dh0.view().into_dyn(), gc.dh0.view(), 1e-5, 1e-4);
     for (k, v) in &gc.weights {

@@ -327,7 +327,10 @@ fn parameter_and_gradient_buffers_are_exposed() {
     let p = ConvHeadParams::<f32>::random(cfg, 8, 0.5).unwrap();
     let gpu = GpuConvHead::new(ctx.clone(), &p).unwrap();
     let params = gpu.params();
-    let names: Vec<_> = params.iter().map(|q| (q.name, q.shape.clone())).collect();
+    let names: Vec<_> = params
+        .iter()
+        .map(|q| (q.name.as_str(), q.shape.clone()))
+        .collect();
     assert_eq!(names, [("kernel", vec![3, 3, 2, 1]), ("bias", vec![1])]);
     let x = f32s(&rand(ndarray::Ix5(1, 2, 3, 4, 2), 9, 1.0));
     let dy = f32s(&rand(ndarray::Ix5(1, 2, 3, 4, 1), 10, 1.0));
@@ -349,10 +352,10 @@ fn parameter_and_gradient_buffers_are_exposed() {
         &DenseParams::random(DenseConfig::new(3, 2, Activation::Relu).unwrap(), 1, 0.5).unwrap(),
     )
     .unwrap();
-    let dn: Vec<_> = d
-        .params()
+    let dp = d.params();
+    let dn: Vec<_> = dp
         .iter()
-        .map(|q| (q.name, q.shape.clone()))
+        .map(|q| (q.name.as_str(), q.shape.clone()))
         .collect();
     assert_eq!(dn, [("weight", vec![2, 3]), ("bias", vec![2])]);
 }

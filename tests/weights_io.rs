@@ -18,7 +18,7 @@ fn torch_state_dict_round_trips_through_safetensors_with_a_prefix() {
     cfg.bidirectional = true;
     cfg.proj_size = 2;
     let a = Lstm::new(cfg, Backend::Cpu, 42).unwrap();
-    let w = a.weights();
+    let w = a.weights().unwrap();
     assert!(w.contains_key("weight_hr_l1_reverse"));
     let prefixed: TensorMap = w
         .iter()
@@ -27,7 +27,7 @@ fn torch_state_dict_round_trips_through_safetensors_with_a_prefix() {
     let path = std::env::temp_dir().join("wgpu_rnn_torch_prefixed.safetensors");
     safetensors_io::write(&path, &prefixed, None).unwrap();
     let b = Lstm::from_safetensors(cfg, &path, Backend::Cpu).unwrap();
-    assert_eq!(b.weights(), w);
+    assert_eq!(b.weights().unwrap(), w);
     let (ya, yb) = (
         a.forward(x().view(), None, None).unwrap(),
         b.forward(x().view(), None, None).unwrap(),
@@ -40,7 +40,7 @@ fn keras_kernels_equal_transposed_torch_weights() {
     // CONVENTIONS.md §3: kernel = W_ihᵀ, recurrent_kernel = W_hhᵀ, bias = b_ih + b_hh.
     let cfg = LstmConfig::new(3, 5);
     let t = Lstm::new(cfg, Backend::Cpu, 8).unwrap();
-    let w = t.weights();
+    let w = t.weights().unwrap();
     let tr = |a: &ArrayD<f32>| a.t().as_standard_layout().into_owned();
     let mut keras = TensorMap::new();
     keras.insert("kernel".into(), tr(&w["weight_ih_l0"]));
@@ -49,15 +49,19 @@ fn keras_kernels_equal_transposed_torch_weights() {
     let path = std::env::temp_dir().join("wgpu_rnn_keras.safetensors");
     safetensors_io::write(&path, &keras, None).unwrap();
     let k = Lstm::from_safetensors(cfg, &path, Backend::Cpu).unwrap();
-    assert_eq!(k.weights(), keras, "weights come back under Keras names");
+    assert_eq!(
+        k.weights().unwrap(),
+        keras,
+        "weights come back under Keras names"
+    );
     let (yt, tt) = t.forward_train(x().view(), None, None).unwrap();
     let (yk, tk) = k.forward_train(x().view(), None, None).unwrap();
     for (a, b) in yt.out.iter().zip(yk.out.iter()) {
         assert!((a - b).abs() < 1e-6, "{a} vs {b}");
     }
     let dy = Array3::from_elem(yt.out.dim(), 0.5f32);
-    let gt = t.backward(&tt, dy.view(), None, None).unwrap();
-    let gk = k.backward(&tk, dy.view(), None, None).unwrap();
+    let gt = t.backward(&tt, dy.view(), None).unwrap();
+    let gk = k.backward(&tk, dy.view(), None).unwrap();
     let names: Vec<&String> = gk.weights.keys().collect();
     assert_eq!(names, ["bias", "kernel", "recurrent_kernel"]);
     let diff = (&gk.weights["kernel"] - &tr(&gt.weights["weight_ih_l0"])).mapv(f32::abs);
@@ -75,10 +79,10 @@ fn layers_without_bias_export_no_bias() {
     let mut cfg = LstmConfig::new(3, 4);
     cfg.bias = false;
     let l = Lstm::new(cfg, Backend::Cpu, 1).unwrap();
-    assert!(l.weights().keys().all(|k| !k.starts_with("bias")));
+    assert!(l.weights().unwrap().keys().all(|k| !k.starts_with("bias")));
     let (y, tr) = l.forward_train(x().view(), None, None).unwrap();
     let g = l
-        .backward(&tr, Array3::from_elem(y.out.dim(), 1.0).view(), None, None)
+        .backward(&tr, Array3::from_elem(y.out.dim(), 1.0).view(), None)
         .unwrap();
     assert_eq!(g.weights.len(), 2);
 }
@@ -127,7 +131,7 @@ fn convlstm2d_weights_round_trip_through_safetensors() {
     use wgpu_rnn::{ConvLstm2d, ConvLstm2dConfig};
     let cfg = ConvLstm2dConfig::new(6, 5, 2, 3, (3, 1));
     let a = ConvLstm2d::new(cfg, Backend::Cpu, 4).unwrap();
-    let w = a.weights();
+    let w = a.weights().unwrap();
     assert_eq!(w["kernel"].shape(), &[3, 1, 2, 12]);
     assert_eq!(w["recurrent_kernel"].shape(), &[3, 1, 3, 12]);
     let prefixed: TensorMap = w
@@ -137,7 +141,7 @@ fn convlstm2d_weights_round_trip_through_safetensors() {
     let path = std::env::temp_dir().join("wgpu_rnn_convlstm.safetensors");
     safetensors_io::write(&path, &prefixed, None).unwrap();
     let b = ConvLstm2d::from_safetensors(cfg, &path, Backend::Cpu).unwrap();
-    assert_eq!(b.weights(), w);
+    assert_eq!(b.weights().unwrap(), w);
     let x = ndarray::Array5::from_shape_fn((1, 2, 6, 5, 2), |(_, t, y, x, c)| {
         ((t + 2 * y + 3 * x + c) as f32).cos()
     });

@@ -5,7 +5,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use serde::Serialize;
-use wgpu_rnn::golden::{Golden, run_case_with};
+use wgpu_rnn::golden::{Golden, model_case, run_case_with};
+use wgpu_rnn::models::keras::{CpuBackend, GpuBackend, ModelBackend, Precision};
 use wgpu_rnn::{Algorithm, Backend, Context};
 
 #[derive(Parser)]
@@ -64,6 +65,12 @@ enum Cmd {
         /// Recurrent shapes instead of the defaults: "B,T,I,H;B,T,I,H".
         #[arg(long)]
         shapes: Option<String>,
+    },
+    /// Builds a Sequential model from a Keras config (`model.get_config()` JSON or a `.keras`
+    /// file's config.json) and prints a Keras-style summary ending with `Total params: N`.
+    Summary {
+        /// The config JSON file.
+        config: PathBuf,
     },
     /// Joins two bench JSON reports (e.g. this crate's and bench/pytorch_baseline.py's) into a
     /// side-by-side table with the ratio of their best medians.
@@ -201,7 +208,28 @@ fn verify(files: &[PathBuf], backend: BackendArg, algorithm: &str) -> ExitCode {
     };
     let name = backend.name();
     let (mut passed, mut failed) = (0usize, 0usize);
+    let model_backend: Box<dyn ModelBackend> = match &backend {
+        Backend::Cpu => Box::new(CpuBackend {
+            precision: Precision::F64,
+        }),
+        Backend::Gpu(ctx) => Box::new(GpuBackend::new(ctx.clone())),
+    };
     for f in files {
+        // Whole-model goldens (keras-model-golden-v1) have their own runner.
+        if model_case::is_model_golden(f) {
+            for line in model_case::verify_lines(f, model_backend.as_ref()) {
+                if line.pass {
+                    passed += 1;
+                } else {
+                    failed += 1;
+                }
+                match serde_json::to_string(&line) {
+                    Ok(s) => println!("{s}"),
+                    Err(e) => println!("{{\"error\":\"cannot encode line: {e}\",\"pass\":false}}"),
+                }
+            }
+            continue;
+        }
         let stem = f
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
@@ -246,6 +274,26 @@ fn verify(files: &[PathBuf], backend: BackendArg, algorithm: &str) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+fn summary(config: &PathBuf) -> ExitCode {
+    let text = match std::fs::read_to_string(config) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("wgpu-rnn summary: {}: {e}", config.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    match wgpu_rnn::models::keras::parse_config_str(&text) {
+        Ok(p) => {
+            print!("{}", wgpu_rnn::models::keras::summary(&p.spec));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("wgpu-rnn summary: {}: {e}", config.display());
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -327,5 +375,6 @@ fn main() -> ExitCode {
             shapes,
         } => bench(quick, json, &cells, runs, &impls, shapes.as_deref()),
         Cmd::Compare { a, b } => compare(&a, &b),
+        Cmd::Summary { config } => summary(&config),
     }
 }

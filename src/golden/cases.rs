@@ -253,11 +253,20 @@ pub(super) fn run(g: &Golden, backend: &Backend, algo: Algorithm) -> Result<Tens
             let (y, tr) = l.forward_train(x, state, lengths)?;
             let dy = full_dy(g, &sp, &y.out)?;
             let dyc = state3(g, "dy_c_n")?;
+            // Either state gradient may be absent: the other one is then zero.
+            let dstate = match (opt_view(&dyh, "dy_h_n")?, opt_view(&dyc, "dy_c_n")?) {
+                (None, None) => None,
+                (h, c) => Some((
+                    h.map(|v| v.to_owned())
+                        .unwrap_or_else(|| Array3::zeros(y.h_n.dim())),
+                    c.map(|v| v.to_owned())
+                        .unwrap_or_else(|| Array3::zeros(y.c_n.dim())),
+                )),
+            };
             let gr = l.backward(
                 &tr,
                 dy.view(),
-                opt_view(&dyh, "dy_h_n")?,
-                opt_view(&dyc, "dy_c_n")?,
+                dstate.as_ref().map(|(h, c)| (h.view(), c.view())),
             )?;
             p.put_out(&sp, y.out);
             p.put_state("h_n", y.h_n);

@@ -109,7 +109,13 @@ pub(super) fn run(g: &Golden, backend: &Backend, algo: Algorithm) -> Result<Tens
         .get("dy_c_n")
         .map(|a| view4(a, "dy_c_n"))
         .transpose()?;
-    let gr = layer.backward(&trace, dy.view(), dyh, dyc)?;
+    // Either state gradient may be absent: the other one is then zero.
+    let z = ndarray::Array4::<f32>::zeros(y.h_n.dim());
+    let dstate = match (dyh, dyc) {
+        (None, None) => None,
+        (h, c) => Some((h.unwrap_or(z.view()), c.unwrap_or(z.view()))),
+    };
+    let gr = layer.backward(&trace, dy.view(), dstate)?;
     let mut m = TensorMap::new();
     m.insert("out".into(), y.out);
     m.insert("h_n".into(), y.h_n.into_dyn());

@@ -21,6 +21,12 @@ pub(crate) struct GpuConvLstm {
     /// (kh·kw·F, 4F)
     rkernel: wgpu::Buffer,
     bias: wgpu::Buffer,
+    /// Gradients of the three (overwritten by each recorded backward).
+    dk: wgpu::Buffer,
+    drk: wgpu::Buffer,
+    db: wgpu::Buffer,
+    /// Set once the parameter buffers were handed out (they may change in place).
+    exposed: std::sync::atomic::AtomicBool,
 }
 
 impl GpuConvLstm {
@@ -31,13 +37,72 @@ impl GpuConvLstm {
             kernel: buffers::upload(ctx, "kernel", &flat(&p.kernel))?,
             rkernel: buffers::upload(ctx, "recurrent_kernel", &flat(&p.recurrent_kernel))?,
             bias: buffers::upload(ctx, "bias", &p.bias.to_vec())?,
+            dk: buffers::zeros(ctx, "d kernel", p.kernel.len())?,
+            drk: buffers::zeros(ctx, "d recurrent_kernel", p.recurrent_kernel.len())?,
+            db: buffers::zeros(ctx, "d bias", p.bias.len())?,
+            exposed: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
     /// (kernel, recurrent_kernel, bias) device buffers, Keras layouts: what an optimizer
     /// updates in place.
     pub fn params(&self) -> [&wgpu::Buffer; 3] {
+        self.exposed
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         [&self.kernel, &self.rkernel, &self.bias]
+    }
+
+    /// The trainable tensors with their gradient buffers, Keras names and shapes.
+    pub fn param_buffers(&self) -> Vec<crate::nn::ParamBuffer> {
+        let [k, rk, b] = self.params();
+        let d = self.dims;
+        let (kh, kw) = d.kernel;
+        let f4 = 4 * d.filters;
+        let p =
+            |name: &str, param: &wgpu::Buffer, grad: &wgpu::Buffer, shape| crate::nn::ParamBuffer {
+                name: name.into(),
+                param: param.clone(),
+                grad: grad.clone(),
+                shape,
+            };
+        vec![
+            p("kernel", k, &self.dk, vec![kh, kw, d.in_channels, f4]),
+            p(
+                "recurrent_kernel",
+                rk,
+                &self.drk,
+                vec![kh, kw, d.filters, f4],
+            ),
+            p("bias", b, &self.db, vec![f4]),
+        ]
+    }
+
+    /// Whether the parameter buffers were handed out.
+    pub fn was_exposed(&self) -> bool {
+        self.exposed.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The current (kernel, recurrent_kernel, bias), read back.
+    pub fn read_params(&self, ctx: &Context) -> Result<(Array4<f32>, Array4<f32>, Array1<f32>)> {
+        let d = self.dims;
+        let (kh, kw) = d.kernel;
+        let f4 = 4 * d.filters;
+        let (nk, nrk) = (kh * kw * d.in_channels * f4, kh * kw * d.filters * f4);
+        let mut got = buffers::read_f32(
+            ctx,
+            &[
+                (&self.kernel, 0, nk),
+                (&self.rkernel, 0, nrk),
+                (&self.bias, 0, f4),
+            ],
+        )?
+        .into_iter();
+        let mut next = || got.next().ok_or_else(|| Error::Device("read-back".into()));
+        Ok((
+            shaped(next()?, (kh, kw, d.in_channels, f4))?,
+            shaped(next()?, (kh, kw, d.filters, f4))?,
+            Array1::from_vec(next()?),
+        ))
     }
 
     fn input_geom(&self) -> Result<ConvGeom> {
@@ -247,13 +312,12 @@ impl GpuConvLstm {
         let f = d.filters;
         let (gin, grec) = (self.input_geom()?, self.recurrent_geom()?);
         let dgates = buffers::zeros(ctx, "dgates", b * t * s.rows * s.cols * 4 * f)?;
-        let k_rows = d.kernel.0 * d.kernel.1;
         let g = LayerGrads {
             dx: buffers::zeros(ctx, "dx", b * t * d.rows * d.cols * d.in_channels)?,
             state,
-            dk: buffers::zeros(ctx, "d kernel", k_rows * d.in_channels * 4 * f)?,
-            drk: buffers::zeros(ctx, "d recurrent_kernel", k_rows * f * 4 * f)?,
-            db: buffers::zeros(ctx, "d bias", 4 * f)?,
+            dk: self.dk.clone(),
+            drk: self.drk.clone(),
+            db: self.db.clone(),
         };
         let bufs = BwdBufs {
             gates: &tape.gates,

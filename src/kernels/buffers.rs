@@ -2,7 +2,7 @@
 
 use wgpu::util::DeviceExt;
 
-use crate::context::Context;
+use crate::context::{Context, Totals};
 use crate::error::{Error, Result};
 
 const STORAGE_USAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
@@ -47,6 +47,7 @@ pub(crate) fn upload<T: bytemuck::Pod>(
     }
     let bytes: &[u8] = bytemuck::cast_slice(data);
     check_size(ctx, what, bytes.len() as u64)?;
+    Totals::add(&ctx.totals.uploads, 1);
     ctx.scoped(|| {
         Ok(ctx
             .device
@@ -83,6 +84,7 @@ pub(crate) fn read_f32(ctx: &Context, ranges: &[ReadRange<'_>]) -> Result<Vec<Ve
     if total == 0 {
         return Ok(ranges.iter().map(|_| Vec::new()).collect());
     }
+    Totals::add(&ctx.totals.read_backs, 1);
     let staging = ctx.scoped(|| {
         let staging = ctx.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("read-back"),

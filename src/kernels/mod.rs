@@ -9,17 +9,21 @@
 pub(crate) mod buffers;
 pub(crate) mod conv;
 pub(crate) mod convlstm;
+pub(crate) mod embedding;
 pub(crate) mod gemm;
 pub(crate) mod grid;
 pub(crate) mod gru;
 pub(crate) mod loss;
 pub(crate) mod lstm;
+pub(crate) mod merge;
 pub(crate) mod nn_act;
 pub(crate) mod optim;
 pub(crate) mod rec;
 pub(crate) mod recorder;
 pub(crate) mod resident;
 pub(crate) mod rnn;
+pub(crate) mod seq_mask;
+pub(crate) mod tensor_ops;
 pub(crate) mod timing;
 pub(crate) mod unfused;
 pub(crate) mod workspace;
@@ -55,10 +59,14 @@ pub(crate) enum Shader {
     ResidentBackward,
     GridForward,
     GridBackward,
+    TensorOps,
+    Embedding,
+    SeqMask,
+    Merge,
 }
 
 impl Shader {
-    const ALL: [Shader; 22] = [
+    const ALL: [Shader; 26] = [
         Shader::Gemm,
         Shader::GemmPlain,
         Shader::GemmRbAny,
@@ -81,6 +89,10 @@ impl Shader {
         Shader::ResidentBackward,
         Shader::GridForward,
         Shader::GridBackward,
+        Shader::TensorOps,
+        Shader::Embedding,
+        Shader::SeqMask,
+        Shader::Merge,
     ];
 
     /// The WGSL module: recurrent cells get `rnn_common.wgsl` prepended (WGSL has no include).
@@ -134,6 +146,10 @@ impl Shader {
             Shader::Unfused => include_str!("../../shaders/unfused.wgsl"),
             Shader::Loss => include_str!("../../shaders/loss.wgsl"),
             Shader::Optim => include_str!("../../shaders/optim.wgsl"),
+            Shader::TensorOps => include_str!("../../shaders/tensor_ops.wgsl"),
+            Shader::Embedding => include_str!("../../shaders/embedding.wgsl"),
+            Shader::SeqMask => include_str!("../../shaders/seq_mask.wgsl"),
+            Shader::Merge => include_str!("../../shaders/merge.wgsl"),
             Shader::ConvLstmForward => concat!(
                 include_str!("../../shaders/activations.wgsl"),
                 include_str!("../../shaders/convlstm_forward.wgsl")
@@ -191,6 +207,10 @@ impl Shader {
             Shader::Unfused => &["unfused.wgsl"],
             Shader::Loss => &["loss.wgsl"],
             Shader::Optim => &["optim.wgsl"],
+            Shader::TensorOps => &["tensor_ops.wgsl"],
+            Shader::Embedding => &["embedding.wgsl"],
+            Shader::SeqMask => &["seq_mask.wgsl"],
+            Shader::Merge => &["merge.wgsl"],
             Shader::ConvLstmForward => &["activations.wgsl", "convlstm_forward.wgsl"],
             Shader::ConvLstmBackward => &["activations.wgsl", "convlstm_backward.wgsl"],
             Shader::NnAct => &["activations.wgsl", "nn_act.wgsl"],
@@ -390,5 +410,5 @@ fn build_pipe(ctx: &Context, cache: &Pipelines, k: &KernelDef, spec: &Spec) -> R
     Ok(Pipe { pipeline, layout })
 }
 
-pub use recorder::RecordStats;
-pub(crate) use recorder::{Phase, Recorder};
+pub(crate) use recorder::Phase;
+pub use recorder::{RecordStats, Recorder};

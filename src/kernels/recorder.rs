@@ -8,7 +8,7 @@ use std::sync::Arc;
 use super::timing::PassTimer;
 use super::workspace::{BindKey, Workspace};
 use super::{KernelDef, Pipe, buffers};
-use crate::context::Context;
+use crate::context::{Context, Totals};
 use crate::error::{Error, Result};
 
 enum Op {
@@ -61,10 +61,42 @@ pub struct RecordStats {
     /// Bind groups this submission had to build (0 when a repeated inference call found its
     /// buffers, arena and bind groups all kept from the previous call).
     pub bind_groups_built: usize,
+    /// Host-to-device uploads (in [`Context::totals`]; 0 in one submission's stats).
+    pub uploads: usize,
+    /// Device-to-host read-backs, each one wait for the GPU (in [`Context::totals`]; 0 in one
+    /// submission's stats).
+    pub read_backs: usize,
 }
 
-/// Collects the work of one forward or backward and submits it once.
-pub(crate) struct Recorder<'c> {
+impl RecordStats {
+    /// The counts between an earlier snapshot of [`Context::totals`] and this one
+    /// (dispatches, submits, uploads and read-backs; times are left out).
+    pub fn since(&self, earlier: &RecordStats) -> RecordStats {
+        RecordStats {
+            dispatches: self.dispatches.saturating_sub(earlier.dispatches),
+            submits: self.submits.saturating_sub(earlier.submits),
+            uploads: self.uploads.saturating_sub(earlier.uploads),
+            read_backs: self.read_backs.saturating_sub(earlier.read_backs),
+            ..Default::default()
+        }
+    }
+}
+
+/// What the passes of one encoding were (for timestamps and the per-dispatch profile).
+#[derive(Default)]
+struct PassLog {
+    per_dispatch: bool,
+    phases: Vec<Phase>,
+    entries: Vec<&'static str>,
+}
+
+/// Collects recorded work (layers' forwards and backwards, losses, optimizer steps) and
+/// either submits it once ([`Recorder::submit`]) or encodes it into the caller's own
+/// `wgpu::CommandEncoder` ([`Recorder::encode_into`]).
+///
+/// Every dispatch's parameters go into one uniform arena written when the recording is
+/// encoded; bind groups are deduplicated, so a T-step loop reuses one.
+pub struct Recorder<'c> {
     ctx: &'c Context,
     ops: Vec<Op>,
     arena: Vec<u8>,
@@ -74,6 +106,7 @@ pub(crate) struct Recorder<'c> {
 }
 
 impl<'c> Recorder<'c> {
+    /// An empty recording on `ctx`.
     pub fn new(ctx: &'c Context) -> Self {
         Self {
             ctx,
@@ -91,13 +124,13 @@ impl<'c> Recorder<'c> {
     }
 
     /// Tags the dispatches recorded from now on (a new phase starts a new compute pass).
-    pub fn set_phase(&mut self, phase: Phase) {
+    pub(crate) fn set_phase(&mut self, phase: Phase) {
         self.phase = phase;
     }
 
     /// Records one dispatch of `k` over `groups` workgroups (split into a 2-D grid when
     /// above the per-dimension limit; kernels flatten `workgroup_id` and bounds-check).
-    pub fn dispatch<P: bytemuck::Pod>(
+    pub(crate) fn dispatch<P: bytemuck::Pod>(
         &mut self,
         k: &KernelDef,
         params: &P,
@@ -108,7 +141,7 @@ impl<'c> Recorder<'c> {
     }
 
     /// [`dispatch`](Self::dispatch) of the pipeline specialised with `override` constants.
-    pub fn dispatch_spec<P: bytemuck::Pod>(
+    pub(crate) fn dispatch_spec<P: bytemuck::Pod>(
         &mut self,
         k: &KernelDef,
         spec: &super::Spec,
@@ -157,16 +190,16 @@ impl<'c> Recorder<'c> {
     /// Restarts the encode clock (`RecordStats::encode_ms`): callers that upload inputs
     /// after creating the recorder call this once the uploads are done, so encode time means
     /// recording and submitting alone.
-    pub fn restart_clock(&mut self) {
+    pub(crate) fn restart_clock(&mut self) {
         self.started = std::time::Instant::now();
     }
 
     /// Records a zero-fill of `buf`, ordered with the dispatches around it.
-    pub fn clear(&mut self, buf: &wgpu::Buffer) {
+    pub(crate) fn clear(&mut self, buf: &wgpu::Buffer) {
         self.ops.push(Op::Clear(buf.clone()));
     }
 
-    pub fn copy(
+    pub(crate) fn copy(
         &mut self,
         src: &wgpu::Buffer,
         src_offset: u64,
@@ -193,9 +226,44 @@ impl<'c> Recorder<'c> {
         self.submit_with(None)
     }
 
+    /// Dispatches recorded so far.
+    pub fn dispatch_count(&self) -> usize {
+        self.ops
+            .iter()
+            .filter(|o| matches!(o, Op::Dispatch { .. }))
+            .count()
+    }
+
+    /// Encodes everything recorded, in order, into the caller's `encoder` (one compute pass
+    /// per run of dispatches between copies) without submitting: the caller submits, with
+    /// its own work before and after. The dispatches' parameters go into a fresh uniform buffer,
+    /// initialised when it is created. `encoder` must come from this
+    /// recorder's context's device. GPU timestamps are not taken on this path.
+    pub fn encode_into(self, encoder: &mut wgpu::CommandEncoder) -> Result<RecordStats> {
+        let ctx = self.ctx;
+        let mut stats = RecordStats::default();
+        ctx.scoped(|| {
+            let arena = buffers::create_uniform(ctx, &self.arena)?;
+            #[allow(clippy::mutable_key_type)]
+            let mut groups = HashMap::new();
+            self.encode_ops(
+                encoder,
+                &arena,
+                &mut groups,
+                &mut stats,
+                None,
+                &mut PassLog::default(),
+            );
+            Ok(())
+        })?;
+        Totals::add(&ctx.totals.dispatches, stats.dispatches);
+        stats.encode_ms = self.started.elapsed().as_secs_f64() * 1e3;
+        Ok(stats)
+    }
+
     /// [`submit`](Self::submit), keeping the uniform arena and the bind groups in `ws` for the
     /// next call of the same shape (whose buffers `ws` hands out again).
-    pub fn submit_with(self, mut ws: Option<&mut Workspace>) -> Result<RecordStats> {
+    pub(crate) fn submit_with(self, mut ws: Option<&mut Workspace>) -> Result<RecordStats> {
         let ctx = self.ctx;
         let mut stats = RecordStats::default();
         // WGPU_RNN_PROFILE=dispatch: one pass per dispatch, each timed and printed to stderr
@@ -249,79 +317,20 @@ impl<'c> Recorder<'c> {
             let mut enc = dev.create_command_encoder(&wgpu::CommandEncoderDescriptor {
                 label: Some("wgpu-rnn"),
             });
-            let mut i = 0;
-            while i < self.ops.len() {
-                let phase = match &self.ops[i] {
-                    Op::Copy {
-                        src,
-                        src_offset,
-                        dst,
-                        dst_offset,
-                        size,
-                    } => {
-                        enc.copy_buffer_to_buffer(src, *src_offset, dst, *dst_offset, *size);
-                        i += 1;
-                        continue;
-                    }
-                    Op::Clear(buf) => {
-                        enc.clear_buffer(buf, 0, None);
-                        i += 1;
-                        continue;
-                    }
-                    Op::Dispatch { phase, .. } => *phase,
-                };
-                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                    label: Some("wgpu-rnn"),
-                    timestamp_writes: timer.as_ref().map(|t| t.writes(stats.passes)),
-                });
-                stats.passes += 1;
-                pass_phase.push(phase);
-                while let Some(Op::Dispatch {
-                    pipe,
-                    buffers,
-                    uniform_offset,
-                    params_size,
-                    groups,
-                    phase: p,
-                    entry,
-                }) = self.ops.get(i)
-                {
-                    if *p != phase || (per_dispatch && pass_entry.len() == stats.passes) {
-                        break;
-                    }
-                    pass_entry.push(*entry);
-                    // One bind group per (pipeline, buffer set): steps differ only in their
-                    // dynamic uniform offset, so a T-step loop reuses one group.
-                    let key = (Arc::as_ptr(pipe) as usize, buffers.clone());
-                    let bg = groups_cache.entry(key).or_insert_with(|| {
-                        stats.bind_groups_built += 1;
-                        let mut entries = vec![wgpu::BindGroupEntry {
-                            binding: 0,
-                            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                                buffer: &arena,
-                                offset: 0,
-                                size: wgpu::BufferSize::new(*params_size),
-                            }),
-                        }];
-                        for (j, b) in buffers.iter().enumerate() {
-                            entries.push(wgpu::BindGroupEntry {
-                                binding: j as u32 + 1,
-                                resource: b.as_entire_binding(),
-                            });
-                        }
-                        dev.create_bind_group(&wgpu::BindGroupDescriptor {
-                            label: None,
-                            layout: &pipe.layout,
-                            entries: &entries,
-                        })
-                    });
-                    pass.set_pipeline(&pipe.pipeline);
-                    pass.set_bind_group(0, &*bg, &[*uniform_offset]);
-                    pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
-                    stats.dispatches += 1;
-                    i += 1;
-                }
-            }
+            let mut log = PassLog {
+                per_dispatch,
+                ..Default::default()
+            };
+            self.encode_ops(
+                &mut enc,
+                &arena,
+                groups_cache,
+                &mut stats,
+                timer.as_ref(),
+                &mut log,
+            );
+            pass_phase = log.phases;
+            pass_entry = log.entries;
             if let Some(t) = &timer {
                 t.resolve(&mut enc);
             }
@@ -329,6 +338,8 @@ impl<'c> Recorder<'c> {
             stats.submits = 1;
             Ok(())
         })?;
+        Totals::add(&ctx.totals.dispatches, stats.dispatches);
+        Totals::add(&ctx.totals.submits, 1);
         stats.encode_ms = self.started.elapsed().as_secs_f64() * 1e3;
         if let Some(t) = &timer {
             let spans = t.read(ctx)?;
@@ -350,6 +361,96 @@ impl<'c> Recorder<'c> {
             }
         }
         Ok(stats)
+    }
+
+    /// Records every op into `enc`: one compute pass per run of same-phase dispatches
+    /// between copies (one per dispatch when `per_dispatch`), bind groups from `groups`.
+    #[allow(clippy::mutable_key_type)]
+    fn encode_ops(
+        &self,
+        enc: &mut wgpu::CommandEncoder,
+        arena: &wgpu::Buffer,
+        bind_groups: &mut HashMap<BindKey, wgpu::BindGroup>,
+        stats: &mut RecordStats,
+        timer: Option<&PassTimer>,
+        log: &mut PassLog,
+    ) {
+        let per_dispatch = log.per_dispatch;
+        let mut i = 0;
+        while i < self.ops.len() {
+            let phase = match &self.ops[i] {
+                Op::Copy {
+                    src,
+                    src_offset,
+                    dst,
+                    dst_offset,
+                    size,
+                } => {
+                    enc.copy_buffer_to_buffer(src, *src_offset, dst, *dst_offset, *size);
+                    i += 1;
+                    continue;
+                }
+                Op::Clear(buf) => {
+                    enc.clear_buffer(buf, 0, None);
+                    i += 1;
+                    continue;
+                }
+                Op::Dispatch { phase, .. } => *phase,
+            };
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("wgpu-rnn"),
+                timestamp_writes: timer.map(|t| t.writes(stats.passes)),
+            });
+            stats.passes += 1;
+            log.phases.push(phase);
+            while let Some(Op::Dispatch {
+                pipe,
+                buffers,
+                uniform_offset,
+                params_size,
+                groups,
+                phase: p,
+                entry,
+            }) = self.ops.get(i)
+            {
+                if *p != phase || (per_dispatch && log.entries.len() == stats.passes) {
+                    break;
+                }
+                log.entries.push(*entry);
+                // One bind group per (pipeline, buffer set): steps differ only in their
+                // dynamic uniform offset, so a T-step loop reuses one group.
+                let key = (Arc::as_ptr(pipe) as usize, buffers.clone());
+                let bg = bind_groups.entry(key).or_insert_with(|| {
+                    stats.bind_groups_built += 1;
+                    let mut entries = vec![wgpu::BindGroupEntry {
+                        binding: 0,
+                        resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                            buffer: arena,
+                            offset: 0,
+                            size: wgpu::BufferSize::new(*params_size),
+                        }),
+                    }];
+                    for (j, b) in buffers.iter().enumerate() {
+                        entries.push(wgpu::BindGroupEntry {
+                            binding: j as u32 + 1,
+                            resource: b.as_entire_binding(),
+                        });
+                    }
+                    self.ctx
+                        .device
+                        .create_bind_group(&wgpu::BindGroupDescriptor {
+                            label: None,
+                            layout: &pipe.layout,
+                            entries: &entries,
+                        })
+                });
+                pass.set_pipeline(&pipe.pipeline);
+                pass.set_bind_group(0, &*bg, &[*uniform_offset]);
+                pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+                stats.dispatches += 1;
+                i += 1;
+            }
+        }
     }
 
     /// Compute passes `submit` will record.

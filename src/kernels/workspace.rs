@@ -80,6 +80,7 @@ impl Workspace {
         if let Some(buf) = self.slot(bytes) {
             if !data.is_empty() {
                 ctx.queue.write_buffer(&buf, 0, bytemuck::cast_slice(data));
+                crate::context::Totals::add(&ctx.totals.uploads, 1);
             }
             return Ok(buf);
         }

@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::gpu::cell::{CellKind, CellWeights};
 use crate::gpu::stack::GpuWeights;
 use crate::kernels::RecordStats;
+use crate::weights::WeightFormat;
 
 /// How the caller lays tensors out, relative to the time-major order the engines use.
 #[derive(Clone, Copy, Debug)]
@@ -56,6 +57,33 @@ impl Layout {
             a
         };
         a.as_standard_layout().into_owned()
+    }
+}
+
+impl Layout {
+    /// The caller's shape of a `(t, b, f)` sequence.
+    pub fn caller_shape(self, t: usize, b: usize, f: usize) -> [usize; 3] {
+        if self.batch_first {
+            [b, t, f]
+        } else {
+            [t, b, f]
+        }
+    }
+
+    /// A shape error in the caller's layout unless `shape` is a sequence of `features`.
+    pub fn check_input(self, kind: &str, shape: &[usize], features: usize) -> Result<()> {
+        if shape.len() == 3 && shape[2] == features {
+            return Ok(());
+        }
+        let named = if self.batch_first {
+            "(batch, seq_len, input_size)"
+        } else {
+            "(seq_len, batch, input_size)"
+        };
+        Err(Error::Shape(format!(
+            "{kind} input x has shape {shape:?}, read as {named}; the layer's input_size is \
+             {features}"
+        )))
     }
 }
 
@@ -107,8 +135,11 @@ impl Runner {
         kind: CellKind,
         dims: LstmDims,
         cells: &[CellWeights],
+        (format, bias): (WeightFormat, bool),
     ) -> Result<Self> {
-        Self::with_upload(backend, |ctx| GpuWeights::upload(ctx, kind, dims, cells))
+        Self::with_upload(backend, |ctx| {
+            GpuWeights::upload(ctx, kind, dims, cells, format, bias)
+        })
     }
 }
 

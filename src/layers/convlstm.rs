@@ -15,6 +15,7 @@ use crate::cpu::convlstm::{
 use crate::error::{Error, Result};
 use crate::gpu::convlstm::{self as gpu, ConvTape, GpuConvLstm};
 use crate::kernels::RecordStats;
+use crate::layer::Origin;
 use crate::weights::{TensorMap, require, safetensors_io};
 
 /// Configuration of a [`ConvLstm2d`], named as in Keras (`keras.layers.ConvLSTM2D`), with its
@@ -119,6 +120,7 @@ pub struct ConvLstm2dTrace {
     inner: Inner,
     b: usize,
     t: usize,
+    origin: Origin,
 }
 
 /// Gradients from [`ConvLstm2d::backward`].
@@ -139,6 +141,7 @@ pub struct ConvLstm2d {
     config: ConvLstm2dConfig,
     params: ConvLstmParams<f32>,
     pub(crate) runner: Runner<GpuConvLstm>,
+    pub(crate) id: u64,
 }
 
 impl ConvLstm2d {
@@ -210,6 +213,7 @@ impl ConvLstm2d {
             config,
             params,
             runner,
+            id: crate::layer::next_layer_id(),
         })
     }
 
@@ -234,12 +238,16 @@ impl ConvLstm2d {
     }
 
     /// The weights under Keras names.
-    pub fn weights(&self) -> TensorMap {
-        self.named(
+    pub fn weights(&self) -> Result<TensorMap> {
+        if let Some((ctx, w)) = self.runner.device().filter(|(_, w)| w.was_exposed()) {
+            let (k, rk, b) = w.read_params(ctx)?;
+            return Ok(self.named(&k, &rk, &b));
+        }
+        Ok(self.named(
             &self.params.kernel,
             &self.params.recurrent_kernel,
             &self.params.bias,
-        )
+        ))
     }
 
     pub(crate) fn named(&self, k: &Array4<f32>, rk: &Array4<f32>, b: &Array1<f32>) -> TensorMap {
@@ -250,6 +258,10 @@ impl ConvLstm2d {
             m.insert("bias".into(), b.clone().into_dyn());
         }
         m
+    }
+
+    pub(crate) fn ctx_id(&self) -> Option<u64> {
+        self.runner.device().map(|(c, _)| c.id())
     }
 
     /// Inference forward on `x` `(B, T, rows, cols, Cin)`; `state` is `(h0, c0)`, each
@@ -313,21 +325,36 @@ impl ConvLstm2d {
         } else {
             out.index_axis(Axis(1), t - 1).to_owned().into_dyn()
         };
+        let origin = Origin {
+            layer: self.id,
+            ctx: self.ctx_id(),
+            input: x.shape().to_vec(),
+        };
         Ok((
             ConvLstm2dOutput { out, h_n, c_n },
-            inner.map(|inner| ConvLstm2dTrace { inner, b, t }),
+            inner.map(|inner| ConvLstm2dTrace {
+                inner,
+                b,
+                t,
+                origin,
+            }),
         ))
     }
 
     /// Backward through time from the upstream gradients of `out` (the shape `forward`
-    /// returned), `h_n` and `c_n` (zeros when `None`).
+    /// returned) and of the final state `(h_n, c_n)` (zeros when `None`; the same family as
+    /// `forward`'s `state`). A trace from another layer or context is a typed error.
     pub fn backward(
         &self,
         trace: &ConvLstm2dTrace,
         dy_out: ndarray::ArrayViewD<f32>,
-        dy_h_n: Option<ArrayView4<f32>>,
-        dy_c_n: Option<ArrayView4<f32>>,
+        dy_state: Option<(ArrayView4<f32>, ArrayView4<f32>)>,
     ) -> Result<ConvLstm2dGradients> {
+        trace.origin.check("conv_lstm2d", self.id, self.ctx_id())?;
+        let (dy_h_n, dy_c_n) = match dy_state {
+            Some((h, c)) => (Some(h), Some(c)),
+            None => (None, None),
+        };
         let d = self.params.dims;
         let (ho, wo) = d.out_hw()?;
         let (b, t, f) = (trace.b, trace.t, d.filters);

@@ -15,6 +15,7 @@ use crate::weights::TensorMap;
 /// Layers applied in order; see the module documentation.
 pub struct ConvLstm2dStack {
     layers: Vec<ConvLstm2d>,
+    pub(crate) id: u64,
 }
 
 enum Inner {
@@ -27,6 +28,8 @@ pub struct ConvLstm2dStackTrace {
     inner: Inner,
     b: usize,
     t: usize,
+    /// The stack that recorded it (its layers' own traces also check on the CPU).
+    layer: u64,
 }
 
 /// Gradients of a stack: the input gradient and each layer's Keras-named weight gradients.
@@ -86,7 +89,10 @@ impl ConvLstm2dStack {
                 )));
             }
         }
-        Ok(Self { layers })
+        Ok(Self {
+            layers,
+            id: crate::layer::next_layer_id(),
+        })
     }
 
     /// The layers.
@@ -145,6 +151,7 @@ impl ConvLstm2dStack {
                     inner: Inner::Cpu(traces),
                     b,
                     t,
+                    layer: self.id,
                 }),
             ));
         };
@@ -211,6 +218,7 @@ impl ConvLstm2dStack {
                 inner: Inner::Gpu(tapes),
                 b,
                 t,
+                layer: self.id,
             }),
         ))
     }
@@ -222,13 +230,20 @@ impl ConvLstm2dStack {
         trace: &ConvLstm2dStackTrace,
         dy_out: ArrayViewD<f32>,
     ) -> Result<ConvLstm2dStackGradients> {
+        if trace.layer != self.id {
+            return Err(Error::Config(format!(
+                "this conv_lstm2d_stack trace was recorded by layer #{}, not by this stack \
+                 (#{})",
+                trace.layer, self.id
+            )));
+        }
         let (b, t) = (trace.b, trace.t);
         match &trace.inner {
             Inner::Cpu(traces) => {
                 let mut dy: ArrayD<f32> = dy_out.to_owned();
                 let mut grads = Vec::new();
                 for (l, tr) in self.layers.iter().zip(traces).rev() {
-                    let g = l.backward(tr, dy.view(), None, None)?;
+                    let g = l.backward(tr, dy.view(), None)?;
                     grads.push(g.weights);
                     dy = g.dx.into_dyn();
                 }

@@ -10,6 +10,7 @@ use super::Backend;
 use super::common::{Layout, check_go_backwards};
 use super::hstate::{
     HCore, HParams, RnnGradients, RnnOutput, RnnTrace, gru_cells, hstate_layer_api,
+    hstate_layer_impl,
 };
 use crate::algorithm::Algorithm;
 use crate::cpu::gru::{GruMode, GruParams};
@@ -181,3 +182,5 @@ impl Gru {
 
     hstate_layer_api!(Gru);
 }
+
+hstate_layer_impl!(Gru);

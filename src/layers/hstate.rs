@@ -11,7 +11,10 @@ use crate::cpu::rnn::{Nonlinearity, RnnCellParams, RnnParams, RnnTape, rnn_backw
 use crate::error::{Error, Result};
 use crate::gpu::cell::{CellKind, CellWeights};
 use crate::gpu::stack::{self as gpu, GpuTape};
+use crate::gpu::stack_backward;
 use crate::kernels::RecordStats;
+use crate::layer::{Origin, next_layer_id};
+use crate::layers::device::{RecurrentDevice, read_params};
 use crate::weights::keras::{self, KerasCell};
 use crate::weights::{TensorMap, WeightFormat, torch};
 
@@ -95,9 +98,82 @@ macro_rules! hstate_layer_api {
         ) -> Result<RnnGradients> {
             self.core.backward(trace, dy_out, dy_h_n)
         }
+
+        /// Records the forward on device tensors into `rec` (GPU backend): `x` in the
+        /// caller's layout, optional `h0` `(L·D, B, H)` and u32 `lengths` `(B)`. Returns `y`
+        /// in the caller's layout and the state `[h_n]`; `train` keeps a tape for
+        /// [`Layer::record_backward`](crate::Layer::record_backward).
+        pub fn record_forward_with(
+            &self,
+            rec: &mut crate::Recorder<'_>,
+            x: &crate::DeviceTensor,
+            h0: Option<&crate::DeviceTensor>,
+            lengths: Option<&crate::DeviceTensor>,
+            train: bool,
+        ) -> Result<crate::Forward> {
+            self.core
+                .device_path()
+                .record_forward(rec, x, &[h0], lengths, train)
+        }
     };
 }
 pub(crate) use hstate_layer_api;
+
+/// The [`Layer`](crate::Layer) contract for `Gru` and `SimpleRnn` through their `core`.
+macro_rules! hstate_layer_impl {
+    ($layer:ident) => {
+        impl crate::Layer for $layer {
+            fn kind(&self) -> &'static str {
+                self.core.kind
+            }
+
+            fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
+                self.core.device_path().output_shape(input)
+            }
+
+            fn record_forward(
+                &self,
+                rec: &mut crate::Recorder<'_>,
+                x: &crate::DeviceTensor,
+                train: bool,
+            ) -> Result<crate::Forward> {
+                self.core
+                    .device_path()
+                    .record_forward(rec, x, &[], None, train)
+            }
+
+            fn record_backward(
+                &self,
+                rec: &mut crate::Recorder<'_>,
+                tape: &crate::Tape,
+                grads: &crate::OutputGrads,
+            ) -> Result<Option<crate::DeviceTensor>> {
+                self.core.device_path().record_backward(rec, tape, grads)
+            }
+
+            fn params(&self) -> Result<Vec<crate::nn::ParamBuffer>> {
+                self.core.device_path().params()
+            }
+        }
+
+        impl crate::nn::masking::Recurrent for $layer {
+            fn record_forward_packed(
+                &self,
+                rec: &mut crate::Recorder<'_>,
+                x: &crate::DeviceTensor,
+                lengths: &crate::DeviceTensor,
+                train: bool,
+            ) -> Result<crate::Forward> {
+                self.record_forward_with(rec, x, None, Some(lengths), train)
+            }
+
+            fn packs_batch_first(&self) -> bool {
+                self.core.layout.batch_first && !self.core.layout.go_backwards
+            }
+        }
+    };
+}
+pub(crate) use hstate_layer_impl;
 
 enum Inner {
     Gru(GruTape<f32>),
@@ -110,6 +186,7 @@ pub struct RnnTrace {
     inner: Inner,
     t: usize,
     b: usize,
+    origin: Origin,
 }
 
 /// The CPU-reference parameters of the cell.
@@ -188,6 +265,9 @@ pub(crate) fn rnn_cells(cells: Vec<CellWeights>) -> Vec<RnnCellParams<f32>> {
 
 /// A GRU or RNN stack on a backend.
 pub(crate) struct HCore {
+    /// "gru" or "simple_rnn", for messages.
+    pub kind: &'static str,
+    pub id: u64,
     pub layout: Layout,
     pub bias: bool,
     pub format: WeightFormat,
@@ -214,8 +294,19 @@ impl HCore {
                 relu: p.nonlinearity == Nonlinearity::Relu,
             },
         };
-        let runner = Runner::new(backend, kind, params.dims(), &params.generic())?;
+        let runner = Runner::new(
+            backend,
+            kind,
+            params.dims(),
+            &params.generic(),
+            (format, bias),
+        )?;
         Ok(Self {
+            kind: match kind {
+                CellKind::Gru { .. } => "gru",
+                _ => "simple_rnn",
+            },
+            id: next_layer_id(),
             layout,
             bias,
             format,
@@ -243,7 +334,25 @@ impl HCore {
     }
 
     pub fn weights(&self) -> Result<TensorMap> {
-        self.export(&self.params.generic(), false)
+        match self.runner.device() {
+            Some((ctx, w)) if w.was_exposed() => read_params(ctx, w),
+            _ => self.export(&self.params.generic(), false),
+        }
+    }
+
+    pub fn device_path(&self) -> RecurrentDevice<'_> {
+        RecurrentDevice {
+            kind: self.kind,
+            id: self.id,
+            runner: &self.runner,
+            layout: self.layout,
+            dims: self.params.dims(),
+            has_c: false,
+        }
+    }
+
+    fn ctx_id(&self) -> Option<u64> {
+        self.runner.device().map(|(c, _)| c.id())
     }
 
     pub fn forward(
@@ -255,6 +364,8 @@ impl HCore {
     ) -> Result<(RnnOutput, Option<RnnTrace>)> {
         let d = self.params.dims();
         check_lengths_layout(lengths, self.layout)?;
+        self.layout
+            .check_input(self.kind, x.shape(), d.input_size)?;
         let xt = self.layout.time_major(x);
         let (t, b, _) = xt.dim();
         let zeros;
@@ -289,7 +400,20 @@ impl HCore {
             out: self.layout.caller(out, false),
             h_n,
         };
-        Ok((out, inner.map(|inner| RnnTrace { inner, t, b })))
+        let origin = Origin {
+            layer: self.id,
+            ctx: self.ctx_id(),
+            input: x.shape().to_vec(),
+        };
+        Ok((
+            out,
+            inner.map(|inner| RnnTrace {
+                inner,
+                t,
+                b,
+                origin,
+            }),
+        ))
     }
 
     pub fn backward(
@@ -298,21 +422,19 @@ impl HCore {
         dy_out: ArrayView3<f32>,
         dy_h_n: Option<ArrayView3<f32>>,
     ) -> Result<RnnGradients> {
+        trace.origin.check(self.kind, self.id, self.ctx_id())?;
         let d = self.params.dims();
         let (t, b, h) = (trace.t, trace.b, d.hidden_size);
+        let want = self.layout.caller_shape(t, b, d.directions() * h);
+        expect_shape("dy_out", dy_out.shape(), &want)?;
         let dy = self.layout.time_major_out(dy_out);
-        expect_shape(
-            "dy_out (time-major)",
-            dy.shape(),
-            &[t, b, d.directions() * h],
-        )?;
         let zh = Array3::zeros((d.cell_count(), b, h));
         let dyh = dy_h_n.unwrap_or(zh.view());
         expect_shape("dy_h_n", dyh.shape(), &[d.cell_count(), b, h])?;
         let other = || Error::Config("this trace was recorded on another backend or cell".into());
         let (dx, dh0, cells) = match (&trace.inner, self.runner.device(), &self.params) {
             (Inner::Gpu(tape), Some((ctx, w)), _) => {
-                let g = gpu::backward(ctx, w, tape, dy, dyh, None)?;
+                let g = stack_backward::backward(ctx, w, tape, dy, dyh, None)?;
                 self.runner.set_stats(g.stats);
                 (g.dx, g.dh0, g.cells)
             }

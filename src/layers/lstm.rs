@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use ndarray::{Array3, ArrayView3, Axis};
+use ndarray::{Array3, ArrayView3};
 
 use super::Backend;
 use super::common::{Layout, Runner, check_go_backwards, check_lengths_layout, expect_shape};
@@ -12,7 +12,12 @@ use crate::cpu::lstm::{self as cpu, LstmCellParams, LstmDims, LstmGrads, LstmPar
 use crate::error::{Error, Result};
 use crate::gpu::cell::{CellKind, CellWeights};
 use crate::gpu::stack::{self as gpu, GpuTape};
-use crate::kernels::RecordStats;
+use crate::gpu::stack_backward;
+use crate::kernels::{RecordStats, Recorder};
+use crate::layer::{Forward, Layer, Origin, OutputGrads, Tape, next_layer_id};
+use crate::layers::device::{RecurrentDevice, read_params};
+use crate::nn::ParamBuffer;
+use crate::tensor::DeviceTensor;
 use crate::weights::keras::{self, KerasCell};
 use crate::weights::{self, TensorMap, WeightFormat, lookup, torch};
 
@@ -95,11 +100,14 @@ enum TraceInner {
     Gpu(GpuTape),
 }
 
-/// What `forward_train` saved for `backward` (on the device for the GPU backend).
+/// What `forward_train` saved for `backward` (on the device for the GPU backend). It
+/// remembers the layer, context and input shape that made it: another layer's `backward`
+/// refuses it with a typed error.
 pub struct LstmTrace {
     inner: TraceInner,
     t: usize,
     b: usize,
+    origin: Origin,
 }
 
 /// Gradients from [`Lstm::backward`].
@@ -121,6 +129,7 @@ pub struct Lstm {
     params: LstmParams<f32>,
     format: WeightFormat,
     runner: Runner,
+    id: u64,
 }
 
 fn generic(cells: &[LstmCellParams<f32>]) -> Vec<CellWeights> {
@@ -186,12 +195,14 @@ impl Lstm {
             CellKind::Lstm,
             params.dims,
             &generic(&params.cells),
+            (format, config.bias),
         )?;
         Ok(Self {
             config,
             params,
             format,
             runner,
+            id: next_layer_id(),
         })
     }
 
@@ -216,9 +227,44 @@ impl Lstm {
         self.runner.stats()
     }
 
-    /// The weights under the names they were loaded with (PyTorch or Keras).
-    pub fn weights(&self) -> TensorMap {
-        self.export(&self.params.cells, false)
+    /// The weights under the names they were loaded with (PyTorch or Keras). After training
+    /// on the device (see [`Layer::params`]) these are read back from the device.
+    pub fn weights(&self) -> Result<TensorMap> {
+        match self.runner.device() {
+            Some((ctx, w)) if w.was_exposed() => read_params(ctx, w),
+            _ => Ok(self.export(&self.params.cells, false)),
+        }
+    }
+
+    fn device_path(&self) -> RecurrentDevice<'_> {
+        RecurrentDevice {
+            kind: "lstm",
+            id: self.id,
+            runner: &self.runner,
+            layout: self.config.layout(),
+            dims: self.config.dims(),
+            has_c: true,
+        }
+    }
+
+    /// Records the forward on device tensors into `rec` (GPU backend): `x` in the caller's
+    /// layout (`(B, T, I)` with `batch_first`, else `(T, B, I)`), optional `(h0, c0)` and
+    /// u32 `lengths` `(B)`. Returns `y` in the caller's layout and the state `[h_n, c_n]`;
+    /// `train` keeps a tape for [`Layer::record_backward`].
+    pub fn record_forward_with(
+        &self,
+        rec: &mut Recorder<'_>,
+        x: &DeviceTensor,
+        state: Option<(&DeviceTensor, &DeviceTensor)>,
+        lengths: Option<&DeviceTensor>,
+        train: bool,
+    ) -> Result<Forward> {
+        let st = match state {
+            Some((h, c)) => vec![Some(h), Some(c)],
+            None => Vec::new(),
+        };
+        self.device_path()
+            .record_forward(rec, x, &st, lengths, train)
     }
 
     fn export(&self, cells: &[LstmCellParams<f32>], gradients: bool) -> TensorMap {
@@ -316,6 +362,7 @@ impl Lstm {
         let d = self.config.dims();
         let layout = self.config.layout();
         check_lengths_layout(lengths, layout)?;
+        layout.check_input("lstm", x.shape(), d.input_size)?;
         let xt = layout.time_major(x);
         let (t, b, _) = xt.dim();
         let zeros_h;
@@ -361,29 +408,45 @@ impl Lstm {
             h_n,
             c_n,
         };
-        Ok((output, inner.map(|inner| LstmTrace { inner, t, b })))
+        let origin = Origin {
+            layer: self.id,
+            ctx: self.runner.device().map(|(c, _)| c.id()),
+            input: x.shape().to_vec(),
+        };
+        Ok((
+            output,
+            inner.map(|inner| LstmTrace {
+                inner,
+                t,
+                b,
+                origin,
+            }),
+        ))
     }
 
-    /// Backward through time from the upstream gradients of `out` (caller's layout), `h_n`
-    /// and `c_n` (zeros when `None`). Returns dx, dh0, dc0 and every weight gradient under
-    /// the names the weights were loaded with.
+    /// Backward through time from the upstream gradients of `out` (caller's layout) and of
+    /// the final state `(h_n, c_n)` (zeros when `None`; the same family as `forward`'s
+    /// `state`). Returns dx, dh0, dc0 and every weight gradient under the names the weights
+    /// were loaded with. A trace from another layer or context is a typed error.
     pub fn backward(
         &self,
         trace: &LstmTrace,
         dy_out: ArrayView3<f32>,
-        dy_h_n: Option<ArrayView3<f32>>,
-        dy_c_n: Option<ArrayView3<f32>>,
+        dy_state: Option<(ArrayView3<f32>, ArrayView3<f32>)>,
     ) -> Result<LstmGradients> {
+        let ctx_id = self.runner.device().map(|(c, _)| c.id());
+        trace.origin.check("lstm", self.id, ctx_id)?;
+        let (dy_h_n, dy_c_n) = match dy_state {
+            Some((h, c)) => (Some(h), Some(c)),
+            None => (None, None),
+        };
         let d = self.config.dims();
         let (t, b) = (trace.t, trace.b);
         let (ld, p, h) = (d.cell_count(), d.out_size(), d.hidden_size);
         let layout = self.config.layout();
+        let want = layout.caller_shape(t, b, d.directions() * p);
+        expect_shape("dy_out", dy_out.shape(), &want)?;
         let dy = layout.time_major_out(dy_out);
-        expect_shape(
-            "dy_out (time-major)",
-            dy.shape(),
-            &[t, b, d.directions() * p],
-        )?;
         let zh = Array3::zeros((ld, b, p));
         let zc = Array3::zeros((ld, b, h));
         let dyh = dy_h_n.unwrap_or(zh.view());
@@ -392,7 +455,7 @@ impl Lstm {
         expect_shape("dy_c_n", dyc.shape(), &[ld, b, h])?;
         let grads: LstmGrads<f32> = match (&trace.inner, self.runner.device()) {
             (TraceInner::Gpu(tape), Some((ctx, w))) => {
-                let g = gpu::backward(ctx, w, tape, dy, dyh, Some(dyc))?;
+                let g = stack_backward::backward(ctx, w, tape, dy, dyh, Some(dyc))?;
                 self.runner.set_stats(g.stats);
                 LstmGrads {
                     dx: g.dx,
@@ -420,7 +483,50 @@ impl Lstm {
     }
 }
 
-/// Splits a `(B, ·)` Keras state into the crate's `(1, B, ·)` layout.
-pub fn keras_state(a: ndarray::ArrayView2<f32>) -> ArrayView3<f32> {
-    a.insert_axis(Axis(0))
+impl Layer for Lstm {
+    fn kind(&self) -> &'static str {
+        "lstm"
+    }
+
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
+        self.device_path().output_shape(input)
+    }
+
+    fn record_forward(
+        &self,
+        rec: &mut Recorder<'_>,
+        x: &DeviceTensor,
+        train: bool,
+    ) -> Result<Forward> {
+        self.record_forward_with(rec, x, None, None, train)
+    }
+
+    fn record_backward(
+        &self,
+        rec: &mut Recorder<'_>,
+        tape: &Tape,
+        grads: &OutputGrads,
+    ) -> Result<Option<DeviceTensor>> {
+        self.device_path().record_backward(rec, tape, grads)
+    }
+
+    fn params(&self) -> Result<Vec<ParamBuffer>> {
+        self.device_path().params()
+    }
+}
+
+impl crate::nn::masking::Recurrent for Lstm {
+    fn record_forward_packed(
+        &self,
+        rec: &mut Recorder<'_>,
+        x: &DeviceTensor,
+        lengths: &DeviceTensor,
+        train: bool,
+    ) -> Result<Forward> {
+        self.record_forward_with(rec, x, None, Some(lengths), train)
+    }
+
+    fn packs_batch_first(&self) -> bool {
+        self.config.batch_first && !self.config.go_backwards
+    }
 }

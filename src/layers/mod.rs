@@ -3,7 +3,9 @@
 
 pub(crate) mod common;
 pub mod convlstm;
+pub(crate) mod convlstm_device;
 pub mod convlstm_stack;
+pub(crate) mod device;
 pub mod gru;
 pub(crate) mod hstate;
 pub mod lstm;
@@ -51,4 +53,10 @@ impl Backend {
             Backend::Cpu => "cpu",
         }
     }
+}
+
+/// Splits a `(B, ·)` Keras state (`initial_state=[h]` or `[h, c]` arrays) into the crate's
+/// `(1, B, ·)` layout for one unidirectional layer.
+pub fn keras_state(a: ndarray::ArrayView2<f32>) -> ndarray::ArrayView3<f32> {
+    a.insert_axis(ndarray::Axis(0))
 }

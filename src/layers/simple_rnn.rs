@@ -8,7 +8,8 @@ use ndarray::ArrayView3;
 use super::Backend;
 use super::common::{Layout, check_go_backwards};
 use super::hstate::{
-    HCore, HParams, RnnGradients, RnnOutput, RnnTrace, hstate_layer_api, rnn_cells,
+    HCore, HParams, RnnGradients, RnnOutput, RnnTrace, hstate_layer_api, hstate_layer_impl,
+    rnn_cells,
 };
 use crate::algorithm::Algorithm;
 use crate::cpu::lstm::LstmDims;
@@ -165,3 +166,5 @@ impl SimpleRnn {
 
     hstate_layer_api!(SimpleRnn);
 }
+
+hstate_layer_impl!(SimpleRnn);

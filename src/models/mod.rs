@@ -3,3 +3,4 @@
 pub mod next_frame;
 
 pub use next_frame::{ConvLstmLayerSpec, NextFrameConfig, NextFrameModel};
+pub mod keras;

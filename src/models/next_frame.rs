@@ -266,7 +266,7 @@ impl NextFrameModel {
         let x_buf = buffers::upload(&ctx, "frames", &flat(&x))?;
         let y_buf = buffers::upload(&ctx, "targets", &flat(&y))?;
         let mut sr = StepRecorder::new(&ctx);
-        let fwd = self.record_forward(sr.recorder(), &x_buf, (b, t), true)?;
+        let fwd = self.record_forward(&mut sr, &x_buf, (b, t), true)?;
         let n = y.len();
         let dlogits = buffers::zeros(&ctx, "d logits", n)?;
         self.loss_for(y.shape())?
@@ -276,7 +276,7 @@ impl NextFrameModel {
             .last()
             .ok_or_else(|| Error::Device("no layer ran".into()))?;
         let mut dy = self.head.record_backward(
-            sr.recorder(),
+            &mut sr,
             (&last.out, &fwd.logits, &dlogits),
             fwd.shape,
             GradTarget::New,
@@ -288,7 +288,7 @@ impl NextFrameModel {
                 .as_ref()
                 .ok_or_else(|| Error::Device("training forward kept no tape".into()))?;
             let state = buffers::zeros(&ctx, "d final state", 2 * cell.state_len(b)?)?;
-            let g = cell.record_backward(&ctx, sr.recorder(), tape, &dy, state)?;
+            let g = cell.record_backward(&ctx, &mut sr, tape, &dy, state)?;
             dy = g.dx.clone();
             grads.push(g);
         }
@@ -326,13 +326,7 @@ impl NextFrameModel {
         let (logits, mut sr) = self.logits(&ctx, &x)?;
         self.loss_for(y.shape())?
             .record(&mut sr, &logits, &y_buf, &scratch)?;
-        nn_act::forward(
-            sr.recorder(),
-            Activation::Sigmoid,
-            &logits,
-            &scratch,
-            y.len(),
-        )?;
+        nn_act::forward(&mut sr, Activation::Sigmoid, &logits, &scratch, y.len())?;
         sr.submit()?;
         let loss = self.loss_for(y.shape())?.read_value(&ctx)?;
         Ok((loss, self.read_frames(&logits, x.dim())?))
@@ -346,7 +340,7 @@ impl NextFrameModel {
         let (b, t) = (x.dim().0, x.dim().1);
         let x_buf = buffers::upload(ctx, "frames", &flat(x))?;
         let mut sr = StepRecorder::new(ctx);
-        let fwd = self.record_forward(sr.recorder(), &x_buf, (b, t), false)?;
+        let fwd = self.record_forward(&mut sr, &x_buf, (b, t), false)?;
         Ok((fwd.logits, sr))
     }
 
@@ -368,7 +362,7 @@ impl NextFrameModel {
         let ctx = self.ctx.clone();
         let (logits, mut sr) = self.logits(&ctx, &x)?;
         let spare = buffers::zeros(&ctx, "spare", 1)?;
-        nn_act::forward(sr.recorder(), Activation::Sigmoid, &logits, &spare, x.len())?;
+        nn_act::forward(&mut sr, Activation::Sigmoid, &logits, &spare, x.len())?;
         sr.submit()?;
         self.read_frames(&logits, x.dim())
     }

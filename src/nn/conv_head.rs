@@ -313,6 +313,8 @@ pub struct GpuConvHead {
     grad_bias: wgpu::Buffer,
     /// A single 1.0: the left operand of the bias-gradient column sum.
     ones: wgpu::Buffer,
+    /// Identity for the traces its `Layer` forward records.
+    pub(crate) id: u64,
 }
 
 impl GpuConvHead {
@@ -328,7 +330,13 @@ impl GpuConvHead {
             ones: buffers::upload(&ctx, "ones", &[1.0f32])?,
             config: p.config,
             ctx,
+            id: crate::layer::next_layer_id(),
         })
+    }
+
+    /// The context the layer lives on.
+    pub fn context(&self) -> &Arc<Context> {
+        &self.ctx
     }
 
     /// Sizes and activation.
@@ -346,13 +354,13 @@ impl GpuConvHead {
     pub fn params(&self) -> Vec<ParamBuffer> {
         vec![
             ParamBuffer {
-                name: "kernel",
+                name: "kernel".into(),
                 param: self.kernel.clone(),
                 grad: self.grad_kernel.clone(),
                 shape: self.kernel_dims().to_vec(),
             },
             ParamBuffer {
-                name: "bias",
+                name: "bias".into(),
                 param: self.bias.clone(),
                 grad: self.grad_bias.clone(),
                 shape: vec![self.config.out_channels],

@@ -219,6 +219,8 @@ pub struct GpuDense {
     grad_bias: wgpu::Buffer,
     /// A single 1.0: the left operand of the bias-gradient column sum.
     ones: wgpu::Buffer,
+    /// Identity for the traces its `Layer` forward records.
+    pub(crate) id: u64,
 }
 
 impl GpuDense {
@@ -234,7 +236,13 @@ impl GpuDense {
             ones: buffers::upload(&ctx, "ones", &[1.0f32])?,
             config: p.config,
             ctx,
+            id: crate::layer::next_layer_id(),
         })
+    }
+
+    /// The context the layer lives on.
+    pub fn context(&self) -> &Arc<Context> {
+        &self.ctx
     }
 
     /// Sizes and activation.
@@ -248,13 +256,13 @@ impl GpuDense {
         let (o, i) = (self.config.out_features, self.config.in_features);
         vec![
             ParamBuffer {
-                name: "weight",
+                name: "weight".into(),
                 param: self.weight.clone(),
                 grad: self.grad_weight.clone(),
                 shape: vec![o, i],
             },
             ParamBuffer {
-                name: "bias",
+                name: "bias".into(),
                 param: self.bias.clone(),
                 grad: self.grad_bias.clone(),
                 shape: vec![o],

@@ -14,9 +14,13 @@
 mod chain_tests;
 pub mod conv_head;
 pub mod dense;
+pub mod embedding;
+mod layer_impls;
+pub mod masking;
 
 pub use conv_head::{ConvHeadConfig, ConvHeadGrads, ConvHeadParams, GpuConvHead, SeqShape};
 pub use dense::{DenseConfig, DenseGrads, DenseParams, GpuDense};
+pub use embedding::{Embedding, EmbeddingConfig};
 
 use crate::context::Context;
 use crate::error::{Error, Result};
@@ -27,7 +31,7 @@ use crate::kernels::buffers;
 #[derive(Clone, Debug)]
 pub struct ParamBuffer {
     /// Parameter name, e.g. `"weight"`, `"bias"`, `"kernel"`.
-    pub name: &'static str,
+    pub name: String,
     /// The parameter values, updated in place by an optimizer.
     pub param: wgpu::Buffer,
     /// The gradient of the last recorded backward (overwritten, not accumulated).

@@ -218,7 +218,7 @@ impl GpuLoss {
             partials: &self.partials,
             out: &self.value,
         };
-        let r = rec.recorder();
+        let r = rec;
         match self.kind {
             LossKind::SoftmaxCrossEntropy => kernel::record_softmax(r, self.rows, self.cols, &b),
             LossKind::Mse => kernel::record_pointwise(r, Pointwise::Mse, self.len, 0.0, &b),

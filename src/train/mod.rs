@@ -40,32 +40,11 @@ pub use optim_gpu::GpuOptimizer;
 
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::kernels::{RecordStats, Recorder, buffers};
+use crate::kernels::{Recorder, buffers};
 
-/// Collects the dispatches of one training step (loss, clipping, updates) and submits them
-/// to the queue once.
-pub struct StepRecorder<'c> {
-    inner: Recorder<'c>,
-}
-
-impl<'c> StepRecorder<'c> {
-    /// An empty recording on `ctx`.
-    pub fn new(ctx: &'c Context) -> Self {
-        Self {
-            inner: Recorder::new(ctx),
-        }
-    }
-
-    /// Submits everything recorded, in order, as one queue submission.
-    pub fn submit(self) -> Result<RecordStats> {
-        self.inner.submit()
-    }
-
-    /// The crate's recorder, so layers can add their forward and backward to the same step.
-    pub(crate) fn recorder(&mut self) -> &mut Recorder<'c> {
-        &mut self.inner
-    }
-}
+/// The recording of one training step: the crate's [`Recorder`] (kept under this name for
+/// the code that trained before the recorder was public).
+pub type StepRecorder<'c> = Recorder<'c>;
 
 /// A storage buffer (usable by every kernel, copyable both ways) holding `data`.
 pub fn storage_buffer(ctx: &Context, label: &str, data: &[f32]) -> Result<wgpu::Buffer> {

@@ -110,7 +110,7 @@ impl GpuOptimizer {
             state: &self.state[i],
             clip: &self.clip,
         };
-        let r = rec.recorder();
+        let r = rec;
         if let Some(max_norm) = self.config.clip_norm {
             for (i, &len) in self.lens.iter().enumerate() {
                 if len > 0 {

@@ -1,0 +1,732 @@
+//! [`GpuBackend`]: a Sequential model on the device, built on the crate's layer contract.
+//! Each layer is a device layer (`Embedding`, `GpuDense`, `Lstm`/`Gru`/`SimpleRnn` in Keras
+//! layout); Keras masks run through [`MaskedRecurrent`], Bidirectional through two
+//! layers and the merge kernels. The forward is one submit; the loss (with its mask and the
+//! regularization terms) is computed on the host from the read-back prediction, exactly as
+//! [`keras_loss`] defines it; the backward is a second submit, and every trainable weight's
+//! gradient is read back under its Keras path.
+//!
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use ndarray::{Array2, ArrayD, IxDyn};
+
+use super::backend::{Evaluation, ModelBackend, ModelInput};
+use super::loss::{KerasLoss, Target, keras_loss};
+use super::model::Sequential;
+use super::plan::PlannedLayer;
+use super::spec::{CellKind, DenseActivation, DenseSpec, LayerKind, MergeMode, RnnSpec};
+use crate::context::Context;
+use crate::cpu::Activation;
+use crate::error::{Error, Result};
+use crate::kernels::merge::{self, Merge};
+use crate::kernels::tensor_ops::{self, SeqLayout, Source};
+use crate::kernels::{Recorder, buffers};
+use crate::layer::{Layer, OutputGrads, Tape};
+use crate::layers::Backend;
+use crate::nn::masking::{MaskOptions, MaskedRecurrent, Recurrent, SeqMask};
+use crate::nn::{DenseConfig, DenseParams, Embedding, EmbeddingConfig, GpuDense};
+use crate::tensor::{DType, DeviceTensor};
+use crate::weights::TensorMap;
+use crate::{Gru, GruConfig, Lstm, LstmConfig, Nonlinearity, SimpleRnn, SimpleRnnConfig};
+
+/// Sequential models on a GPU context.
+#[derive(Clone, Debug)]
+pub struct GpuBackend {
+    ctx: Arc<Context>,
+}
+
+impl GpuBackend {
+    /// A backend on `ctx`.
+    pub fn new(ctx: Arc<Context>) -> Self {
+        Self { ctx }
+    }
+}
+
+/// One layer on the device.
+enum DevLayer {
+    Embedding(Embedding),
+    Masking(f32),
+    Identity,
+    Dense(GpuDense, bool),
+    Rnn(Box<dyn Recurrent>, RnnSpec),
+    Bidi {
+        f: Box<dyn Recurrent>,
+        b: Box<dyn Recurrent>,
+        fs: RnnSpec,
+        merge: MergeMode,
+    },
+}
+
+fn weight<'a>(model: &'a Sequential, l: &PlannedLayer, i: usize) -> Result<&'a ArrayD<f32>> {
+    let path = &l.weights[i].path;
+    model
+        .weights()
+        .get(path)
+        .ok_or_else(|| Error::Weights(format!("missing weight {path}")))
+}
+
+fn unsupported(what: String) -> Error {
+    Error::Unsupported(format!("{what} (the CPU backend runs it)"))
+}
+
+/// A recurrent direction in Keras layout from the weights starting at `first`.
+fn rnn_layer(
+    ctx: &Arc<Context>,
+    model: &Sequential,
+    l: &PlannedLayer,
+    r: &RnnSpec,
+    first: usize,
+    input: usize,
+) -> Result<Box<dyn Recurrent>> {
+    let mut m = TensorMap::new();
+    m.insert("kernel".into(), weight(model, l, first)?.clone());
+    m.insert(
+        "recurrent_kernel".into(),
+        weight(model, l, first + 1)?.clone(),
+    );
+    if r.use_bias {
+        m.insert("bias".into(), weight(model, l, first + 2)?.clone());
+    }
+    let backend = Backend::Gpu(ctx.clone());
+    let tanh_sigmoid =
+        r.activation == Activation::Tanh && r.recurrent_activation == Activation::Sigmoid;
+    Ok(match r.cell {
+        CellKind::Lstm { .. } if tanh_sigmoid => {
+            let mut c = LstmConfig::new(input, r.units);
+            c.batch_first = true;
+            c.bias = r.use_bias;
+            Box::new(Lstm::from_keras(c, &m, backend)?)
+        }
+        CellKind::Gru { reset_after } if tanh_sigmoid => {
+            let mut c = GruConfig::new(input, r.units);
+            c.batch_first = true;
+            c.bias = r.use_bias;
+            c.reset_after = reset_after;
+            Box::new(Gru::from_keras(c, &m, backend)?)
+        }
+        CellKind::SimpleRnn if matches!(r.activation, Activation::Tanh | Activation::Relu) => {
+            let mut c = SimpleRnnConfig::new(input, r.units);
+            c.batch_first = true;
+            c.bias = r.use_bias;
+            if r.activation == Activation::Relu {
+                c.nonlinearity = Nonlinearity::Relu;
+            }
+            Box::new(SimpleRnn::from_keras(c, &m, backend)?)
+        }
+        _ => {
+            return Err(unsupported(format!(
+                "{} {} with activation {:?} / recurrent_activation {:?} on the GPU",
+                r.cell.class_name(),
+                r.name,
+                r.activation,
+                r.recurrent_activation
+            )));
+        }
+    })
+}
+
+fn dense_layer(
+    ctx: &Arc<Context>,
+    model: &Sequential,
+    l: &PlannedLayer,
+    d: &DenseSpec,
+) -> Result<DevLayer> {
+    let k = weight(model, l, 0)?;
+    let (i, o) = (k.shape()[0], k.shape()[1]);
+    let (act, softmax) = match d.activation {
+        DenseActivation::Elementwise(a) => (a, false),
+        DenseActivation::Softmax => (Activation::Linear, true),
+    };
+    if !matches!(
+        act,
+        Activation::Linear | Activation::Relu | Activation::Tanh | Activation::Sigmoid
+    ) {
+        return Err(unsupported(format!("Dense {} activation {act:?}", d.name)));
+    }
+    let kernel = k
+        .view()
+        .into_dimensionality::<ndarray::Ix2>()
+        .map_err(|e| Error::Shape(e.to_string()))?;
+    let bias = if d.use_bias {
+        weight(model, l, 1)?
+            .iter()
+            .copied()
+            .collect::<ndarray::Array1<f32>>()
+    } else {
+        ndarray::Array1::zeros(o)
+    };
+    let p = DenseParams::new(
+        DenseConfig::new(i, o, act)?,
+        kernel.t().as_standard_layout().into_owned(),
+        bias,
+    )?;
+    Ok(DevLayer::Dense(GpuDense::new(ctx.clone(), &p)?, softmax))
+}
+
+fn build(ctx: &Arc<Context>, model: &Sequential) -> Result<Vec<DevLayer>> {
+    let mut out = Vec::new();
+    for l in &model.spec().layers {
+        let input = l.input_shape.last().copied().flatten().unwrap_or(0);
+        out.push(match &l.spec.kind {
+            LayerKind::Embedding {
+                input_dim,
+                output_dim,
+                mask_zero,
+                ..
+            } => {
+                let cfg = EmbeddingConfig {
+                    input_dim: *input_dim,
+                    output_dim: *output_dim,
+                    mask_zero: *mask_zero,
+                };
+                let t = weight(model, l, 0)?
+                    .view()
+                    .into_dimensionality::<ndarray::Ix2>()
+                    .map_err(|e| Error::Shape(e.to_string()))?;
+                DevLayer::Embedding(Embedding::new(ctx.clone(), cfg, t)?)
+            }
+            LayerKind::Masking { mask_value } => DevLayer::Masking(*mask_value as f32),
+            LayerKind::Dropout { .. } => DevLayer::Identity,
+            LayerKind::Dense(d) | LayerKind::TimeDistributed(d) => dense_layer(ctx, model, l, d)?,
+            LayerKind::Rnn(r) => DevLayer::Rnn(rnn_layer(ctx, model, l, r, 0, input)?, r.clone()),
+            LayerKind::Bidirectional {
+                forward,
+                backward,
+                merge,
+            } => {
+                let nf = if forward.use_bias { 3 } else { 2 };
+                DevLayer::Bidi {
+                    f: rnn_layer(ctx, model, l, forward, 0, input)?,
+                    b: rnn_layer(ctx, model, l, backward, nf, input)?,
+                    fs: (**forward).clone(),
+                    merge: *merge,
+                }
+            }
+        });
+    }
+    Ok(out)
+}
+
+/// The host-side Keras mask `(B, T)` of the model input, when a layer makes one (the loss of
+/// a sequence prediction is averaged over its valid steps).
+fn host_mask(model: &Sequential, x: &ModelInput) -> Result<Option<Array2<bool>>> {
+    let mut mask = None;
+    for l in &model.spec().layers {
+        match (&l.spec.kind, x) {
+            (
+                LayerKind::Embedding {
+                    mask_zero: true, ..
+                },
+                ModelInput::Tokens(t),
+            ) => {
+                mask = Some(t.mapv(|v| v != 0));
+            }
+            (LayerKind::Masking { mask_value }, ModelInput::Values(v)) if v.ndim() == 3 => {
+                let m = v.map_axis(ndarray::Axis(2), |r| r.iter().any(|e| e != mask_value));
+                mask = Some(
+                    m.into_dimensionality()
+                        .map_err(|e| Error::Shape(e.to_string()))?,
+                );
+            }
+            _ => {}
+        }
+    }
+    Ok(mask)
+}
+
+/// What one layer's forward left for its backward.
+enum Saved {
+    None,
+    Tape(Tape),
+    Masking(SeqMask),
+    Softmax {
+        dense: Tape,
+        y: DeviceTensor,
+    },
+    Rnn {
+        tape: Tape,
+        seq: bool,
+        b: usize,
+        u: usize,
+    },
+    Bidi {
+        f: Tape,
+        b: Tape,
+        yf: DeviceTensor,
+        yb: DeviceTensor,
+        seq: bool,
+        dims: (usize, usize, usize),
+    },
+}
+
+struct Run {
+    outputs: Vec<DeviceTensor>,
+    saved: Vec<Saved>,
+}
+
+fn f32_tensor(ctx: &Context, shape: Vec<usize>) -> Result<DeviceTensor> {
+    DeviceTensor::zeros(ctx, &shape, DType::F32)
+}
+
+/// Reverses the time axis of a batch-first `(B, T, F)` tensor.
+fn flip(rec: &mut Recorder<'_>, x: &DeviceTensor) -> Result<DeviceTensor> {
+    let ctx = rec.ctx();
+    let (b, t, f) = (x.shape()[0], x.shape()[1], x.shape()[2]);
+    let out = f32_tensor(ctx, x.shape().to_vec())?;
+    let bf = SeqLayout { batch_first: true };
+    tensor_ops::reorder(rec, (x.buffer(), bf), (out.buffer(), bf), (t, b, f), true)?;
+    Ok(out)
+}
+
+/// `dst += src` (same length).
+fn add_into(rec: &mut Recorder<'_>, dst: &DeviceTensor, src: &DeviceTensor) -> Result<()> {
+    tensor_ops::gather(
+        rec,
+        src.buffer(),
+        Source::Offset(0),
+        (dst.buffer(), 0),
+        dst.len(),
+        true,
+    )
+}
+
+fn keras_merge(m: MergeMode) -> Option<Merge> {
+    match m {
+        MergeMode::Concat => Some(Merge::Concat),
+        MergeMode::Sum => Some(Merge::Sum),
+        MergeMode::Mul => Some(Merge::Mul),
+        MergeMode::Ave => Some(Merge::Ave),
+        MergeMode::None => None,
+    }
+}
+
+fn forward(
+    rec: &mut Recorder<'_>,
+    layers: &[DevLayer],
+    x: &DeviceTensor,
+    train: bool,
+) -> Result<Run> {
+    let mut flow = x.clone();
+    let mut mask: Option<SeqMask> = None;
+    let mut saved = Vec::new();
+    let mut outputs = Vec::new();
+    for layer in layers {
+        let (outs, s) = match layer {
+            DevLayer::Embedding(e) => {
+                let f = e.record_forward(rec, &flow, train)?;
+                if e.config().mask_zero {
+                    mask = Some(SeqMask::from_tokens(rec, &flow)?);
+                }
+                (vec![f.y], f.tape.map_or(Saved::None, Saved::Tape))
+            }
+            DevLayer::Masking(v) => {
+                let m = SeqMask::from_values(rec, &flow, *v)?;
+                let y = m.record_apply(rec, &flow)?;
+                mask = Some(m.clone());
+                (vec![y], Saved::Masking(m))
+            }
+            DevLayer::Identity => (vec![flow.clone()], Saved::None),
+            DevLayer::Dense(d, softmax) => {
+                let f = Layer::record_forward(d, rec, &flow, train)?;
+                if flow.shape().len() != 3 {
+                    mask = None;
+                }
+                if *softmax {
+                    let w = *f.y.shape().last().unwrap_or(&1);
+                    let y = f32_tensor(rec.ctx(), f.y.shape().to_vec())?;
+                    let spare = buffers::zeros(rec.ctx(), "spare", 1)?;
+                    merge::softmax(rec, (f.y.buffer(), y.buffer(), &spare), (f.y.len() / w, w))?;
+                    let s = match f.tape {
+                        Some(t) => Saved::Softmax {
+                            dense: t,
+                            y: y.clone(),
+                        },
+                        None => Saved::None,
+                    };
+                    (vec![y], s)
+                } else {
+                    (vec![f.y], f.tape.map_or(Saved::None, Saved::Tape))
+                }
+            }
+            DevLayer::Rnn(l, r) => {
+                let m = run_mask(rec, &flow, mask.as_ref())?;
+                let opts = MaskOptions {
+                    go_backwards: r.go_backwards,
+                    zero_output_for_mask: r.zero_output_for_mask,
+                };
+                let mr = MaskedRecurrent {
+                    layer: l.as_ref(),
+                    options: opts,
+                };
+                let f = mr.record_forward(rec, &flow, &m, train)?;
+                let (b, u) = (flow.shape()[0], r.units);
+                let y = if r.return_sequences {
+                    f.y
+                } else {
+                    mask = None;
+                    f.state[0].reshape(&[b, u])?
+                };
+                let mut outs = vec![y];
+                if r.return_state {
+                    for s in &f.state {
+                        outs.push(s.reshape(&[b, u])?);
+                    }
+                }
+                let s = match f.tape {
+                    Some(tape) => Saved::Rnn {
+                        tape,
+                        seq: r.return_sequences,
+                        b,
+                        u,
+                    },
+                    None => Saved::None,
+                };
+                (outs, s)
+            }
+            DevLayer::Bidi {
+                f,
+                b,
+                fs,
+                merge: mm,
+            } => {
+                let m = run_mask(rec, &flow, mask.as_ref())?;
+                let opts = |go_backwards| MaskOptions {
+                    go_backwards,
+                    zero_output_for_mask: fs.zero_output_for_mask,
+                };
+                let ff = MaskedRecurrent {
+                    layer: f.as_ref(),
+                    options: opts(false),
+                }
+                .record_forward(rec, &flow, &m, train)?;
+                let fb = MaskedRecurrent {
+                    layer: b.as_ref(),
+                    options: opts(true),
+                }
+                .record_forward(rec, &flow, &m, train)?;
+                let (bsz, t, u) = (flow.shape()[0], flow.shape()[1], fs.units);
+                let seq = fs.return_sequences;
+                let (yf, yb) = if seq {
+                    (ff.y.clone(), flip(rec, &fb.y)?)
+                } else {
+                    mask = None;
+                    (
+                        ff.state[0].reshape(&[bsz, u])?,
+                        fb.state[0].reshape(&[bsz, u])?,
+                    )
+                };
+                let rows = yf.len() / u;
+                let mut outs = match keras_merge(*mm) {
+                    None => vec![yf.clone(), yb.clone()],
+                    Some(mode) => {
+                        let mut shape = yf.shape().to_vec();
+                        if mode == Merge::Concat {
+                            *shape.last_mut().unwrap_or(&mut 0) *= 2;
+                        }
+                        let y = f32_tensor(rec.ctx(), shape)?;
+                        let spare = buffers::zeros(rec.ctx(), "spare", 1)?;
+                        merge::forward(
+                            rec,
+                            mode,
+                            (yf.buffer(), yb.buffer(), y.buffer(), &spare),
+                            (rows, u),
+                        )?;
+                        vec![y]
+                    }
+                };
+                if fs.return_state {
+                    for st in ff.state.iter().chain(&fb.state) {
+                        outs.push(st.reshape(&[bsz, u])?);
+                    }
+                }
+                let s = match (ff.tape, fb.tape) {
+                    (Some(tf), Some(tb)) => Saved::Bidi {
+                        f: tf,
+                        b: tb,
+                        yf,
+                        yb,
+                        seq,
+                        dims: (bsz, t, u),
+                    },
+                    _ => Saved::None,
+                };
+                (outs, s)
+            }
+        };
+        saved.push(s);
+        flow = outs[0].clone();
+        outputs = outs;
+    }
+    Ok(Run { outputs, saved })
+}
+
+/// The mask a recurrent layer runs under: the model's, or every step valid.
+fn run_mask(rec: &mut Recorder<'_>, x: &DeviceTensor, mask: Option<&SeqMask>) -> Result<SeqMask> {
+    match mask {
+        Some(m) => Ok(m.clone()),
+        None => SeqMask::full(rec.ctx(), x.shape()[0], x.shape()[1]),
+    }
+}
+
+fn backward(
+    rec: &mut Recorder<'_>,
+    layers: &[DevLayer],
+    run: &Run,
+    dy: DeviceTensor,
+) -> Result<()> {
+    let mut g = dy;
+    for (layer, s) in layers.iter().zip(&run.saved).rev() {
+        let next = match (layer, s) {
+            (DevLayer::Embedding(e), Saved::Tape(t)) => {
+                e.record_backward(rec, t, &OutputGrads::output(g.clone()))?;
+                None
+            }
+            // dx = dy at valid steps, 0 at masked ones (the mask this layer made).
+            (DevLayer::Masking(_), Saved::Masking(mk)) => Some(mk.record_apply(rec, &g)?),
+            (DevLayer::Identity, _) => Some(g.clone()),
+            (DevLayer::Dense(d, _), Saved::Tape(t)) => {
+                Layer::record_backward(d, rec, t, &OutputGrads::output(g.clone()))?
+            }
+            (DevLayer::Dense(d, _), Saved::Softmax { dense, y }) => {
+                let w = *y.shape().last().unwrap_or(&1);
+                let dz = f32_tensor(rec.ctx(), y.shape().to_vec())?;
+                let spare = buffers::zeros(rec.ctx(), "spare", 1)?;
+                merge::softmax_backward(
+                    rec,
+                    (y.buffer(), g.buffer(), dz.buffer(), &spare),
+                    (y.len() / w, w),
+                )?;
+                Layer::record_backward(d, rec, dense, &OutputGrads::output(dz))?
+            }
+            (DevLayer::Rnn(l, r), Saved::Rnn { tape, seq, b, u }) => {
+                let opts = MaskOptions {
+                    go_backwards: r.go_backwards,
+                    zero_output_for_mask: r.zero_output_for_mask,
+                };
+                let grads = if *seq {
+                    OutputGrads::output(g.clone())
+                } else {
+                    OutputGrads::final_state(g.reshape(&[1, *b, *u])?)
+                };
+                let mr = MaskedRecurrent {
+                    layer: l.as_ref(),
+                    options: opts,
+                };
+                Some(mr.record_backward(rec, tape, &grads)?)
+            }
+            (
+                DevLayer::Bidi {
+                    f,
+                    b,
+                    fs,
+                    merge: mm,
+                },
+                Saved::Bidi {
+                    f: tf,
+                    b: tb,
+                    yf,
+                    yb,
+                    seq,
+                    dims,
+                },
+            ) => {
+                let (bsz, _, u) = *dims;
+                let rows = yf.len() / u;
+                let da = f32_tensor(rec.ctx(), yf.shape().to_vec())?;
+                let db = f32_tensor(rec.ctx(), yb.shape().to_vec())?;
+                let mode = keras_merge(*mm).ok_or_else(|| {
+                    Error::Unsupported("a loss on Bidirectional merge_mode=None".into())
+                })?;
+                merge::backward(
+                    rec,
+                    mode,
+                    g.buffer(),
+                    (yf.buffer(), yb.buffer()),
+                    (da.buffer(), db.buffer()),
+                    (rows, u),
+                )?;
+                let opts = |go_backwards| MaskOptions {
+                    go_backwards,
+                    zero_output_for_mask: fs.zero_output_for_mask,
+                };
+                let (gf, gb) = if *seq {
+                    (
+                        OutputGrads::output(da),
+                        OutputGrads::output(flip(rec, &db)?),
+                    )
+                } else {
+                    (
+                        OutputGrads::final_state(da.reshape(&[1, bsz, u])?),
+                        OutputGrads::final_state(db.reshape(&[1, bsz, u])?),
+                    )
+                };
+                let dxf = MaskedRecurrent {
+                    layer: f.as_ref(),
+                    options: opts(false),
+                }
+                .record_backward(rec, tf, &gf)?;
+                let dxb = MaskedRecurrent {
+                    layer: b.as_ref(),
+                    options: opts(true),
+                }
+                .record_backward(rec, tb, &gb)?;
+                add_into(rec, &dxf, &dxb)?;
+                Some(dxf)
+            }
+            _ => return Err(Error::Device("a layer's forward kept no tape".into())),
+        };
+        match next {
+            Some(n) => g = n,
+            None => break,
+        }
+    }
+    Ok(())
+}
+
+fn upload_input(ctx: &Context, model: &Sequential, x: &ModelInput) -> Result<DeviceTensor> {
+    match x {
+        ModelInput::Tokens(t) => {
+            let ids: Vec<u32> = t
+                .iter()
+                .map(|&v| {
+                    u32::try_from(v).map_err(|_| {
+                        Error::Shape(format!("token id {v} is not a vocabulary index"))
+                    })
+                })
+                .collect::<Result<_>>()?;
+            if let Some(LayerKind::Embedding { input_dim, .. }) =
+                model.spec().layers.first().map(|l| &l.spec.kind)
+            {
+                if let Some(bad) = ids.iter().find(|&&v| v as usize >= *input_dim) {
+                    return Err(Error::Shape(format!(
+                        "token id {bad} is outside the vocabulary (input_dim {input_dim})"
+                    )));
+                }
+            }
+            DeviceTensor::from_u32(ctx, t.shape(), &ids)
+        }
+        ModelInput::Values(v) => {
+            let data: Vec<f32> = v.iter().map(|&e| e as f32).collect();
+            DeviceTensor::from_f32(ctx, v.shape(), &data)
+        }
+    }
+}
+
+fn read64(ctx: &Context, t: &DeviceTensor) -> Result<ArrayD<f64>> {
+    Ok(t.to_array(ctx)?.mapv(f64::from))
+}
+
+impl GpuBackend {
+    fn run(&self, model: &Sequential, x: &ModelInput, train: bool) -> Result<(Vec<DevLayer>, Run)> {
+        let layers = build(&self.ctx, model)?;
+        let xt = upload_input(&self.ctx, model, x)?;
+        let mut rec = Recorder::new(&self.ctx);
+        let run = forward(&mut rec, &layers, &xt, train)?;
+        rec.submit()?;
+        Ok((layers, run))
+    }
+}
+
+/// The trainable weights' gradients of the device layers, by Keras path.
+fn gradients(
+    ctx: &Context,
+    model: &Sequential,
+    layers: &[DevLayer],
+) -> Result<BTreeMap<String, ArrayD<f64>>> {
+    let mut out = BTreeMap::new();
+    for (pl, dl) in model.spec().layers.iter().zip(layers) {
+        let params = match dl {
+            DevLayer::Embedding(e) => e.params()?,
+            DevLayer::Dense(d, _) => Layer::params(d)?,
+            DevLayer::Rnn(l, _) => l.params()?,
+            // The backward direction's weights follow the forward's in Keras order.
+            DevLayer::Bidi { f, b, .. } => {
+                let mut v = f.params()?;
+                v.extend(b.params()?);
+                v
+            }
+            _ => continue,
+        };
+        // Keras order within a layer: kernel, recurrent_kernel, bias (per direction);
+        // Dense: kernel, bias; Embedding: embeddings.
+        let mut ws = pl.weights.iter();
+        for p in params {
+            if matches!(dl, DevLayer::Dense(..)) && p.name == "bias" && pl.weights.len() < 2 {
+                continue; // use_bias = false: the zero bias is not a Keras weight
+            }
+            let Some(w) = ws.next() else { break };
+            let g = crate::train::read_buffer(ctx, &p.grad, p.len())?;
+            let mut a = ArrayD::from_shape_vec(IxDyn(&p.shape), g)
+                .map_err(|e| Error::Shape(e.to_string()))?;
+            if matches!(dl, DevLayer::Dense(..)) && p.name == "weight" {
+                // PyTorch layout (out, in) → Keras kernel (in, out).
+                a = a.t().as_standard_layout().into_owned();
+            }
+            if a.shape() != w.shape.as_slice() {
+                return Err(Error::Shape(format!(
+                    "gradient of {} has shape {:?}; the weight is {:?}",
+                    w.path,
+                    a.shape(),
+                    w.shape
+                )));
+            }
+            if w.trainable {
+                out.insert(w.path.clone(), a.mapv(f64::from));
+            }
+        }
+    }
+    Ok(out)
+}
+
+impl ModelBackend for GpuBackend {
+    fn name(&self) -> &str {
+        "gpu"
+    }
+
+    fn predict(&self, model: &Sequential, x: &ModelInput) -> Result<Vec<ArrayD<f64>>> {
+        let (_, run) = self.run(model, x, false)?;
+        run.outputs.iter().map(|o| read64(&self.ctx, o)).collect()
+    }
+
+    fn evaluate(
+        &self,
+        model: &Sequential,
+        x: &ModelInput,
+        y: &Target,
+        loss: KerasLoss,
+    ) -> Result<Evaluation> {
+        let (layers, run) = self.run(model, x, true)?;
+        if run.outputs.len() != 1 {
+            return Err(Error::Unsupported(format!(
+                "model {} has {} outputs; a loss needs one",
+                model.spec().name,
+                run.outputs.len()
+            )));
+        }
+        let pred = read64(&self.ctx, &run.outputs[0])?;
+        // Keras masks a sequence prediction's loss with the model's mask.
+        let mask = host_mask(model, x)?
+            .filter(|m| pred.ndim() == 3 && m.shape() == &pred.shape()[..2])
+            .map(|m| m.into_dyn());
+        let (mut value, dy) = keras_loss(loss, pred.view(), y, mask.as_ref().map(|m| m.view()))?;
+        let dyt = DeviceTensor::from_array(&self.ctx, dy.mapv(|v| v as f32).view())?;
+        let mut rec = Recorder::new(&self.ctx);
+        backward(&mut rec, &layers, &run, dyt)?;
+        rec.submit()?;
+        let mut grads = gradients(&self.ctx, model, &layers)?;
+        let (reg, rg) = model.regularization();
+        value += reg;
+        for (k, g) in rg {
+            if let Some(a) = grads.get_mut(&k) {
+                *a += &g;
+            }
+        }
+        Ok(Evaluation {
+            pred,
+            loss: value,
+            grads,
+        })
+    }
+}

@@ -1,0 +1,55 @@
+//! Keras `Sequential` models: built from a Keras config (`model.get_config()` or a `.keras`
+//! file's `config.json`) or with [`SequentialBuilder`], summarised like `model.summary()`,
+//! loaded from safetensors keyed by Keras weight paths or initialised fresh, and run through a
+//! [`ModelBackend`] (the CPU reference today).
+//!
+//! ```
+//! use wgpu_rnn::models::keras::{CpuBackend, ModelInput, Precision, Sequential};
+//! let config = r#"{"name": "m", "layers": [
+//!   {"class_name": "InputLayer", "config": {"batch_shape": [null, 30, 5], "name": "in"}},
+//!   {"class_name": "LSTM", "config": {"name": "lstm", "units": 64}},
+//!   {"class_name": "Dense", "config": {"name": "dense", "units": 1}}]}"#;
+//! let model = Sequential::from_config_str(config, 7)?;
+//! assert_eq!(model.param_count(), 17985);
+//! assert!(model.summary().ends_with("Total params: 17985\n"));
+//! let x = ModelInput::Values(ndarray::ArrayD::zeros(ndarray::IxDyn(&[2, 30, 5])));
+//! let out = model.predict(&CpuBackend { precision: Precision::F32 }, &x)?;
+//! assert_eq!(out[0].shape(), &[2, 1]);
+//! # Ok::<(), wgpu_rnn::Error>(())
+//! ```
+
+mod backend;
+mod builder;
+mod config;
+mod config_values;
+pub(crate) mod cpu;
+mod gpu;
+#[cfg(test)]
+mod cross_tests;
+#[cfg(test)]
+mod grad_tests;
+mod init;
+mod loss;
+mod model;
+mod plan;
+mod spec;
+mod summary;
+#[cfg(test)]
+mod unit_tests;
+mod weights;
+
+pub use backend::{
+    CpuBackend, Evaluation, ModelBackend, ModelInput, Precision, RnnStates, UnwiredGpuBackend,
+};
+pub use builder::SequentialBuilder;
+pub use config::{ParsedConfig, parse as parse_config, parse_str as parse_config_str};
+pub use gpu::GpuBackend;
+pub use loss::{KerasLoss, Target, keras_loss, regularization};
+pub use model::Sequential;
+pub use plan::{ModelSpec, PlannedLayer, fmt_shape};
+pub use spec::{
+    CellKind, DenseActivation, DenseSpec, Init, InputSpec, LayerKind, LayerSpec, MergeMode,
+    Regularizer, RnnSpec, Shape, WeightSpec,
+};
+pub use summary::summary;
+pub use weights::ModelWeights;
