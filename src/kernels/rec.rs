@@ -166,15 +166,21 @@ pub(crate) fn resolve(
         // B1 H64 0.58 vs 1.58 ms, B8 H128 2.75 vs 2.90, B1 H256 5.15 vs 5.45, B1 T1000 H64
         // 5.6 vs 15.6. Once B·H grows, its few workgroups lose to Stepwise's spread: B8 H256
         // 10.4 vs 5.7, B64 H128 13.5 vs 3.1, B64 H256 26 vs 6.1. Hence B·H <= 1024.
-        // On software adapters (lavapipe, 2 cores) Stepwise measured 2-3x faster at every
-        // shape tried (B1-8, H64-128), so they always get Stepwise.
+        // On software adapters (lavapipe, 2 cores) Stepwise measured 2-3x faster than
+        // Persistent at every shape tried (B1-8, H64-128), so they get Stepwise unless
+        // Resident applies (below).
         Algorithm::Auto => {
-            let resident = super::resident::fits(ctx, need.cell, s, train).is_ok();
-            let rows = need.cell.gates() * s.h * s.b;
-            Ok(if resident && (!ctx.software || rows <= 512) {
+            let resident = if ctx.software {
+                super::resident::fits(ctx, need.cell, s, train).is_ok()
+                    && need.cell.gates() * s.h * s.b <= 512
+            } else {
+                super::resident::auto_ok(ctx, need.cell, s, train)
+            };
+            Ok(if resident {
                 // GPUs (unmeasured, by DESIGN.md §8's floors): W_hh read once per
                 // sequence instead of once per step, one dispatch per chunk of steps, and
-                // up to 64 workgroups, so Resident wherever it fits. Software adapters
+                // up to 64 workgroups, so Resident wherever it fits in workgroups of
+                // ≤ 512 invocations (resident::auto_ok: register file). Software adapters
                 // (lavapipe, 2 cores, BENCHMARKS.md): Resident won only while gates·H·B
                 // ≤ 512 (B1 H32 GRU/RNN, RNN B8 H64); every invocation of a workgroup
                 // crosses each barrier, which llvmpipe pays as a coroutine switch.

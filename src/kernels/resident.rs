@@ -215,6 +215,15 @@ pub(crate) fn fits(ctx: &Context, cell: Cell, s: &RecShape, train: bool) -> Resu
     Ok(())
 }
 
+/// Whether `Algorithm::Auto` should pick Resident on a GPU: it fits and its workgroups stay
+/// at ≤ 512 invocations. Each invocation holds 64 weight floats; a 1024-invocation workgroup
+/// leaves ≤ 64 registers per invocation on NVIDIA-class register files (64 K per SM), so
+/// the weights would spill. (By that reasoning, not measured.)
+pub(crate) fn auto_ok(ctx: &Context, cell: Cell, s: &RecShape, train: bool) -> bool {
+    let small = |p: Result<Plan>| p.is_ok_and(|p| p.wg <= 512);
+    small(plan(ctx, cell, s, false)) && (!train || small(plan(ctx, cell, s, true)))
+}
+
 /// The largest hidden size (no projection, batch 1) Resident runs forward and backward on
 /// this device: the invocation and workgroup-memory limits decide it.
 pub(crate) fn max_hidden(ctx: &Context, cell: Cell) -> usize {
