@@ -212,30 +212,3 @@ impl ModelBackend for CpuBackend {
         }
     }
 }
-
-/// The GPU placeholder until Sequential models are wired to the device layers: every call is
-/// `Error::Unsupported`, so `verify --backend gpu` reports a failure per case, not a skip.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct UnwiredGpuBackend;
-
-const UNWIRED: &str = "Sequential models on the GPU are not wired yet";
-
-impl ModelBackend for UnwiredGpuBackend {
-    fn name(&self) -> &str {
-        "gpu"
-    }
-
-    fn predict(&self, _: &Sequential, _: &ModelInput) -> Result<Vec<ArrayD<f64>>> {
-        Err(Error::Unsupported(UNWIRED.into()))
-    }
-
-    fn evaluate(
-        &self,
-        _: &Sequential,
-        _: &ModelInput,
-        _: &Target,
-        _: KerasLoss,
-    ) -> Result<Evaluation> {
-        Err(Error::Unsupported(UNWIRED.into()))
-    }
-}

@@ -13,23 +13,18 @@ use std::sync::Arc;
 use ndarray::{Array2, ArrayD, IxDyn};
 
 use super::backend::{Evaluation, ModelBackend, ModelInput};
+use super::gpu_layers::{DevLayer, build};
 use super::loss::{KerasLoss, Target, keras_loss};
 use super::model::Sequential;
-use super::plan::PlannedLayer;
-use super::spec::{CellKind, DenseActivation, DenseSpec, LayerKind, MergeMode, RnnSpec};
+use super::spec::{LayerKind, MergeMode};
 use crate::context::Context;
-use crate::cpu::Activation;
 use crate::error::{Error, Result};
 use crate::kernels::merge::{self, Merge};
 use crate::kernels::tensor_ops::{self, SeqLayout, Source};
 use crate::kernels::{Recorder, buffers};
 use crate::layer::{Layer, OutputGrads, Tape};
-use crate::layers::Backend;
-use crate::nn::masking::{MaskOptions, MaskedRecurrent, Recurrent, SeqMask};
-use crate::nn::{DenseConfig, DenseParams, Embedding, EmbeddingConfig, GpuDense};
+use crate::nn::masking::{MaskOptions, MaskedRecurrent, SeqMask};
 use crate::tensor::{DType, DeviceTensor};
-use crate::weights::TensorMap;
-use crate::{Gru, GruConfig, Lstm, LstmConfig, Nonlinearity, SimpleRnn, SimpleRnnConfig};
 
 /// Sequential models on a GPU context.
 #[derive(Clone, Debug)]
@@ -42,171 +37,6 @@ impl GpuBackend {
     pub fn new(ctx: Arc<Context>) -> Self {
         Self { ctx }
     }
-}
-
-/// One layer on the device.
-enum DevLayer {
-    Embedding(Embedding),
-    Masking(f32),
-    Identity,
-    Dense(GpuDense, bool),
-    Rnn(Box<dyn Recurrent>, RnnSpec),
-    Bidi {
-        f: Box<dyn Recurrent>,
-        b: Box<dyn Recurrent>,
-        fs: RnnSpec,
-        merge: MergeMode,
-    },
-}
-
-fn weight<'a>(model: &'a Sequential, l: &PlannedLayer, i: usize) -> Result<&'a ArrayD<f32>> {
-    let path = &l.weights[i].path;
-    model
-        .weights()
-        .get(path)
-        .ok_or_else(|| Error::Weights(format!("missing weight {path}")))
-}
-
-fn unsupported(what: String) -> Error {
-    Error::Unsupported(format!("{what} (the CPU backend runs it)"))
-}
-
-/// A recurrent direction in Keras layout from the weights starting at `first`.
-fn rnn_layer(
-    ctx: &Arc<Context>,
-    model: &Sequential,
-    l: &PlannedLayer,
-    r: &RnnSpec,
-    first: usize,
-    input: usize,
-) -> Result<Box<dyn Recurrent>> {
-    let mut m = TensorMap::new();
-    m.insert("kernel".into(), weight(model, l, first)?.clone());
-    m.insert(
-        "recurrent_kernel".into(),
-        weight(model, l, first + 1)?.clone(),
-    );
-    if r.use_bias {
-        m.insert("bias".into(), weight(model, l, first + 2)?.clone());
-    }
-    let backend = Backend::Gpu(ctx.clone());
-    let tanh_sigmoid =
-        r.activation == Activation::Tanh && r.recurrent_activation == Activation::Sigmoid;
-    Ok(match r.cell {
-        CellKind::Lstm { .. } if tanh_sigmoid => {
-            let mut c = LstmConfig::new(input, r.units);
-            c.batch_first = true;
-            c.bias = r.use_bias;
-            Box::new(Lstm::from_keras(c, &m, backend)?)
-        }
-        CellKind::Gru { reset_after } if tanh_sigmoid => {
-            let mut c = GruConfig::new(input, r.units);
-            c.batch_first = true;
-            c.bias = r.use_bias;
-            c.reset_after = reset_after;
-            Box::new(Gru::from_keras(c, &m, backend)?)
-        }
-        CellKind::SimpleRnn if matches!(r.activation, Activation::Tanh | Activation::Relu) => {
-            let mut c = SimpleRnnConfig::new(input, r.units);
-            c.batch_first = true;
-            c.bias = r.use_bias;
-            if r.activation == Activation::Relu {
-                c.nonlinearity = Nonlinearity::Relu;
-            }
-            Box::new(SimpleRnn::from_keras(c, &m, backend)?)
-        }
-        _ => {
-            return Err(unsupported(format!(
-                "{} {} with activation {:?} / recurrent_activation {:?} on the GPU",
-                r.cell.class_name(),
-                r.name,
-                r.activation,
-                r.recurrent_activation
-            )));
-        }
-    })
-}
-
-fn dense_layer(
-    ctx: &Arc<Context>,
-    model: &Sequential,
-    l: &PlannedLayer,
-    d: &DenseSpec,
-) -> Result<DevLayer> {
-    let k = weight(model, l, 0)?;
-    let (i, o) = (k.shape()[0], k.shape()[1]);
-    let (act, softmax) = match d.activation {
-        DenseActivation::Elementwise(a) => (a, false),
-        DenseActivation::Softmax => (Activation::Linear, true),
-    };
-    if !matches!(
-        act,
-        Activation::Linear | Activation::Relu | Activation::Tanh | Activation::Sigmoid
-    ) {
-        return Err(unsupported(format!("Dense {} activation {act:?}", d.name)));
-    }
-    let kernel = k
-        .view()
-        .into_dimensionality::<ndarray::Ix2>()
-        .map_err(|e| Error::Shape(e.to_string()))?;
-    let bias = if d.use_bias {
-        weight(model, l, 1)?
-            .iter()
-            .copied()
-            .collect::<ndarray::Array1<f32>>()
-    } else {
-        ndarray::Array1::zeros(o)
-    };
-    let p = DenseParams::new(
-        DenseConfig::new(i, o, act)?,
-        kernel.t().as_standard_layout().into_owned(),
-        bias,
-    )?;
-    Ok(DevLayer::Dense(GpuDense::new(ctx.clone(), &p)?, softmax))
-}
-
-fn build(ctx: &Arc<Context>, model: &Sequential) -> Result<Vec<DevLayer>> {
-    let mut out = Vec::new();
-    for l in &model.spec().layers {
-        let input = l.input_shape.last().copied().flatten().unwrap_or(0);
-        out.push(match &l.spec.kind {
-            LayerKind::Embedding {
-                input_dim,
-                output_dim,
-                mask_zero,
-                ..
-            } => {
-                let cfg = EmbeddingConfig {
-                    input_dim: *input_dim,
-                    output_dim: *output_dim,
-                    mask_zero: *mask_zero,
-                };
-                let t = weight(model, l, 0)?
-                    .view()
-                    .into_dimensionality::<ndarray::Ix2>()
-                    .map_err(|e| Error::Shape(e.to_string()))?;
-                DevLayer::Embedding(Embedding::new(ctx.clone(), cfg, t)?)
-            }
-            LayerKind::Masking { mask_value } => DevLayer::Masking(*mask_value as f32),
-            LayerKind::Dropout { .. } => DevLayer::Identity,
-            LayerKind::Dense(d) | LayerKind::TimeDistributed(d) => dense_layer(ctx, model, l, d)?,
-            LayerKind::Rnn(r) => DevLayer::Rnn(rnn_layer(ctx, model, l, r, 0, input)?, r.clone()),
-            LayerKind::Bidirectional {
-                forward,
-                backward,
-                merge,
-            } => {
-                let nf = if forward.use_bias { 3 } else { 2 };
-                DevLayer::Bidi {
-                    f: rnn_layer(ctx, model, l, forward, 0, input)?,
-                    b: rnn_layer(ctx, model, l, backward, nf, input)?,
-                    fs: (**forward).clone(),
-                    merge: *merge,
-                }
-            }
-        });
-    }
-    Ok(out)
 }
 
 /// The host-side Keras mask `(B, T)` of the model input, when a layer makes one (the loss of
@@ -596,14 +426,16 @@ fn upload_input(ctx: &Context, model: &Sequential, x: &ModelInput) -> Result<Dev
                     })
                 })
                 .collect::<Result<_>>()?;
-            if let Some(LayerKind::Embedding { input_dim, .. }) =
-                model.spec().layers.first().map(|l| &l.spec.kind)
+            let vocab = match model.spec().layers.first().map(|l| &l.spec.kind) {
+                Some(LayerKind::Embedding { input_dim, .. }) => Some(*input_dim),
+                _ => None,
+            };
+            if let Some((bad, v)) =
+                vocab.and_then(|v| ids.iter().find(|&&i| i as usize >= v).map(|&i| (i, v)))
             {
-                if let Some(bad) = ids.iter().find(|&&v| v as usize >= *input_dim) {
-                    return Err(Error::Shape(format!(
-                        "token id {bad} is outside the vocabulary (input_dim {input_dim})"
-                    )));
-                }
+                return Err(Error::Shape(format!(
+                    "token id {bad} is outside the vocabulary (input_dim {v})"
+                )));
             }
             DeviceTensor::from_u32(ctx, t.shape(), &ids)
         }

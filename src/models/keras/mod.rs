@@ -23,9 +23,10 @@ mod builder;
 mod config;
 mod config_values;
 pub(crate) mod cpu;
-mod gpu;
 #[cfg(test)]
 mod cross_tests;
+mod gpu;
+mod gpu_layers;
 #[cfg(test)]
 mod grad_tests;
 mod init;
@@ -38,9 +39,7 @@ mod summary;
 mod unit_tests;
 mod weights;
 
-pub use backend::{
-    CpuBackend, Evaluation, ModelBackend, ModelInput, Precision, RnnStates, UnwiredGpuBackend,
-};
+pub use backend::{CpuBackend, Evaluation, ModelBackend, ModelInput, Precision, RnnStates};
 pub use builder::SequentialBuilder;
 pub use config::{ParsedConfig, parse as parse_config, parse_str as parse_config_str};
 pub use gpu::GpuBackend;
