@@ -12,6 +12,18 @@ pub enum Algorithm {
     /// One fused dispatch per step (mat-vec + gates + state update), all steps in one compute
     /// pass and one submit. Works for any hidden size.
     Stepwise,
+    /// Small hidden sizes: one workgroup per batch tile keeps ALL of W_hh on chip (one chunk
+    /// of a weight row per invocation, in registers) and h in workgroup memory for the whole
+    /// sequence. The largest hidden size follows from the device's invocations and workgroup
+    /// memory per workgroup; forcing it beyond is an [`Error::Limit`](crate::Error::Limit).
+    Resident,
+    /// Larger hidden sizes: the hidden units are cut into slices, one workgroup per (slice,
+    /// batch tile) keeps its slice's W_hh rows in registers, h (backward: the gate
+    /// gradients) is exchanged through storage with one bounded grid barrier per step. A
+    /// barrier that times out (workgroups not co-resident, e.g. llvmpipe) hands the
+    /// remaining steps to a fallback in the same submit, with the same results; it never
+    /// hangs. LSTM projection and GRU reset-before take two barriers per step.
+    Grid,
 }
 
 impl Algorithm {
@@ -21,6 +33,8 @@ impl Algorithm {
             Algorithm::Auto => "auto",
             Algorithm::Persistent => "persistent",
             Algorithm::Stepwise => "stepwise",
+            Algorithm::Resident => "resident",
+            Algorithm::Grid => "grid",
         }
     }
 }
@@ -32,9 +46,64 @@ impl std::str::FromStr for Algorithm {
             "auto" => Ok(Algorithm::Auto),
             "persistent" => Ok(Algorithm::Persistent),
             "stepwise" => Ok(Algorithm::Stepwise),
+            "resident" => Ok(Algorithm::Resident),
+            "grid" => Ok(Algorithm::Grid),
             other => Err(crate::Error::Config(format!(
-                "algorithm {other:?}: expected auto, persistent or stepwise"
+                "algorithm {other:?}: expected auto, persistent, stepwise, resident or grid"
             ))),
         }
     }
+}
+
+/// The largest hidden size (no projection) [`Algorithm::Resident`] runs forward and backward
+/// on `ctx`'s device, per cell: `("lstm", h), ("gru", h), ("gru_reset_before", h),
+/// ("rnn", h)`. It follows from the device's invocations and workgroup memory per workgroup
+/// (one invocation per 64-float chunk of a weight row; see `kernels::resident::plan`).
+pub fn resident_max_hidden(ctx: &crate::Context) -> [(&'static str, usize); 4] {
+    use crate::kernels::resident::{Cell, max_hidden};
+    [
+        ("lstm", max_hidden(ctx, Cell::Lstm)),
+        (
+            "gru",
+            max_hidden(
+                ctx,
+                Cell::Gru {
+                    reset_before: false,
+                },
+            ),
+        ),
+        (
+            "gru_reset_before",
+            max_hidden(ctx, Cell::Gru { reset_before: true }),
+        ),
+        ("rnn", max_hidden(ctx, Cell::Rnn)),
+    ]
+}
+
+#[doc(hidden)]
+pub use crate::kernels::grid::GridHook;
+
+/// Test hooks of [`Algorithm::Grid`] (process-wide; for the crate's own tests): the slice
+/// size, a barrier forced to fail after a chosen step, one dispatch per step.
+#[doc(hidden)]
+pub fn set_grid_test_hook(h: GridHook) {
+    crate::kernels::grid::set_hook(h);
+}
+
+/// As [`resident_max_hidden`] for [`Algorithm::Grid`] (batch 1): at most 64 workgroups of
+/// 256 invocations, one per 64-float chunk of the slice's weight rows.
+pub fn grid_max_hidden(ctx: &crate::Context) -> [(&'static str, usize); 4] {
+    use crate::kernels::resident::{Cell, max_hidden_of};
+    let m = |cell| max_hidden_of(|s| crate::kernels::grid::fits(ctx, cell, s, true).is_ok());
+    [
+        ("lstm", m(Cell::Lstm)),
+        (
+            "gru",
+            m(Cell::Gru {
+                reset_before: false,
+            }),
+        ),
+        ("gru_reset_before", m(Cell::Gru { reset_before: true })),
+        ("rnn", m(Cell::Rnn)),
+    ]
 }

@@ -1,5 +1,5 @@
 //! The benchmark behind `wgpu-rnn bench`: every cell, forward and forward+backward, per
-//! implementation (GPU Persistent, GPU Stepwise, CPU reference; LSTM forward also the unfused
+//! implementation (GPU Persistent, Stepwise, Resident, CPU reference; LSTM also the unfused
 //! per-op GPU baseline), medians of several runs
 //! after a warm-up, in the JSON schema the README documents so runs from different vendors
 //! (and `bench/pytorch_baseline.py`) can be joined side by side. The `gemm` cell times the
@@ -71,6 +71,10 @@ pub struct BenchResult {
     pub recurrence_ms: Option<f64>,
     /// Host time to record and submit one forward (GPU), median.
     pub encode_ms: Option<f64>,
+    /// GPU rows: median wall time of one whole call (upload, submit, wait, read-back), the
+    /// clock bench/pytorch_baseline.py uses.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wall_ms: Option<f64>,
     pub gflops: f64,
     pub dispatches: usize,
     pub submits: usize,
@@ -89,6 +93,8 @@ pub struct BenchReport {
 /// One measured call: its time (GPU or wall) and what it recorded.
 struct Sample {
     ms: f64,
+    /// Wall time of the whole call (upload, record, submit, wait, read-back).
+    wall: f64,
     rec_ms: Option<f64>,
     stats: RecordStats,
 }
@@ -122,6 +128,7 @@ fn measure(
         }
         out.push(Sample {
             ms: if gpu_timed { gpu.unwrap_or(wall) } else { wall },
+            wall,
             rec_ms: rec,
             stats: total,
         });
@@ -264,7 +271,9 @@ pub fn run(opts: &BenchOptions, gpu: &Backend) -> Result<BenchReport> {
                     Impl::Cpu => (Backend::Cpu, Algorithm::Auto),
                     Impl::Unfused => continue,
                 };
-                if !opts.wants(name) {
+                // ConvLSTM2D has no Resident or Grid kernel (it would time its Auto choice).
+                let alt = name == "resident" || name == "grid";
+                if !opts.wants(name) || (alt && case.cell == "convlstm2d") {
                     continue;
                 }
                 let on_gpu = matches!(backend, Backend::Gpu(_));
@@ -277,7 +286,7 @@ pub fn run(opts: &BenchOptions, gpu: &Backend) -> Result<BenchReport> {
                         report.results.extend(v);
                     }
                     // An algorithm that cannot run at this shape is skipped by name.
-                    Err(Error::Limit(msg)) => {
+                    Err(Error::Limit(msg) | Error::Unsupported(msg)) => {
                         eprintln!("bench: {} {name} skipped: {msg}", case.cell)
                     }
                     Err(e) => return Err(e),
@@ -435,6 +444,7 @@ fn summarize(
     let (med, lo, hi) = median(&mut ms);
     let mut rec: Vec<f64> = samples.iter().filter_map(|s| s.rec_ms).collect();
     let mut enc: Vec<f64> = samples.iter().map(|s| s.stats.encode_ms).collect();
+    let mut wall: Vec<f64> = samples.iter().map(|s| s.wall).collect();
     let on_gpu = samples.iter().any(|s| s.stats.submits > 0);
     BenchResult {
         cell: case.cell.into(),
@@ -454,6 +464,7 @@ fn summarize(
         max_ms: hi,
         recurrence_ms: (rec.len() == samples.len() && !rec.is_empty()).then(|| median(&mut rec).0),
         encode_ms: on_gpu.then(|| median(&mut enc).0),
+        wall_ms: on_gpu.then(|| median(&mut wall).0),
         gflops: mult * case.flops / med / 1e6,
         dispatches: samples[0].stats.dispatches,
         submits: samples[0].stats.submits,

@@ -53,6 +53,32 @@ fn verify_prints_json_lines_and_a_summary() {
 }
 
 #[test]
+fn verify_forces_the_named_algorithm() {
+    let all = [
+        "torch_lstm_proj.safetensors",
+        "torch_gru_bidir_2layer.safetensors",
+        "keras_gru_reset_before.safetensors",
+        "torch_rnn_tanh_2layer.safetensors",
+    ];
+    let files: Vec<String> = all.iter().map(|f| data(f)).collect();
+    for algo in ["resident", "persistent", "stepwise", "auto"] {
+        let mut args = vec!["verify", "--algorithm", algo];
+        args.extend(files.iter().map(String::as_str));
+        let (ok, lines) = run(&args);
+        assert!(ok, "{algo}: {lines:?}");
+        let summary = lines.last().expect("summary");
+        assert!(summary.ends_with(" passed, 0 failed"), "{algo}: {summary}");
+    }
+    // An unknown name is an error that names the choices, not a silent default.
+    let out = Command::new(env!("CARGO_BIN_EXE_wgpu-rnn"))
+        .args(["verify", "--algorithm", "fastest", &files[0]])
+        .output()
+        .expect("run wgpu-rnn");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("resident"));
+}
+
+#[test]
 fn verify_fails_on_a_bad_file() {
     let dir = std::env::temp_dir().join("wgpu_rnn_cli_test");
     std::fs::create_dir_all(&dir).unwrap();
@@ -121,8 +147,8 @@ fn bench_writes_the_documented_json() {
     }
     assert!(v["crate_version"].is_string());
     let results = v["results"].as_array().unwrap();
-    // 3 implementations × (forward, forward_backward) at the quick shape.
-    assert_eq!(results.len(), 6, "{results:?}");
+    // 5 implementations × (forward, forward_backward) at the quick shape.
+    assert_eq!(results.len(), 10, "{results:?}");
     for r in results {
         assert_eq!(r["cell"], "rnn");
         assert_eq!(
@@ -142,10 +168,18 @@ fn bench_writes_the_documented_json() {
         assert!(0.0 < lo && lo <= med && med <= hi, "{r}");
         assert!(r["gflops"].as_f64().unwrap() > 0.0);
         let imp = r["impl"].as_str().unwrap();
-        assert!(["persistent", "stepwise", "cpu"].contains(&imp));
+        assert!(["persistent", "stepwise", "resident", "grid", "cpu"].contains(&imp));
         let gpu = imp != "cpu";
         assert_eq!(r["submits"].as_u64().unwrap() > 0, gpu, "{r}");
         assert_eq!(r["encode_ms"].is_number(), gpu, "{r}");
+        // GPU rows carry the wall time of a whole call (submit and read-back included).
+        assert_eq!(r["wall_ms"].is_number(), gpu, "{r}");
+        if gpu {
+            assert!(
+                r["wall_ms"].as_f64().unwrap() >= r["encode_ms"].as_f64().unwrap(),
+                "{r}"
+            );
+        }
         assert!(["gpu_timestamps", "wall"].contains(&r["timing"].as_str().unwrap()));
         if r["timing"] == "gpu_timestamps" {
             assert!(r["recurrence_ms"].as_f64().unwrap() <= med, "{r}");
@@ -157,6 +191,14 @@ fn bench_writes_the_documented_json() {
         .unwrap();
     assert_eq!(stepwise_fwd["dispatches"], 101, "1 GEMM + 100 steps");
     assert_eq!(stepwise_fwd["submits"], 1);
+    let resident_fwd = results
+        .iter()
+        .find(|r| r["impl"] == "resident" && r["pass"] == "forward")
+        .unwrap();
+    assert_eq!(
+        resident_fwd["dispatches"], 2,
+        "1 GEMM + all 100 steps in one dispatch"
+    );
 }
 
 #[test]
@@ -185,6 +227,7 @@ fn bench_gemm_times_the_named_kernels_at_both_shapes() {
                 (Some("gemm"), Some(1))
             );
             assert!(r["gflops"].as_f64().unwrap() > 0.0, "{r}");
+            assert!(r["wall_ms"].as_f64().unwrap() > 0.0, "{r}");
             let u = |k: &str| r[k].as_u64().unwrap();
             (
                 r["impl"].as_str().unwrap().to_string(),

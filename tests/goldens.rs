@@ -77,6 +77,18 @@ fn goldens_pass_on_gpu_stepwise() {
 }
 
 #[test]
+fn goldens_pass_on_gpu_resident() {
+    check_all(&common::gpu(), Algorithm::Resident);
+}
+
+#[test]
+fn goldens_pass_on_gpu_grid() {
+    // On lavapipe a grid of more than one workgroup always ends in the fallback (DESIGN.md
+    // §2); these small goldens plan a single slice, so this checks the grid path itself.
+    check_all(&common::gpu(), Algorithm::Grid);
+}
+
+#[test]
 fn goldens_pass_on_gpu_auto() {
     check_all(&common::gpu(), Algorithm::Auto);
 }

@@ -1,5 +1,5 @@
-//! GPU kernels against the CPU reference on random small shapes (proptest), both recurrence
-//! algorithms, forward and backward, with `|gpu - cpu| ≤ 1e-5 + 1e-4·|cpu|` (DESIGN.md §4).
+//! GPU kernels against the CPU reference on random small shapes (proptest), every recurrence
+//! algorithm, forward and backward, with `|gpu - cpu| ≤ 1e-5 + 1e-4·|cpu|` (DESIGN.md §4).
 
 mod common;
 
@@ -124,6 +124,11 @@ proptest! {
     fn stepwise_matches_cpu(c in case()) {
         check(&c, Algorithm::Stepwise);
     }
+
+    #[test]
+    fn resident_matches_cpu(c in case()) {
+        check(&c, Algorithm::Resident);
+    }
 }
 
 #[test]
@@ -140,6 +145,7 @@ fn wide_batch_spans_several_workgroups() {
     };
     check(&c, Algorithm::Persistent);
     check(&c, Algorithm::Stepwise);
+    check(&c, Algorithm::Resident);
 }
 
 #[test]

@@ -1,5 +1,5 @@
 //! GRU (reset-after and reset-before) and SimpleRNN (tanh and relu) GPU kernels against the
-//! CPU reference on random small shapes (proptest), both recurrence algorithms, forward and
+//! CPU reference on random small shapes (proptest), every recurrence algorithm, forward and
 //! backward, `|gpu - cpu| ≤ 1e-5 + 1e-4·|cpu|` (DESIGN.md §4); plus a long sequence each.
 
 mod common;
@@ -136,6 +136,13 @@ proptest! {
     fn rnn_tanh_matches_cpu(c in case(), persistent in any::<bool>()) {
         check_rnn(&c, Nonlinearity::Tanh, if persistent { Algorithm::Persistent } else { Algorithm::Stepwise });
     }
+
+    #[test]
+    fn resident_gru_and_rnn_tanh_match_cpu(c in case()) {
+        check_gru(&c, true, Algorithm::Resident);
+        check_gru(&c, false, Algorithm::Resident);
+        check_rnn(&c, Nonlinearity::Tanh, Algorithm::Resident);
+    }
 }
 
 proptest! {
@@ -150,6 +157,11 @@ proptest! {
     #[test]
     fn rnn_relu_matches_cpu(c in case(), persistent in any::<bool>()) {
         check_rnn(&c, Nonlinearity::Relu, if persistent { Algorithm::Persistent } else { Algorithm::Stepwise });
+    }
+
+    #[test]
+    fn resident_rnn_relu_matches_cpu(c in case()) {
+        check_rnn(&c, Nonlinearity::Relu, Algorithm::Resident);
     }
 }
 
@@ -167,7 +179,11 @@ fn every_variant_runs_both_algorithms_on_a_wide_batch() {
         lengths: Some(vec![5, 1, 3, 5, 2, 4, 5, 5, 1]),
         seed: 3,
     };
-    for algo in [Algorithm::Persistent, Algorithm::Stepwise] {
+    for algo in [
+        Algorithm::Persistent,
+        Algorithm::Stepwise,
+        Algorithm::Resident,
+    ] {
         check_gru(&c, true, algo);
         check_gru(&c, false, algo);
         check_rnn(&c, Nonlinearity::Tanh, algo);
@@ -190,7 +206,11 @@ fn long_sequences_match_cpu() {
         lengths: None,
         seed: 8,
     };
-    for algo in [Algorithm::Persistent, Algorithm::Stepwise] {
+    for algo in [
+        Algorithm::Persistent,
+        Algorithm::Stepwise,
+        Algorithm::Resident,
+    ] {
         let cfg = gru_config(&c, true);
         let mut gpu = Gru::new(cfg, common::gpu(), c.seed).unwrap();
         gpu.set_algorithm(algo);

@@ -7,8 +7,7 @@ mod common;
 
 use wgpu_rnn::{Algorithm, Backend, Lstm, LstmConfig};
 
-fn long_run(algo: Algorithm) {
-    let (t, b) = (3000, 6);
+fn long_run(algo: Algorithm, (t, b): (usize, usize)) {
     let cfg = LstmConfig::new(4, 32);
     let mut gpu = Lstm::new(cfg, common::gpu(), 5).unwrap();
     gpu.set_algorithm(algo);
@@ -31,10 +30,25 @@ fn long_run(algo: Algorithm) {
 
 #[test]
 fn long_sequence_persistent() {
-    long_run(Algorithm::Persistent);
+    long_run(Algorithm::Persistent, (3000, 6));
 }
 
 #[test]
 fn long_sequence_stepwise() {
-    long_run(Algorithm::Stepwise);
+    long_run(Algorithm::Stepwise, (3000, 6));
+}
+
+/// Resident keeps W_hh in registers, so a step costs only ~8 loop iterations per invocation:
+/// 12000 steps (~100 000 iterations) are needed before one dispatch would pass llvmpipe's
+/// cap, so this is what guards its chunking.
+#[test]
+fn long_sequence_resident() {
+    long_run(Algorithm::Resident, (12000, 2));
+}
+
+/// Grid at H = 32 plans one slice (a grid of one workgroup, whose barrier passes alone), so
+/// its steps are as cheap as Resident's: the same 12000 steps guard its chunking.
+#[test]
+fn long_sequence_grid() {
+    long_run(Algorithm::Grid, (12000, 2));
 }

@@ -62,7 +62,7 @@ fn run_once(
     s: &Shape,
     bufs: &[wgpu::Buffer; 4],
     gpu_timed: bool,
-) -> Result<(f64, bool)> {
+) -> Result<(f64, bool, f64)> {
     let [a, b, bias, c] = bufs;
     let t0 = std::time::Instant::now();
     let mut rec = Recorder::new(ctx);
@@ -87,13 +87,14 @@ fn run_once(
         s.bias.then_some((bias, 0)),
     )?;
     let stats = rec.submit()?;
-    if let (true, Some(ms)) = (gpu_timed, stats.gpu_ms) {
-        return Ok((ms, true));
-    }
     ctx.device
         .poll(wgpu::PollType::wait_indefinitely())
         .map_err(|e| Error::Device(format!("poll failed: {e}")))?;
-    Ok((t0.elapsed().as_secs_f64() * 1e3, false))
+    let wall = t0.elapsed().as_secs_f64() * 1e3;
+    Ok(match (gpu_timed, stats.gpu_ms) {
+        (true, Some(ms)) => (ms, true, wall),
+        _ => (wall, false, wall),
+    })
 }
 
 /// Times every kernel at every shape, interleaved, one warm-up round first.
@@ -112,12 +113,14 @@ pub(super) fn run(
             buffers::zeros(ctx, "gemm c", s.m * s.n)?,
         ];
         let mut times = vec![Vec::with_capacity(runs); kernels.len()];
+        let mut walls = vec![Vec::with_capacity(runs); kernels.len()];
         let mut all_gpu = vec![gpu_timed; kernels.len()];
         for round in 0..=runs {
             for (i, &kern) in kernels.iter().enumerate() {
-                let (ms, on_gpu) = run_once(ctx, kern, s, &bufs, gpu_timed)?;
+                let (ms, on_gpu, wall) = run_once(ctx, kern, s, &bufs, gpu_timed)?;
                 if round > 0 {
                     times[i].push(ms);
+                    walls[i].push(wall);
                     all_gpu[i] &= on_gpu;
                 }
             }
@@ -143,6 +146,7 @@ pub(super) fn run(
                 max_ms: hi,
                 recurrence_ms: None,
                 encode_ms: None,
+                wall_ms: Some(median(&mut walls[i]).0),
                 gflops: flops / med / 1e6,
                 dispatches: 1,
                 submits: 1,

@@ -14,7 +14,8 @@ pub struct BenchOptions {
     pub cells: Vec<String>,
     /// Timed runs per measurement (at least 5; the median is reported).
     pub runs: usize,
-    /// Implementations to run: any of persistent, stepwise, unfused, cpu (empty: all).
+    /// Implementations to run: any of persistent, stepwise, resident, grid, unfused, cpu
+    /// (empty: all).
     pub impls: Vec<String>,
     /// Recurrent-cell shapes (B, T, I, H) replacing the defaults (empty: `quick` decides).
     pub shapes: Vec<(usize, usize, usize, usize)>,
@@ -83,6 +84,8 @@ pub enum Impl {
 pub const IMPLS: &[(&str, Impl)] = &[
     ("persistent", Impl::Gpu(Algorithm::Persistent)),
     ("stepwise", Impl::Gpu(Algorithm::Stepwise)),
+    ("resident", Impl::Gpu(Algorithm::Resident)),
+    ("grid", Impl::Gpu(Algorithm::Grid)),
     ("unfused", Impl::Unfused),
     ("cpu", Impl::Cpu),
 ];

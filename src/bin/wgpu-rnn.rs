@@ -5,9 +5,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use serde::Serialize;
-use wgpu_rnn::golden::{Golden, model_case, run_case};
+use wgpu_rnn::golden::{Golden, model_case, run_case_with};
 use wgpu_rnn::models::keras::{CpuBackend, GpuBackend, ModelBackend, Precision};
-use wgpu_rnn::{Backend, Context};
+use wgpu_rnn::{Algorithm, Backend, Context};
 
 #[derive(Parser)]
 #[command(
@@ -38,6 +38,9 @@ enum Cmd {
         /// Where to run.
         #[arg(long, value_enum, default_value = "gpu")]
         backend: BackendArg,
+        /// Recurrence algorithm forced on the GPU: auto, persistent, stepwise, resident or grid.
+        #[arg(long, default_value = "auto")]
+        algorithm: String,
     },
     /// Times every cell's forward and forward+backward per implementation (GPU Persistent,
     /// GPU Stepwise, CPU reference); prints a table, optionally writes JSON (README schema).
@@ -55,9 +58,9 @@ enum Cmd {
         /// Timed runs per measurement (median reported; at least 5).
         #[arg(long, default_value_t = 5)]
         runs: usize,
-        /// Implementations, comma-separated: persistent, stepwise, unfused, cpu; for the gemm
-        /// cell gemm_plain16, gemm_tiled64, gemm_regblock (default: all three).
-        #[arg(long, default_value = "persistent,stepwise,unfused,cpu")]
+        /// Implementations, comma-separated: persistent, stepwise, resident, grid, unfused, cpu; for
+        /// the gemm cell gemm_plain16, gemm_tiled64, gemm_regblock (default: all three).
+        #[arg(long, default_value = "persistent,stepwise,resident,grid,unfused,cpu")]
         impls: String,
         /// Recurrent shapes instead of the defaults: "B,T,I,H;B,T,I,H".
         #[arg(long)]
@@ -195,7 +198,14 @@ fn print_line(l: &Line) {
     }
 }
 
-fn verify(files: &[PathBuf], backend: BackendArg) -> ExitCode {
+fn verify(files: &[PathBuf], backend: BackendArg, algorithm: &str) -> ExitCode {
+    let algorithm: Algorithm = match algorithm.parse() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("wgpu-rnn verify: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let backend = match backend {
         BackendArg::Cpu => Backend::Cpu,
         BackendArg::Gpu => match Backend::gpu() {
@@ -235,7 +245,8 @@ fn verify(files: &[PathBuf], backend: BackendArg) -> ExitCode {
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let result = Golden::load(f).and_then(|g| run_case(&g, &backend).map(|r| (g.case, r)));
+        let result = Golden::load(f)
+            .and_then(|g| run_case_with(&g, &backend, algorithm).map(|r| (g.case, r)));
         match result {
             Ok((case, reports)) => {
                 for r in reports {
@@ -344,6 +355,14 @@ fn info() -> ExitCode {
                 "  min_uniform_buffer_offset_alignment: {}",
                 l.min_uniform_buffer_offset_alignment
             );
+            println!("resident max hidden_size (forward and backward, from the limits above):");
+            for (cell, h) in wgpu_rnn::algorithm::resident_max_hidden(&ctx) {
+                println!("  {cell}: {h}");
+            }
+            println!("grid max hidden_size (batch 1, at most 64 workgroups):");
+            for (cell, h) in wgpu_rnn::algorithm::grid_max_hidden(&ctx) {
+                println!("  {cell}: {h}");
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -357,7 +376,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Info => info(),
-        Cmd::Verify { files, backend } => verify(&files, backend),
+        Cmd::Verify {
+            files,
+            backend,
+            algorithm,
+        } => verify(&files, backend, &algorithm),
         Cmd::Bench {
             quick,
             json,

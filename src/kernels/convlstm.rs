@@ -139,14 +139,18 @@ pub(crate) fn resolve(ctx: &Context, algo: Algorithm, s: &CellShape) -> Result<A
     match algo {
         Algorithm::Persistent => fits().map(|_| Algorithm::Persistent),
         Algorithm::Stepwise => Ok(Algorithm::Stepwise),
+        // ConvLSTM2D has no Resident or Grid kernel (its recurrent weights are a convolution, not a
+        // matrix a workgroup can hold): a Resident or Grid request runs the Auto choice below.
         // One workgroup per sequence leaves a GPU mostly idle for small batches, and software
         // adapters measured Stepwise faster for the other cells: prefer Stepwise unless the
         // batch alone fills the device and the frame fits.
-        Algorithm::Auto => Ok(if !ctx.software && s.b >= 32 && fits().is_ok() {
-            Algorithm::Persistent
-        } else {
-            Algorithm::Stepwise
-        }),
+        Algorithm::Auto | Algorithm::Resident | Algorithm::Grid => {
+            Ok(if !ctx.software && s.b >= 32 && fits().is_ok() {
+                Algorithm::Persistent
+            } else {
+                Algorithm::Stepwise
+            })
+        }
     }
 }
 

@@ -3,10 +3,12 @@
 
 use super::Recorder;
 use super::Shader::{GruBackward, GruForward};
+use super::grid;
 use super::rec::{
     AUX_PER_T, BwdBufs, FINAL, FwdBufs, PoolNeed, RecShape, TRAIN, backward_chunks, base_params,
     bwd, check_step_budget, forward_chunks, fwd, per_inv, persistent_plan, step_groups, u32_of,
 };
+use super::resident::{self, Cell};
 use crate::algorithm::Algorithm;
 use crate::error::Result;
 
@@ -34,6 +36,7 @@ pub(crate) fn pool_need(s: &RecShape, reset_before: bool) -> PoolNeed {
         backward: (dgate_blocks(reset_before) + 2) * s.h,
         forward_formula: "2*hidden",
         backward_formula: if reset_before { "5*hidden" } else { "6*hidden" },
+        cell: Cell::Gru { reset_before },
     }
 }
 
@@ -58,6 +61,12 @@ pub(crate) fn record_forward(
     // W_hhᵀ follows W_hh and the cell's extra weights in w_rec (gpu::cell::CellKind::w_rec).
     prm.wt_off = u32_of(3 * s.h * s.h + s.h, "weights")?;
     let list = bufs.list();
+    if algo == Algorithm::Resident {
+        return resident::record_forward(rec, Cell::Gru { reset_before }, s, &mut prm, bufs);
+    }
+    if algo == Algorithm::Grid {
+        return grid::record_forward(rec, Cell::Gru { reset_before }, s, &mut prm, bufs);
+    }
     let h = s.h;
     if algo == Algorithm::Persistent {
         let plan = persistent_plan(
@@ -99,11 +108,17 @@ pub(crate) fn record_backward(
     let flags = if reset_before { RESET_BEFORE } else { 0 };
     let mut prm = base_params(s, s.t + 1, dy_at, flags)?;
     let list = bufs.list();
+    // The Resident and Grid kernels read W_hhᵀ (after W_hh and the cell's extras).
+    prm.wt_off = u32_of(3 * s.h * s.h + s.h, "weights")?;
     let h = s.h;
     let g = dgate_blocks(reset_before) * h;
     check_step_budget(3 * h, "GRU backward step")?;
     let groups = step_groups(s.b * h)?;
-    if algo == Algorithm::Persistent {
+    if algo == Algorithm::Resident {
+        resident::record_backward(rec, Cell::Gru { reset_before }, s, &mut prm, bufs)?;
+    } else if algo == Algorithm::Grid {
+        grid::record_backward(rec, Cell::Gru { reset_before }, s, &mut prm, bufs)?;
+    } else if algo == Algorithm::Persistent {
         let plan = persistent_plan(
             s.b,
             pool_need(s, reset_before).backward,

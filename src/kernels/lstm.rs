@@ -3,10 +3,12 @@
 
 use super::Recorder;
 use super::Shader::{LstmBackward, LstmForward};
+use super::grid;
 use super::rec::{
     AUX_PER_T, BwdBufs, FINAL, FwdBufs, PoolNeed, RecShape, TRAIN, backward_chunks, base_params,
     bwd, check_step_budget, forward_chunks, fwd, per_inv, persistent_plan, step_groups, u32_of,
 };
+use super::resident::{self, Cell};
 use crate::algorithm::Algorithm;
 use crate::error::Result;
 
@@ -28,6 +30,7 @@ pub(crate) fn pool_need(s: &RecShape) -> PoolNeed {
         backward: 5 * s.h + 2 * s.p,
         forward_formula: "proj_or_hidden + 2*hidden",
         backward_formula: "5*hidden + 2*proj_or_hidden",
+        cell: Cell::Lstm,
     }
 }
 
@@ -52,6 +55,12 @@ pub(crate) fn record_forward(
         "weights",
     )?;
     let list = bufs.list();
+    if algo == Algorithm::Resident {
+        return resident::record_forward(rec, Cell::Lstm, s, &mut prm, bufs);
+    }
+    if algo == Algorithm::Grid {
+        return grid::record_forward(rec, Cell::Lstm, s, &mut prm, bufs);
+    }
     if algo == Algorithm::Persistent {
         let need = pool_need(s);
         let plan = persistent_plan(
@@ -104,9 +113,18 @@ pub(crate) fn record_backward(
     let flags = if s.proj { PROJ } else { 0 };
     let mut prm = base_params(s, s.t + 1, dy_at, flags)?;
     let list = bufs.list();
+    // The Resident and Grid kernels read W_hhᵀ (after W_hh and the cell's extras).
+    prm.wt_off = u32_of(
+        4 * s.h * s.p + if s.proj { s.p * s.h } else { 0 },
+        "weights",
+    )?;
     let recur_groups = step_groups(s.b * s.p)?;
     check_step_budget(4 * s.h + s.p, "backward step")?;
-    if algo == Algorithm::Persistent {
+    if algo == Algorithm::Resident {
+        resident::record_backward(rec, Cell::Lstm, s, &mut prm, bufs)?;
+    } else if algo == Algorithm::Grid {
+        grid::record_backward(rec, Cell::Lstm, s, &mut prm, bufs)?;
+    } else if algo == Algorithm::Persistent {
         let need = pool_need(s);
         let plan = persistent_plan(
             s.b,

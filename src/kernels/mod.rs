@@ -11,6 +11,7 @@ pub(crate) mod conv;
 pub(crate) mod convlstm;
 pub(crate) mod embedding;
 pub(crate) mod gemm;
+pub(crate) mod grid;
 pub(crate) mod gru;
 pub(crate) mod loss;
 pub(crate) mod lstm;
@@ -19,6 +20,7 @@ pub(crate) mod nn_act;
 pub(crate) mod optim;
 pub(crate) mod rec;
 pub(crate) mod recorder;
+pub(crate) mod resident;
 pub(crate) mod rnn;
 pub(crate) mod seq_mask;
 pub(crate) mod tensor_ops;
@@ -53,6 +55,10 @@ pub(crate) enum Shader {
     NnAct,
     Loss,
     Optim,
+    ResidentForward,
+    ResidentBackward,
+    GridForward,
+    GridBackward,
     TensorOps,
     Embedding,
     SeqMask,
@@ -60,7 +66,7 @@ pub(crate) enum Shader {
 }
 
 impl Shader {
-    const ALL: [Shader; 22] = [
+    const ALL: [Shader; 26] = [
         Shader::Gemm,
         Shader::GemmPlain,
         Shader::GemmRbAny,
@@ -79,6 +85,10 @@ impl Shader {
         Shader::NnAct,
         Shader::Loss,
         Shader::Optim,
+        Shader::ResidentForward,
+        Shader::ResidentBackward,
+        Shader::GridForward,
+        Shader::GridBackward,
         Shader::TensorOps,
         Shader::Embedding,
         Shader::SeqMask,
@@ -152,6 +162,30 @@ impl Shader {
                 include_str!("../../shaders/activations.wgsl"),
                 include_str!("../../shaders/nn_act.wgsl")
             ),
+            Shader::ResidentForward => concat!(
+                include_str!("../../shaders/activations.wgsl"),
+                include_str!("../../shaders/resident_common.wgsl"),
+                include_str!("../../shaders/resident_regs.wgsl"),
+                include_str!("../../shaders/resident_forward.wgsl")
+            ),
+            Shader::ResidentBackward => concat!(
+                include_str!("../../shaders/activations.wgsl"),
+                include_str!("../../shaders/resident_common.wgsl"),
+                include_str!("../../shaders/resident_regs.wgsl"),
+                include_str!("../../shaders/resident_backward.wgsl")
+            ),
+            Shader::GridForward => concat!(
+                include_str!("../../shaders/activations.wgsl"),
+                include_str!("../../shaders/grid_common.wgsl"),
+                include_str!("../../shaders/grid_regs.wgsl"),
+                include_str!("../../shaders/grid_forward.wgsl")
+            ),
+            Shader::GridBackward => concat!(
+                include_str!("../../shaders/activations.wgsl"),
+                include_str!("../../shaders/grid_common.wgsl"),
+                include_str!("../../shaders/grid_regs.wgsl"),
+                include_str!("../../shaders/grid_backward.wgsl")
+            ),
         }
     }
 
@@ -180,7 +214,38 @@ impl Shader {
             Shader::ConvLstmForward => &["activations.wgsl", "convlstm_forward.wgsl"],
             Shader::ConvLstmBackward => &["activations.wgsl", "convlstm_backward.wgsl"],
             Shader::NnAct => &["activations.wgsl", "nn_act.wgsl"],
+            Shader::ResidentForward => &[
+                "activations.wgsl",
+                "resident_common.wgsl",
+                "resident_regs.wgsl",
+                "resident_forward.wgsl",
+            ],
+            Shader::ResidentBackward => &[
+                "activations.wgsl",
+                "resident_common.wgsl",
+                "resident_regs.wgsl",
+                "resident_backward.wgsl",
+            ],
+            Shader::GridForward => &[
+                "activations.wgsl",
+                "grid_common.wgsl",
+                "grid_regs.wgsl",
+                "grid_forward.wgsl",
+            ],
+            Shader::GridBackward => &[
+                "activations.wgsl",
+                "grid_common.wgsl",
+                "grid_regs.wgsl",
+                "grid_backward.wgsl",
+            ],
         }
+    }
+
+    /// Modules whose every index comes from a host-validated plan (and whose weight loads
+    /// clamp): built without wgpu's runtime bounds checks, and with workgroup memory left
+    /// uninitialised since the kernels write every workgroup element before reading it.
+    fn trusted(self) -> bool {
+        matches!(self, Shader::ResidentForward | Shader::ResidentBackward)
     }
 
     fn name(self) -> &'static str {
@@ -239,17 +304,23 @@ pub(crate) struct Pipe {
 #[derive(Default)]
 pub(crate) struct Pipelines {
     modules: Mutex<HashMap<Shader, wgpu::ShaderModule>>,
-    pipes: Mutex<HashMap<(Shader, &'static str), Arc<Pipe>>>,
+    pipes: Mutex<HashMap<PipeKey, Arc<Pipe>>>,
 }
 
+/// Pipeline-overridable constants of one pipeline (WGSL `override` name and value).
+pub(crate) type Spec = [(&'static str, u32)];
+
+type PipeKey = (Shader, &'static str, Vec<(&'static str, u32)>);
+
 impl Pipelines {
-    pub(crate) fn get(&self, ctx: &Context, k: &KernelDef) -> Result<Arc<Pipe>> {
-        let key = (k.shader, k.entry);
+    /// The pipeline of `k` with its `override` constants set to `spec`.
+    pub(crate) fn get_spec(&self, ctx: &Context, k: &KernelDef, spec: &Spec) -> Result<Arc<Pipe>> {
+        let key = (k.shader, k.entry, spec.to_vec());
         let lock_err = |_| Error::Device("pipeline cache poisoned".into());
         if let Some(p) = self.pipes.lock().map_err(lock_err)?.get(&key) {
             return Ok(p.clone());
         }
-        let pipe = ctx.scoped(|| Ok(Arc::new(build_pipe(ctx, self, k)?)))?;
+        let pipe = ctx.scoped(|| Ok(Arc::new(build_pipe(ctx, self, k, spec)?)))?;
         // Another thread may have built the same pipeline meanwhile: keep the first one, so
         // every caller gets the same Arc (bind-group caches key on its address).
         Ok(self
@@ -262,7 +333,7 @@ impl Pipelines {
     }
 }
 
-fn build_pipe(ctx: &Context, cache: &Pipelines, k: &KernelDef) -> Result<Pipe> {
+fn build_pipe(ctx: &Context, cache: &Pipelines, k: &KernelDef, spec: &Spec) -> Result<Pipe> {
     let dev = &ctx.device;
     let module = {
         let mut mods = cache
@@ -271,10 +342,23 @@ fn build_pipe(ctx: &Context, cache: &Pipelines, k: &KernelDef) -> Result<Pipe> {
             .map_err(|_| Error::Device("shader cache poisoned".into()))?;
         mods.entry(k.shader)
             .or_insert_with(|| {
-                dev.create_shader_module(wgpu::ShaderModuleDescriptor {
+                let desc = wgpu::ShaderModuleDescriptor {
                     label: Some(k.shader.name()),
                     source: wgpu::ShaderSource::Wgsl(k.shader.source().into()),
-                })
+                };
+                if k.shader.trusted() {
+                    // SAFETY: every index of these modules is bounded by a plan the host
+                    // validated against the buffer sizes (kernels::resident), weight loads
+                    // clamp to the array, and every loop has a bound from the uniform block.
+                    unsafe {
+                        dev.create_shader_module_trusted(
+                            desc,
+                            wgpu::ShaderRuntimeChecks::unchecked(),
+                        )
+                    }
+                } else {
+                    dev.create_shader_module(desc)
+                }
             })
             .clone()
     };
@@ -311,12 +395,16 @@ fn build_pipe(ctx: &Context, cache: &Pipelines, k: &KernelDef) -> Result<Pipe> {
         bind_group_layouts: &[Some(&layout)],
         immediate_size: 0,
     });
+    let constants: Vec<(&str, f64)> = spec.iter().map(|&(n, v)| (n, f64::from(v))).collect();
     let pipeline = dev.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
         label: Some(k.entry),
         layout: Some(&pl),
         module: &module,
         entry_point: Some(k.entry),
-        compilation_options: Default::default(),
+        compilation_options: wgpu::PipelineCompilationOptions {
+            constants: &constants,
+            zero_initialize_workgroup_memory: !k.shader.trusted(),
+        },
         cache: None,
     });
     Ok(Pipe { pipeline, layout })

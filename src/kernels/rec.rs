@@ -32,9 +32,13 @@ pub(crate) struct Params {
     pub flags: u32,
     /// Offset in w_rec of the transposed W_hh the forward kernels read.
     pub wt_off: u32,
+    /// Grid's slices, units per slice and test hook (`grid_common.wgsl`); unused otherwise.
+    pub _pad: [u32; 3],
     /// Activation codes (`activations.wgsl`): candidate/output in bits 0-7, gates in 8-15.
+    /// Read by the Persistent and Stepwise kernels (`rnn_common.wgsl`); Resident and Grid
+    /// compute tanh/sigmoid and are not chosen for other codes.
     pub acts: u32,
-    pub _pad: [u32; 2],
+    pub _pad2: [u32; 3],
 }
 
 /// Activation codes of `activations.wgsl` (and `ActivationCode` of the ConvLSTM launcher).
@@ -115,6 +119,8 @@ pub(crate) struct PoolNeed {
     pub backward: usize,
     pub forward_formula: &'static str,
     pub backward_formula: &'static str,
+    /// The cell, for the Resident plan (kernels::resident).
+    pub cell: super::resident::Cell,
 }
 
 /// Checks that the device can run the persistent kernels at all.
@@ -166,21 +172,70 @@ pub(crate) fn resolve(
         }
         Ok(())
     };
+    // Resident and Grid compute tanh/sigmoid cells only (their generated register code).
+    let default_acts = s.acts == DEFAULT_ACTS;
+    let acts_ok = |name: &str| -> Result<()> {
+        if default_acts {
+            return Ok(());
+        }
+        Err(Error::Unsupported(format!(
+            "{name} computes tanh/sigmoid cells; this layer's activations (codes {:#x}) run \
+             with Algorithm::Persistent or Stepwise",
+            s.acts
+        )))
+    };
     match algo {
         Algorithm::Persistent => fits().map(|_| Algorithm::Persistent),
         Algorithm::Stepwise => Ok(Algorithm::Stepwise),
+        Algorithm::Resident => {
+            acts_ok("Algorithm::Resident")?;
+            super::resident::fits(ctx, need.cell, s, train).map(|_| Algorithm::Resident)
+        }
+        Algorithm::Grid => {
+            acts_ok("Algorithm::Grid")?;
+            super::grid::fits(ctx, need.cell, s, train).map(|_| Algorithm::Grid)
+        }
         // Measured (BENCHMARKS.md, H100 Vulkan, T=100, LSTM/GRU/RNN alike): Persistent wins
         // only while the whole problem is small enough that one launch per step dominates:
         // B1 H64 0.58 vs 1.58 ms, B8 H128 2.75 vs 2.90, B1 H256 5.15 vs 5.45, B1 T1000 H64
         // 5.6 vs 15.6. Once B·H grows, its few workgroups lose to Stepwise's spread: B8 H256
         // 10.4 vs 5.7, B64 H128 13.5 vs 3.1, B64 H256 26 vs 6.1. Hence B·H <= 1024.
-        // On software adapters (lavapipe, 2 cores) Stepwise measured 2-3x faster at every
-        // shape tried (B1-8, H64-128), so they always get Stepwise.
-        Algorithm::Auto => Ok(if !ctx.software && s.b * s.h <= 1024 && fits().is_ok() {
-            Algorithm::Persistent
-        } else {
-            Algorithm::Stepwise
-        }),
+        // On software adapters (lavapipe, 2 cores) Stepwise measured 2-3x faster than
+        // Persistent at every shape tried (B1-8, H64-128), so they get Stepwise unless
+        // Resident applies (below).
+        Algorithm::Auto => {
+            let resident = if !default_acts {
+                false
+            } else if ctx.software {
+                super::resident::fits(ctx, need.cell, s, train).is_ok()
+                    && need.cell.gates() * s.h * s.b <= 512
+            } else {
+                super::resident::auto_ok(ctx, need.cell, s, train)
+            };
+            Ok(if resident {
+                // GPUs (unmeasured, by DESIGN.md §8's floors): W_hh read once per
+                // sequence instead of once per step, one dispatch per chunk of steps, and
+                // up to 64 workgroups, so Resident wherever it fits in workgroups of
+                // ≤ 512 invocations (resident::auto_ok: register file). Software adapters
+                // (lavapipe, 2 cores, BENCHMARKS.md): Resident won only while gates·H·B
+                // ≤ 512 (B1 H32 GRU/RNN, RNN B8 H64); every invocation of a workgroup
+                // crosses each barrier, which llvmpipe pays as a coroutine switch.
+                Algorithm::Resident
+            } else if !ctx.software
+                && default_acts
+                && super::grid::fits(ctx, need.cell, s, train).is_ok()
+            {
+                // GPUs, past Resident's reach (unmeasured, DESIGN.md §8): a grid barrier
+                // (~1.6 µs measured on an H200) instead of a dispatch per step, W_hh rows
+                // in registers across up to 64 workgroups. Software adapters never: their
+                // workgroups are not co-resident, so the fallback would run every time.
+                Algorithm::Grid
+            } else if !ctx.software && s.b * s.h <= 1024 && fits().is_ok() {
+                Algorithm::Persistent
+            } else {
+                Algorithm::Stepwise
+            })
+        }
     }
 }
 
@@ -209,8 +264,9 @@ pub(crate) fn base_params(
         b_tile: 0,
         flags,
         wt_off: 0,
+        _pad: [0; 3],
         acts: s.acts,
-        _pad: [0; 2],
+        _pad2: [0; 3],
     })
 }
 

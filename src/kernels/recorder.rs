@@ -137,6 +137,18 @@ impl<'c> Recorder<'c> {
         buffers: &[&wgpu::Buffer],
         groups: u32,
     ) -> Result<()> {
+        self.dispatch_spec(k, &[], params, buffers, groups)
+    }
+
+    /// [`dispatch`](Self::dispatch) of the pipeline specialised with `override` constants.
+    pub(crate) fn dispatch_spec<P: bytemuck::Pod>(
+        &mut self,
+        k: &KernelDef,
+        spec: &super::Spec,
+        params: &P,
+        buffers: &[&wgpu::Buffer],
+        groups: u32,
+    ) -> Result<()> {
         debug_assert_eq!(buffers.len(), k.storage.len(), "{}", k.entry);
         debug_assert_eq!(
             std::mem::size_of::<P>() as u64,
@@ -147,7 +159,7 @@ impl<'c> Recorder<'c> {
         if groups == 0 {
             return Ok(());
         }
-        let pipe = self.ctx.pipelines.get(self.ctx, k)?;
+        let pipe = self.ctx.pipelines.get_spec(self.ctx, k, spec)?;
         let offset = self.arena.len();
         self.arena.extend_from_slice(bytemuck::bytes_of(params));
         let padded = self.arena.len().div_ceil(self.align) * self.align;

@@ -3,10 +3,12 @@
 
 use super::Recorder;
 use super::Shader::{RnnBackward, RnnForward};
+use super::grid;
 use super::rec::{
     BwdBufs, FINAL, FwdBufs, PoolNeed, RecShape, backward_chunks, base_params, bwd,
     check_step_budget, forward_chunks, fwd, per_inv, persistent_plan, step_groups, u32_of,
 };
+use super::resident::{self, Cell};
 use crate::algorithm::Algorithm;
 use crate::error::Result;
 
@@ -25,6 +27,7 @@ pub(crate) fn pool_need(s: &RecShape) -> PoolNeed {
         backward: 2 * s.h,
         forward_formula: "2*hidden",
         backward_formula: "2*hidden",
+        cell: Cell::Rnn,
     }
 }
 
@@ -43,6 +46,12 @@ pub(crate) fn record_forward(
     // W_hhᵀ follows W_hh and the cell's extra weights in w_rec (gpu::cell::CellKind::w_rec).
     prm.wt_off = u32_of(s.h * s.h, "weights")?;
     let list = bufs.list();
+    if algo == Algorithm::Resident {
+        return resident::record_forward(rec, Cell::Rnn, s, &mut prm, bufs);
+    }
+    if algo == Algorithm::Grid {
+        return grid::record_forward(rec, Cell::Rnn, s, &mut prm, bufs);
+    }
     let h = s.h;
     if algo == Algorithm::Persistent {
         let plan = persistent_plan(
@@ -74,10 +83,16 @@ pub(crate) fn record_backward(
     let flags = if relu { RELU } else { 0 };
     let mut prm = base_params(s, s.t + 1, dy_at, flags)?;
     let list = bufs.list();
+    // The Resident and Grid kernels read W_hhᵀ (after W_hh and the cell's extras).
+    prm.wt_off = u32_of(s.h * s.h, "weights")?;
     let h = s.h;
     check_step_budget(h, "RNN backward step")?;
     let groups = step_groups(s.b * h)?;
-    if algo == Algorithm::Persistent {
+    if algo == Algorithm::Resident {
+        resident::record_backward(rec, Cell::Rnn, s, &mut prm, bufs)?;
+    } else if algo == Algorithm::Grid {
+        grid::record_backward(rec, Cell::Rnn, s, &mut prm, bufs)?;
+    } else if algo == Algorithm::Persistent {
         let plan = persistent_plan(
             s.b,
             pool_need(s).backward,

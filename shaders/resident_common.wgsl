@@ -1,0 +1,78 @@
+// resident_common.wgsl — prelude of the Resident recurrence kernels (Algorithm::Resident).
+// Module = activations.wgsl + this file + resident_regs.wgsl (generated) + the entry file
+// (resident_forward.wgsl or resident_backward.wgsl); see those headers for the equations.
+//
+// What it provides:
+//   Params         the same parameter block as rnn_common.wgsl (kernels::rec::Params; a unit
+//                  test checks the two declarations are identical)
+//   WG, VB, SB     pipeline-overridable sizes, set by the host per shape (src/kernels/resident.rs):
+//                  WG invocations per workgroup (≥ the weight slots), VB vec4 of the vector
+//                  buffer, SB f32 of the scratch buffer
+//   vbuf, sbuf     the workgroup memory: vbuf holds the vectors the register-resident weight
+//                  chunks multiply (h, or the gate gradients), sbuf partial sums and state
+//   time_of, slot_before, slot_after   as in rnn_common.wgsl
+// Bindings: only `p` (group 0, binding 0, uniform, dynamic offset).
+// Memory plan: 16·VB + 4·SB bytes of workgroup memory, every byte written by the kernel
+// before it is read (pipelines skip the zero-fill).
+// Limits: WG ≤ max invocations, 16·VB + 4·SB ≤ max workgroup storage (checked by the host).
+
+struct Params {
+    t_len: u32,     // T
+    batch: u32,     // B
+    hidden: u32,    // H
+    out_size: u32,  // P: projection size, or H
+    dir: u32,       // 0 forward, 1 reverse
+    s_begin: u32,   // first processing step of this dispatch (backward: the highest)
+    n_steps: u32,   // steps in this dispatch
+    slots: u32,     // S: state-ring length
+    stride: u32,    // row stride of the output (forward) or of dy (backward)
+    col: u32,       // first column of this direction in that row
+    b_tile: u32,    // persistent kernels: batch rows per workgroup
+    flags: u32,     // cell-specific bits
+    wt_off: u32,    // offset in w_rec of W_hhᵀ (P × G·H), the forward kernels' copy whose
+                    // loads are contiguous across neighbouring units (coalesced / vectorised)
+    _pad1: u32,
+    _pad2: u32,
+    _pad3: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+
+override WG: u32 = 256u;
+override VB: u32 = 16u;
+override SB: u32 = 16u;
+var<workgroup> vbuf: array<vec4<f32>, VB>;
+var<workgroup> sbuf: array<f32, SB>;
+
+fn time_of(s: u32) -> u32 {
+    return select(s, p.t_len - 1u - s, p.dir == 1u);
+}
+
+fn slot_before(t: u32) -> u32 {
+    return (t + p.dir) % p.slots;
+}
+
+fn slot_after(t: u32) -> u32 {
+    return (t + 1u - p.dir) % p.slots;
+}
+
+// Chunks of CHUNK floats covering a row of `len` floats.
+fn chunks(len: u32) -> u32 {
+    return (len + CHUNK - 1u) / CHUNK;
+}
+
+// Writes component k of the vector of batch row bl (rows of `vrow` vec4) at vec4 offset `base`.
+fn vset(base: u32, vrow: u32, bl: u32, k: u32, x: f32) {
+    vbuf[base + bl * vrow + k / 4u][k % 4u] = x;
+}
+
+fn vget(base: u32, vrow: u32, bl: u32, k: u32) -> f32 {
+    return vbuf[base + bl * vrow + k / 4u][k % 4u];
+}
+
+// Zeroes vbuf[from..to) (vec4 units), spread over the workgroup.
+fn vzero(lid: u32, lo: u32, hi: u32) {
+    for (var i = lo + lid; i < hi; i += WG) {
+        vbuf[i] = vec4<f32>(0.0);
+    }
+}

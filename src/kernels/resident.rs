@@ -1,0 +1,331 @@
+//! Launchers of `shaders/resident_forward.wgsl` and `shaders/resident_backward.wgsl`
+//! (Algorithm::Resident): the plan (workgroup size, workgroup memory, batch tile, steps per
+//! dispatch) checked against the device's limits, and the chunked dispatches.
+
+use super::Shader::{ResidentBackward, ResidentForward};
+use super::rec::{BwdBufs, FwdBufs, Params, RecShape, bwd, fwd, u32_of};
+use super::{KernelDef, Recorder};
+use crate::context::{Context, LOOP_BUDGET};
+use crate::error::{Error, Result};
+
+/// Floats of one register-resident weight chunk (must match `CHUNK` of resident_regs.wgsl).
+pub(crate) const CHUNK: usize = 64;
+
+const FWD_LSTM: KernelDef = fwd(ResidentForward, "lstm");
+const FWD_GRU: KernelDef = fwd(ResidentForward, "gru");
+const FWD_RNN: KernelDef = fwd(ResidentForward, "rnn");
+const BWD_LSTM: KernelDef = bwd(ResidentBackward, "lstm");
+const BWD_GRU: KernelDef = bwd(ResidentBackward, "gru");
+const BWD_RNN: KernelDef = bwd(ResidentBackward, "rnn");
+
+/// The cell a Resident kernel runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Cell {
+    Lstm,
+    Gru { reset_before: bool },
+    Rnn,
+}
+
+impl Cell {
+    /// Gate blocks of W_hh (rows per hidden unit).
+    pub(crate) fn gates(self) -> usize {
+        match self {
+            Cell::Lstm => 4,
+            Cell::Gru { .. } => 3,
+            Cell::Rnn => 1,
+        }
+    }
+}
+
+/// Sizes of one Resident dispatch family, as the shader header describes them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Plan {
+    /// Invocations per workgroup (`override WG`).
+    pub wg: u32,
+    /// vec4 of the vector buffer (`override VB`).
+    pub vb: u32,
+    /// f32 of the scratch buffer (`override SB`).
+    pub sb: u32,
+    /// Batch rows per workgroup.
+    pub bt: usize,
+    /// Workgroups per dispatch.
+    pub groups: u32,
+    /// Steps per dispatch (loop budget).
+    pub steps: usize,
+}
+
+/// What one direction of one cell needs per batch row, and its loop counts.
+struct Need {
+    what: &'static str,
+    /// Weight rows held on chip and their length.
+    rows: usize,
+    len: usize,
+    /// Vector blocks per batch row (each ceil(len/64)·64 floats).
+    vecs: usize,
+    /// Scratch floats per batch row besides the partial sums.
+    extra: usize,
+    /// Loop iterations of one invocation per step beyond the mat-vec's batch loop, as a
+    /// function of (b_tile, wg).
+    per_step: Box<dyn Fn(usize, usize) -> usize>,
+}
+
+fn need(cell: Cell, s: &RecShape, backward: bool) -> Need {
+    let (h, p) = (s.h, s.p);
+    let per = |n: usize, wg: usize| n.div_ceil(wg);
+    match (cell, backward) {
+        (Cell::Lstm, false) => {
+            let c = p.div_ceil(CHUNK);
+            let proj = s.proj;
+            Need {
+                what: "LSTM forward",
+                rows: 4 * h,
+                len: p,
+                vecs: 1,
+                extra: 2 * h,
+                per_step: Box::new(move |bt, wg| {
+                    per(bt * h, wg) * (4 * c + 2) + if proj { per(bt * p, wg) * (h + 2) } else { 0 }
+                }),
+            }
+        }
+        (Cell::Lstm, true) => {
+            let c = (4 * h).div_ceil(CHUNK);
+            let proj = s.proj;
+            Need {
+                what: "LSTM backward",
+                rows: p,
+                len: 4 * h,
+                vecs: 1,
+                extra: 2 * p + h,
+                per_step: Box::new(move |bt, wg| {
+                    per(bt * p, wg) * (c + 2) + if proj { per(bt * h, wg) * (p + 2) } else { 0 }
+                }),
+            }
+        }
+        (Cell::Gru { reset_before }, false) => {
+            let c = h.div_ceil(CHUNK);
+            Need {
+                what: "GRU forward",
+                rows: 3 * h,
+                len: h,
+                vecs: if reset_before { 2 } else { 1 },
+                extra: 0,
+                per_step: Box::new(move |bt, wg| per(bt * h, wg) * (3 * c + 2) * 2),
+            }
+        }
+        (Cell::Gru { reset_before }, true) => {
+            let c = (3 * h).div_ceil(CHUNK);
+            Need {
+                what: "GRU backward",
+                rows: h,
+                len: 3 * h,
+                vecs: if reset_before { 2 } else { 1 },
+                extra: h,
+                per_step: Box::new(move |bt, wg| per(bt * h, wg) * (c + 6) * 2),
+            }
+        }
+        (Cell::Rnn, false) => {
+            let c = h.div_ceil(CHUNK);
+            Need {
+                what: "RNN forward",
+                rows: h,
+                len: h,
+                vecs: 1,
+                extra: 0,
+                per_step: Box::new(move |bt, wg| per(bt * h, wg) * (c + 2)),
+            }
+        }
+        (Cell::Rnn, true) => {
+            let c = h.div_ceil(CHUNK);
+            Need {
+                what: "RNN backward",
+                rows: h,
+                len: h,
+                vecs: 1,
+                extra: h,
+                per_step: Box::new(move |bt, wg| per(bt * h, wg) * (c + 2)),
+            }
+        }
+    }
+}
+
+/// Plans one direction of `cell` on this device, or says which limit it breaks.
+pub(crate) fn plan(ctx: &Context, cell: Cell, s: &RecShape, backward: bool) -> Result<Plan> {
+    let n = need(cell, s, backward);
+    let l = &ctx.limits;
+    let c = n.len.div_ceil(CHUNK);
+    let slots = n.rows * c;
+    let max_inv = (l.max_compute_invocations_per_workgroup as usize)
+        .min(l.max_compute_workgroup_size_x as usize);
+    // Whole warps/subgroups; 32 divides every common subgroup size.
+    let wg = slots.div_ceil(32) * 32;
+    if wg > max_inv {
+        return Err(Error::Limit(format!(
+            "Resident {}: hidden_size {} keeps {} weight rows x {c} chunks of {CHUNK} = {slots} \
+             invocations per workgroup (rounded to {wg}); the device allows {max_inv}; use \
+             Algorithm::Persistent or Stepwise",
+            n.what, s.h, n.rows
+        )));
+    }
+    let vrow = c * CHUNK / 4;
+    let row_floats = n.vecs * vrow * 4 + n.rows * c + n.extra;
+    let max_bytes = l.max_compute_workgroup_storage_size as usize;
+    let cap = max_bytes / (4 * row_floats);
+    if cap == 0 {
+        return Err(Error::Limit(format!(
+            "Resident {}: one batch row needs {} bytes of workgroup memory (hidden_size {}); \
+             the device allows {max_bytes}; use Algorithm::Persistent or Stepwise",
+            n.what,
+            4 * row_floats,
+            s.h
+        )));
+    }
+    // Spread the batch over up to 64 workgroups (each holds its own copy of W_hh on chip);
+    // larger batches share a workgroup up to what its memory holds.
+    let bt = s.b.div_ceil(64).clamp(1, cap);
+    let groups = u32_of(s.b.div_ceil(bt), "workgroups")?;
+    let load = 2 * (bt * n.vecs * vrow * 4).div_ceil(wg) + 3 * (bt * n.rows.max(s.h)).div_ceil(wg);
+    // Counted twice over: llvmpipe truncated a 12000-step LSTM H=32 forward at ~17-19
+    // iterations per step of a chunk where this count says 11 (loop entries and exits seem
+    // to count too); tests/long_sequence.rs guards the margin.
+    let step = 2 * (bt + (n.per_step)(bt, wg) + 4);
+    let budget = LOOP_BUDGET as usize;
+    if load + step > budget {
+        return Err(Error::Limit(format!(
+            "Resident {}: one step needs {step} loop iterations per invocation; the budget is \
+             {budget}",
+            n.what
+        )));
+    }
+    Ok(Plan {
+        wg: wg as u32,
+        vb: u32_of(n.vecs * bt * vrow, "vector buffer")?,
+        sb: u32_of(bt * row_floats, "scratch buffer")?,
+        bt,
+        groups,
+        steps: ((budget - load) / step).max(1),
+    })
+}
+
+/// Checks that forward (and backward when training) fit this device.
+pub(crate) fn fits(ctx: &Context, cell: Cell, s: &RecShape, train: bool) -> Result<()> {
+    plan(ctx, cell, s, false)?;
+    if train {
+        plan(ctx, cell, s, true)?;
+    }
+    Ok(())
+}
+
+/// Whether `Algorithm::Auto` should pick Resident on a GPU: it fits and its workgroups stay
+/// at ≤ 512 invocations. Each invocation holds 64 weight floats; a 1024-invocation workgroup
+/// leaves ≤ 64 registers per invocation on NVIDIA-class register files (64 K per SM), so
+/// the weights would spill. (By that reasoning, not measured.)
+pub(crate) fn auto_ok(ctx: &Context, cell: Cell, s: &RecShape, train: bool) -> bool {
+    let small = |p: Result<Plan>| p.is_ok_and(|p| p.wg <= 512);
+    small(plan(ctx, cell, s, false)) && (!train || small(plan(ctx, cell, s, true)))
+}
+
+/// The largest hidden size (no projection, batch 1) Resident runs forward and backward on
+/// this device: the invocation and workgroup-memory limits decide it.
+pub(crate) fn max_hidden(ctx: &Context, cell: Cell) -> usize {
+    max_hidden_of(|s| fits(ctx, cell, s, true).is_ok())
+}
+
+/// The largest H (up to 4096) for which `ok` holds at batch 1, no projection.
+pub(crate) fn max_hidden_of(ok: impl Fn(&RecShape) -> bool) -> usize {
+    let ok = |h: usize| {
+        let s = RecShape {
+            t: 1,
+            b: 1,
+            h,
+            p: h,
+            proj: false,
+            dir: 0,
+            acts: super::rec::DEFAULT_ACTS,
+        };
+        ok(&s)
+    };
+    let mut h = 0;
+    while h < 4096 && ok(h + 1) {
+        h += 1;
+    }
+    h
+}
+
+fn spec(p: &Plan) -> [(&'static str, u32); 3] {
+    [("WG", p.wg), ("VB", p.vb), ("SB", p.sb)]
+}
+
+/// Records the forward recurrence over all T steps in chunks.
+pub(crate) fn record_forward(
+    rec: &mut Recorder<'_>,
+    cell: Cell,
+    s: &RecShape,
+    prm: &mut Params,
+    bufs: &FwdBufs<'_>,
+) -> Result<()> {
+    let plan = plan(rec.ctx(), cell, s, false)?;
+    let k = match cell {
+        Cell::Lstm => &FWD_LSTM,
+        Cell::Gru { .. } => &FWD_GRU,
+        Cell::Rnn => &FWD_RNN,
+    };
+    prm.b_tile = plan.bt as u32;
+    let list = bufs.list();
+    let mut s0 = 0;
+    while s0 < s.t {
+        let n = plan.steps.min(s.t - s0);
+        prm.s_begin = s0 as u32;
+        prm.n_steps = n as u32;
+        rec.dispatch_spec(k, &spec(&plan), prm, &list, plan.groups)?;
+        s0 += n;
+    }
+    Ok(())
+}
+
+/// Records the backward recurrence over all T steps (T-1 down) in chunks; the caller runs
+/// the cell's FINAL pass afterwards. `prm.wt_off` must point at W_hhᵀ.
+pub(crate) fn record_backward(
+    rec: &mut Recorder<'_>,
+    cell: Cell,
+    s: &RecShape,
+    prm: &mut Params,
+    bufs: &BwdBufs<'_>,
+) -> Result<()> {
+    let plan = plan(rec.ctx(), cell, s, true)?;
+    let k = match cell {
+        Cell::Lstm => &BWD_LSTM,
+        Cell::Gru { .. } => &BWD_GRU,
+        Cell::Rnn => &BWD_RNN,
+    };
+    prm.b_tile = plan.bt as u32;
+    let list = bufs.list();
+    let mut done = 0;
+    while done < s.t {
+        let n = plan.steps.min(s.t - done);
+        prm.s_begin = (s.t - 1 - done) as u32;
+        prm.n_steps = n as u32;
+        rec.dispatch_spec(k, &spec(&plan), prm, &list, plan.groups)?;
+        done += n;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The shader prelude's Params must be the one of rnn_common.wgsl, and the generated
+    /// chunk size the one planned with.
+    #[test]
+    fn prelude_matches_rnn_common_and_chunk() {
+        let common = include_str!("../../shaders/rnn_common.wgsl");
+        let mine = include_str!("../../shaders/resident_common.wgsl");
+        let block = |s: &str| {
+            let b = &s[s.find("struct Params {").unwrap()..];
+            b[..b.find('}').unwrap()].to_string()
+        };
+        assert_eq!(block(common), block(mine));
+        let regs = include_str!("../../shaders/resident_regs.wgsl");
+        assert!(regs.contains(&format!("const CHUNK: u32 = {CHUNK}u;")));
+    }
+}
