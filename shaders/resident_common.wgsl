@@ -31,9 +31,14 @@ struct Params {
     flags: u32,     // cell-specific bits
     wt_off: u32,    // offset in w_rec of W_hhᵀ (P × G·H), the forward kernels' copy whose
                     // loads are contiguous across neighbouring units (coalesced / vectorised)
-    _pad1: u32,
+    _pad1: u32,     // Grid (grid_common.wgsl): slices S, units per slice U, test hook
     _pad2: u32,
     _pad3: u32,
+    acts: u32,      // activation codes (activations.wgsl): bits 0-7 the candidate and output
+                    // activation (tanh), bits 8-15 the gates' (sigmoid)
+    _pad4: u32,
+    _pad5: u32,
+    _pad6: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;

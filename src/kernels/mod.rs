@@ -9,6 +9,7 @@
 pub(crate) mod buffers;
 pub(crate) mod conv;
 pub(crate) mod convlstm;
+pub(crate) mod dropout;
 pub(crate) mod embedding;
 pub(crate) mod gemm;
 pub(crate) mod grid;
@@ -63,10 +64,11 @@ pub(crate) enum Shader {
     Embedding,
     SeqMask,
     Merge,
+    Dropout,
 }
 
 impl Shader {
-    const ALL: [Shader; 26] = [
+    const ALL: [Shader; 27] = [
         Shader::Gemm,
         Shader::GemmPlain,
         Shader::GemmRbAny,
@@ -93,6 +95,7 @@ impl Shader {
         Shader::Embedding,
         Shader::SeqMask,
         Shader::Merge,
+        Shader::Dropout,
     ];
 
     /// The WGSL module: recurrent cells get `rnn_common.wgsl` prepended (WGSL has no include).
@@ -150,6 +153,7 @@ impl Shader {
             Shader::Embedding => include_str!("../../shaders/embedding.wgsl"),
             Shader::SeqMask => include_str!("../../shaders/seq_mask.wgsl"),
             Shader::Merge => include_str!("../../shaders/merge.wgsl"),
+            Shader::Dropout => include_str!("../../shaders/dropout.wgsl"),
             Shader::ConvLstmForward => concat!(
                 include_str!("../../shaders/activations.wgsl"),
                 include_str!("../../shaders/convlstm_forward.wgsl")
@@ -211,6 +215,7 @@ impl Shader {
             Shader::Embedding => &["embedding.wgsl"],
             Shader::SeqMask => &["seq_mask.wgsl"],
             Shader::Merge => &["merge.wgsl"],
+            Shader::Dropout => &["dropout.wgsl"],
             Shader::ConvLstmForward => &["activations.wgsl", "convlstm_forward.wgsl"],
             Shader::ConvLstmBackward => &["activations.wgsl", "convlstm_backward.wgsl"],
             Shader::NnAct => &["activations.wgsl", "nn_act.wgsl"],

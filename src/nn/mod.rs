@@ -14,12 +14,14 @@
 mod chain_tests;
 pub mod conv_head;
 pub mod dense;
+pub mod dropout;
 pub mod embedding;
 mod layer_impls;
 pub mod masking;
 
 pub use conv_head::{ConvHeadConfig, ConvHeadGrads, ConvHeadParams, GpuConvHead, SeqShape};
 pub use dense::{DenseConfig, DenseGrads, DenseParams, GpuDense};
+pub use dropout::GpuDropout;
 pub use embedding::{Embedding, EmbeddingConfig};
 
 use crate::context::Context;

@@ -1,0 +1,71 @@
+//! Launcher for `shaders/dropout.wgsl`: Keras Dropout's training mask (hash of seed and
+//! element), applied to the forward input and, identically, to the backward gradient.
+
+use super::rec::{step_groups, u32_of};
+use super::{Access, KernelDef, Recorder, Shader};
+use crate::error::{Error, Result};
+
+/// Mirrors `DropParams` in `shaders/dropout.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    n: u32,
+    seed_lo: u32,
+    seed_hi: u32,
+    threshold: u32,
+    scale: f32,
+    per_sequence: u32,
+    t: u32,
+    f: u32,
+}
+
+const APPLY: KernelDef = KernelDef {
+    shader: Shader::Dropout,
+    entry: "dropout_apply",
+    storage: &[Access::Read, Access::ReadWrite],
+    params_size: std::mem::size_of::<Params>() as u64,
+};
+
+/// How the mask is drawn.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum MaskShape {
+    /// An independent draw per element (Keras `Dropout`).
+    Elements,
+    /// One draw per `(b, f)` of a `(B, T, F)` sequence, the same at every step (the input
+    /// `dropout` of Keras recurrent layers).
+    PerSequence { t: usize, f: usize },
+}
+
+/// Records `dst = keep ? src / (1 - rate) : 0` over `n` elements, the mask drawn from `seed`.
+pub(crate) fn apply(
+    rec: &mut Recorder<'_>,
+    (src, dst): (&wgpu::Buffer, &wgpu::Buffer),
+    n: usize,
+    rate: f32,
+    seed: u64,
+    shape: MaskShape,
+) -> Result<()> {
+    if !(0.0..1.0).contains(&rate) {
+        return Err(Error::Config(format!(
+            "dropout rate {rate} must be in [0, 1)"
+        )));
+    }
+    let (per_sequence, t, f) = match shape {
+        MaskShape::Elements => (0, 1, 1),
+        MaskShape::PerSequence { t, f } => (1, t, f),
+    };
+    let threshold = (f64::from(rate) * 4_294_967_296.0)
+        .round()
+        .min(u32::MAX as f64) as u32;
+    let p = Params {
+        n: u32_of(n, "dropout elements")?,
+        seed_lo: seed as u32,
+        seed_hi: (seed >> 32) as u32,
+        threshold,
+        scale: 1.0 / (1.0 - rate),
+        per_sequence,
+        t: u32_of(t.max(1), "steps")?,
+        f: u32_of(f.max(1), "features")?,
+    };
+    rec.dispatch(&APPLY, &p, &[src, dst], step_groups(n)?)
+}
