@@ -4,22 +4,10 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-/// `target/<profile>/examples/device_chain`, next to this test binary's `deps/` folder.
+mod common;
+
 fn example() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target/<profile>");
-    let bin = profile_dir
-        .join("examples")
-        .join(format!("device_chain{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo test` (it builds the examples) or `cargo build --example device_chain`",
-        bin.display()
-    );
-    bin
+    common::example_bin("device_chain")
 }
 
 #[test]

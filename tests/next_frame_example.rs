@@ -6,24 +6,10 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-/// `target/<profile>/examples/next_frame`, next to this test binary's `deps/` folder. A plain
-/// `cargo test` (what scripts/test.sh and CI run) builds it; a filtered run may need
-/// `cargo build --example next_frame` first.
+mod common;
+
 fn example() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target/<profile>");
-    let bin = profile_dir
-        .join("examples")
-        .join(format!("next_frame{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo test` (it builds the examples) or `cargo build --example next_frame`",
-        bin.display()
-    );
-    bin
+    common::example_bin("next_frame")
 }
 
 #[test]

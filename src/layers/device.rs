@@ -85,43 +85,51 @@ impl RecurrentDevice<'_> {
         Ok(vec![input[0], input[1], d.directions() * d.out_size()])
     }
 
-    /// Moves a caller-layout sequence to time-major (reversed for go_backwards when
-    /// `input_like`); returns the buffer itself when nothing moves.
+    /// Moves a sequence between the caller's layout and time-major (`to_caller` picks the
+    /// direction), reversing time when `reverse` (go_backwards inputs and input gradients);
+    /// returns the buffer itself when nothing moves.
+    fn relayout(
+        &self,
+        rec: &mut Recorder<'_>,
+        buf: &wgpu::Buffer,
+        (t, b, f): (usize, usize, usize),
+        reverse: bool,
+        to_caller: bool,
+    ) -> Result<wgpu::Buffer> {
+        if !self.layout.batch_first && !reverse {
+            return Ok(buf.clone());
+        }
+        let out = buffers::zeros(rec.ctx(), "relayout", t * b * f)?;
+        let caller = SeqLayout {
+            batch_first: self.layout.batch_first,
+        };
+        let (from, to) = if to_caller {
+            (time_major(), caller)
+        } else {
+            (caller, time_major())
+        };
+        tensor_ops::reorder(rec, (buf, from), (&out, to), (t, b, f), reverse)?;
+        Ok(out)
+    }
+
     fn to_time_major(
         &self,
         rec: &mut Recorder<'_>,
         buf: &wgpu::Buffer,
-        (t, b, f): (usize, usize, usize),
+        dims: (usize, usize, usize),
         reverse: bool,
     ) -> Result<wgpu::Buffer> {
-        if !self.layout.batch_first && !reverse {
-            return Ok(buf.clone());
-        }
-        let out = buffers::zeros(rec.ctx(), "time-major", t * b * f)?;
-        let from = SeqLayout {
-            batch_first: self.layout.batch_first,
-        };
-        tensor_ops::reorder(rec, (buf, from), (&out, time_major()), (t, b, f), reverse)?;
-        Ok(out)
+        self.relayout(rec, buf, dims, reverse, false)
     }
 
-    /// Moves a time-major sequence to the caller's layout (reversed when `reverse`).
     fn to_caller(
         &self,
         rec: &mut Recorder<'_>,
         buf: &wgpu::Buffer,
-        (t, b, f): (usize, usize, usize),
+        dims: (usize, usize, usize),
         reverse: bool,
     ) -> Result<wgpu::Buffer> {
-        if !self.layout.batch_first && !reverse {
-            return Ok(buf.clone());
-        }
-        let out = buffers::zeros(rec.ctx(), "caller layout", t * b * f)?;
-        let to = SeqLayout {
-            batch_first: self.layout.batch_first,
-        };
-        tensor_ops::reorder(rec, (buf, time_major()), (&out, to), (t, b, f), reverse)?;
-        Ok(out)
+        self.relayout(rec, buf, dims, reverse, true)
     }
 
     /// Records the forward. `state` is `[h0]` (`[h0, c0]` for the LSTM), each optional;

@@ -57,3 +57,23 @@ pub fn assert_close<D: Dimension>(
         panic!("{what}: element {idx:?} is {g}, reference {w} (atol {atol}, rtol {rtol})");
     }
 }
+
+/// `target/<profile>/examples/<name>`, next to the calling test binary's `deps/` folder. A
+/// plain `cargo test` (what scripts/test.sh and CI run) builds it; a filtered run may need
+/// `cargo build --example <name>` first.
+pub fn example_bin(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>");
+    let bin = profile_dir
+        .join("examples")
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo test` (it builds the examples) or `cargo build --example {name}`",
+        bin.display()
+    );
+    bin
+}
