@@ -82,10 +82,12 @@ fn row_key(r: &serde_json::Value) -> String {
     )
 }
 
-/// Checks one result row of a report and returns its `(impl, median_ms)`: `cell`, `pass`
-/// and `impl` are strings, the sizes are positive integers (`B`, `T` and `I`, `H`, or
-/// `frame` and `filters`; or `M`, `K`, `N` for GEMM rows), and `median_ms` is a finite
-/// positive number. The error names the field and its value.
+/// Checks one result row of a report and returns its `(impl, time)`: `cell`, `pass` and
+/// `impl` are strings, the sizes are positive integers (`B`, `T` and `I`, `H`, or `frame`
+/// and `filters`; or `M`, `K`, `N` for GEMM rows), and `median_ms` is a finite positive
+/// number. The time is the row's `wall_ms` when it has one (this crate's GPU rows: the
+/// median wall time of a whole call, the clock PyTorch's baseline uses), else `median_ms`.
+/// The error names the field and its value.
 fn check_row(r: &serde_json::Value) -> std::result::Result<(String, f64), String> {
     let text = |k: &str| -> std::result::Result<&str, String> {
         match r.get(k) {
@@ -127,19 +129,26 @@ fn check_row(r: &serde_json::Value) -> std::result::Result<(String, f64), String
             }
         }
     }
-    let med = r.get("median_ms").ok_or("no median_ms")?;
-    match med.as_f64() {
-        Some(v) if v.is_finite() && v > 0.0 => Ok((imp, v)),
-        _ => Err(format!(
-            "median_ms = {med} is not a positive finite number of milliseconds"
-        )),
-    }
+    let ms = |k: &str| -> std::result::Result<Option<f64>, String> {
+        match r.get(k) {
+            None | Some(serde_json::Value::Null) => Ok(None),
+            Some(v) => match v.as_f64() {
+                Some(x) if x.is_finite() && x > 0.0 => Ok(Some(x)),
+                _ => Err(format!(
+                    "{k} = {v} is not a positive finite number of milliseconds"
+                )),
+            },
+        }
+    };
+    let med = ms("median_ms")?.ok_or("no median_ms")?;
+    Ok((imp, ms("wall_ms")?.unwrap_or(med)))
 }
 
 /// A side-by-side table of two reports (this crate's and, say, `bench/pytorch_baseline.py`'s
 /// on the same machine): one row per (cell, pass, shape) both contain, every implementation's
-/// median, and `b/a` = the second report's best median over the first's (above 1: the first
-/// is faster). Errors when the inputs are not reports.
+/// time (wall time where a row has `wall_ms`, see [`check_row`]), and `b/a` = the second
+/// report's best time over the first's (above 1: the first is faster). Errors when the
+/// inputs are not reports.
 pub fn compare(a: &serde_json::Value, b: &serde_json::Value) -> Result<String> {
     use std::collections::BTreeMap;
     let rows =
@@ -175,4 +184,38 @@ pub fn compare(a: &serde_json::Value, b: &serde_json::Value) -> Result<String> {
         ));
     }
     Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(rows: serde_json::Value) -> serde_json::Value {
+        serde_json::json!({"adapter": {"name": "x"}, "results": rows})
+    }
+
+    /// GPU rows are compared on their wall time (the clock of PyTorch's baseline), not on
+    /// their GPU-timestamp median.
+    #[test]
+    fn compare_uses_wall_ms_where_rows_have_it() {
+        let row = |imp: &str, med: f64, wall: Option<f64>| {
+            let mut r = serde_json::json!({"cell": "lstm", "pass": "forward", "B": 1, "T": 10,
+                "I": 4, "H": 4, "impl": imp, "median_ms": med});
+            if let Some(w) = wall {
+                r["wall_ms"] = serde_json::json!(w);
+            }
+            r
+        };
+        let ours = report(serde_json::json!([
+            row("stepwise", 1.0, Some(4.0)),
+            row("resident", 2.0, Some(3.0))
+        ]));
+        let torch = report(serde_json::json!([row("cudnn-fp32", 6.0, None)]));
+        let s = compare(&ours, &torch).unwrap();
+        assert!(s.contains("stepwise 4.00, resident 3.00"), "{s}");
+        assert!(s.contains("b/a 2.00"), "{s}");
+        let bad = report(serde_json::json!([row("stepwise", 1.0, Some(-1.0))]));
+        let e = compare(&bad, &torch).unwrap_err().to_string();
+        assert!(e.contains("wall_ms = -1.0"), "{e}");
+    }
 }
