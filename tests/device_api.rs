@@ -659,3 +659,18 @@ fn other_gate_activations_are_gpu_only_and_named_on_the_cpu() {
         "hard_sigmoid gates changed the output by {diff}"
     );
 }
+
+#[test]
+fn embedding_sizes_are_checked_before_allocation() {
+    let c = ctx();
+    let cfg = EmbeddingConfig::new(1 << 20, 1 << 13);
+    let e = Embedding::random(c.clone(), cfg, 1).err().unwrap();
+    assert!(
+        matches!(e, Error::Limit(_)) && e.to_string().contains("u32"),
+        "{e}"
+    );
+    let e = Embedding::random(c, EmbeddingConfig::new(0, 4), 1)
+        .err()
+        .unwrap();
+    assert!(matches!(e, Error::Config(_)), "{e}");
+}

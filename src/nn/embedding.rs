@@ -46,7 +46,8 @@ impl EmbeddingConfig {
                 self.input_dim, self.output_dim
             )));
         }
-        self.input_dim
+        let n = self
+            .input_dim
             .checked_mul(self.output_dim)
             .filter(|&n| n <= u32::MAX as usize)
             .ok_or_else(|| {
@@ -57,7 +58,8 @@ impl EmbeddingConfig {
                     u32::MAX
                 ))
             })?;
-        Ok(())
+        // The table (and its gradient) are built on the host before upload.
+        crate::limits::check_host_f32("embedding table", n)
     }
 }
 
