@@ -7,6 +7,12 @@ and writes the same JSON schema, so `wgpu-rnn compare` can put both side by side
 
 On CUDA every case runs twice, FP32 with TF32 off ("cudnn-fp32") and on ("cudnn-tf32"),
 reported as separate implementations. ConvLSTM2D has no PyTorch layer, so it is not timed here.
+
+`--cells gemm` times torch.matmul on the GEMM shapes of `wgpu-rnn bench --cells gemm`
+(default: M800 K128 N512 with B transposed and 512³, plus 2048³ without --quick;
+`--gemm-shapes "M,K,N;..."` replaces them, row-major) as rows of cell "gemm" with M, K, N,
+impl "torch-matmul-fp32"/"torch-matmul-tf32" on CUDA or "torch-cpu", so `wgpu-rnn compare`
+joins them with ours.
 Forward runs under no_grad; forward+backward uses L = ½·Σ out², i.e. dL/dout = out, the same
 upstream gradient `wgpu-rnn bench` feeds its backward.
 """
@@ -27,6 +33,39 @@ def shapes(quick, custom=None):
     if custom:
         return [tuple(int(n) for n in s.split(",")) for s in custom.split(";") if s.strip()]
     return [(8, 100, 128, 128)] if quick else [(64, 100, 256, 256), (1, 1000, 64, 64), (256, 50, 512, 512)]
+
+
+def gemm_shapes(quick, custom=None):
+    # (M, K, N, B transposed): as src/bench/gemm.rs.
+    if custom:
+        return [tuple(int(n) for n in s.split(",")) + (False,) for s in custom.split(";") if s.strip()]
+    base = [(800, 128, 512, True), (512, 512, 512, False)]
+    return base if quick else base + [(2048, 2048, 2048, False)]
+
+
+def gemm_rows(args, device, sync, variants):
+    rows = []
+    for (m, k, n, b_t) in gemm_shapes(args.quick, args.gemm_shapes):
+        a = torch.randn(m, k, device=device)
+        b = torch.randn(n, k, device=device).t() if b_t else torch.randn(k, n, device=device)
+        for impl, tf32 in variants:
+            if args.device == "cuda":
+                torch.backends.cuda.matmul.allow_tf32 = tf32
+                impl = "torch-matmul-" + ("tf32" if tf32 else "fp32")
+
+            def mm():
+                torch.matmul(a, b)
+
+            med, lo, hi = measure(mm, max(args.runs, 5), sync)
+            rows.append({
+                "cell": "gemm", "pass": "forward", "B": 1, "T": 1, "M": m, "K": k, "N": n,
+                "impl": impl, "median_ms": med, "min_ms": lo, "max_ms": hi,
+                "recurrence_ms": None, "encode_ms": None,
+                "gflops": 2.0 * m * n * k / med / 1e6, "dispatches": 0, "submits": 0,
+                "timing": "wall",
+            })
+            print(f"gemm  forward           M{m} K{k} N{n} {impl:18} {med:9.3f} ms (min {lo:.3f})")
+    return rows
 
 
 def measure(fn, runs, sync):
@@ -57,6 +96,9 @@ def run(args):
         device_type = "Cpu"
     results = []
     for cell in args.cells.split(","):
+        if cell == "gemm":
+            results.extend(gemm_rows(args, device, sync, variants))
+            continue
         if cell not in CELLS:
             print(f"skipping {cell}: no PyTorch layer")
             continue
@@ -105,6 +147,7 @@ def main():
     p.add_argument("--runs", type=int, default=5)
     p.add_argument("--json", help="write the report here")
     p.add_argument("--shapes", help='recurrent shapes "B,T,I,H;B,T,I,H" instead of the defaults')
+    p.add_argument("--gemm-shapes", help='GEMM shapes "M,K,N;M,K,N" for --cells gemm instead of the defaults')
     args = p.parse_args()
     report = run(args)
     if args.json:

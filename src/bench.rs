@@ -9,7 +9,9 @@ mod gemm;
 mod options;
 mod report;
 
-pub use options::{BenchOptions, CELLS, IMPLS, Impl, MAX_RUNS, impl_names, parse_shapes};
+pub use options::{
+    BenchOptions, CELLS, IMPLS, Impl, MAX_RUNS, impl_names, parse_gemm_shapes, parse_shapes,
+};
 pub use report::{compare, table};
 
 use options::check_shape_memory;
@@ -247,9 +249,13 @@ pub fn run(opts: &BenchOptions, gpu: &Backend) -> Result<BenchReport> {
     for cell in &opts.cells {
         if cell == "gemm" {
             let kernels = gemm::kernels(&opts.impls);
-            report
-                .results
-                .extend(gemm::run(ctx, &kernels, runs, timed)?);
+            report.results.extend(gemm::run(
+                ctx,
+                &kernels,
+                (&opts.gemm_shapes, opts.quick),
+                runs,
+                timed,
+            )?);
             continue;
         }
         let cases = match cell.as_str() {

@@ -204,8 +204,10 @@ fn bench_writes_the_documented_json() {
 #[test]
 fn bench_gemm_times_the_named_kernels_at_both_shapes() {
     let json = std::env::temp_dir().join("wgpu_rnn_bench_gemm_test.json");
+    // --quick leaves out 2048³ (seconds per run on a software adapter).
     let (ok, lines) = run(&[
         "bench",
+        "--quick",
         "--cells",
         "gemm",
         "--impls",
@@ -252,6 +254,39 @@ fn bench_gemm_times_the_named_kernels_at_both_shapes() {
             .any(|l| l.starts_with("gemm forward M800 K128 N512: ")),
         "{lines:?}"
     );
+}
+
+#[test]
+fn bench_gemm_shapes_replace_the_defaults_and_bad_ones_are_refused() {
+    let json = std::env::temp_dir().join("wgpu_rnn_bench_gemm_shapes_test.json");
+    let (ok, lines) = run(&[
+        "bench",
+        "--cells",
+        "gemm",
+        "--impls",
+        "gemm_regblock",
+        "--gemm-shapes",
+        "33,7,5;1,1,9",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(ok, "{lines:?}");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let got: Vec<(u64, u64, u64)> = v["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let u = |k: &str| r[k].as_u64().unwrap();
+            (u("M"), u("K"), u("N"))
+        })
+        .collect();
+    assert_eq!(got, vec![(33, 7, 5), (1, 1, 9)]);
+    for bad in ["", "1,2", "0,1,1", "a,b,c"] {
+        let (ok, lines) = run(&["bench", "--cells", "gemm", "--gemm-shapes", bad]);
+        assert!(!ok, "--gemm-shapes {bad:?} was accepted: {lines:?}");
+    }
 }
 
 #[test]

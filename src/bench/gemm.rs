@@ -1,7 +1,8 @@
 //! `wgpu-rnn bench --cells gemm`: the GEMM kernels side by side at the LSTM input-projection
-//! shape (M = B·T = 800, K = I = 128, N = 4H = 512, B = W_ihᵀ as a transposed view, bias row)
-//! and a square 512³ (both operands row-major). Runs are interleaved — one run of every
-//! kernel per round — so machine load shifts all kernels alike.
+//! shape (M = B·T = 800, K = I = 128, N = 4H = 512, B = W_ihᵀ as a transposed view, bias row),
+//! a square 512³ and, without `--quick`, 2048³ (both operands row-major); `--gemm-shapes`
+//! replaces them with row-major shapes. Runs are interleaved — one run of every kernel per
+//! round — so machine load shifts all kernels alike.
 
 use super::{BenchResult, median};
 use crate::context::Context;
@@ -10,6 +11,7 @@ use crate::kernels::gemm::{self, GemmKernel, Mat, Out};
 use crate::kernels::{Recorder, buffers};
 
 /// A GEMM case: (M, K, N) and whether B is the transposed view of an N×K matrix.
+#[derive(Clone, Copy)]
 struct Shape {
     m: usize,
     k: usize,
@@ -18,7 +20,7 @@ struct Shape {
     bias: bool,
 }
 
-const SHAPES: [Shape; 2] = [
+const DEFAULT_SHAPES: [Shape; 3] = [
     Shape {
         m: 800,
         k: 128,
@@ -33,7 +35,33 @@ const SHAPES: [Shape; 2] = [
         b_transposed: false,
         bias: false,
     },
+    Shape {
+        m: 2048,
+        k: 2048,
+        n: 2048,
+        b_transposed: false,
+        bias: false,
+    },
 ];
+
+/// The shapes to time: `custom` (row-major, no bias) or the defaults (the last, 2048³, only
+/// without `quick`: it takes seconds per run on a software adapter).
+fn shapes(custom: &[(usize, usize, usize)], quick: bool) -> Vec<Shape> {
+    if !custom.is_empty() {
+        return custom
+            .iter()
+            .map(|&(m, k, n)| Shape {
+                m,
+                k,
+                n,
+                b_transposed: false,
+                bias: false,
+            })
+            .collect();
+    }
+    let n = if quick { 2 } else { 3 };
+    DEFAULT_SHAPES.iter().take(n).copied().collect()
+}
 
 /// The kernels `impls` names (`gemm_plain16`, `gemm_tiled64`, ...), or by default the plain
 /// baseline, the tiled kernel and the register-blocked one.
@@ -101,11 +129,12 @@ fn run_once(
 pub(super) fn run(
     ctx: &Context,
     kernels: &[GemmKernel],
+    (custom, quick): (&[(usize, usize, usize)], bool),
     runs: usize,
     gpu_timed: bool,
 ) -> Result<Vec<BenchResult>> {
     let mut out = Vec::new();
-    for s in &SHAPES {
+    for s in &shapes(custom, quick) {
         let bufs = [
             buffers::upload(ctx, "gemm a", &fill(s.m * s.k, 1))?,
             buffers::upload(ctx, "gemm b", &fill(s.k * s.n, 2))?,

@@ -19,6 +19,9 @@ pub struct BenchOptions {
     pub impls: Vec<String>,
     /// Recurrent-cell shapes (B, T, I, H) replacing the defaults (empty: `quick` decides).
     pub shapes: Vec<(usize, usize, usize, usize)>,
+    /// GEMM shapes (M, K, N), both operands row-major, replacing the gemm cell's defaults
+    /// (empty: the LSTM input projection M800 K128 N512 and 512³, plus 2048³ without `quick`).
+    pub gemm_shapes: Vec<(usize, usize, usize)>,
 }
 
 impl BenchOptions {
@@ -131,6 +134,42 @@ pub fn parse_shapes(text: &str) -> Result<Vec<(usize, usize, usize, usize)>> {
     if shapes.is_empty() {
         return Err(Error::Config(format!(
             "--shapes {text:?} names no shape; expected \"B,T,I,H;B,T,I,H\""
+        )));
+    }
+    Ok(shapes)
+}
+
+/// Parses `"M,K,N;M,K,N"` (the CLI's `--gemm-shapes`). A list naming no shape is an error,
+/// and so is a shape whose three matrices would not fit the host-memory cap.
+pub fn parse_gemm_shapes(text: &str) -> Result<Vec<(usize, usize, usize)>> {
+    let shapes = text
+        .split(';')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            let v: Vec<usize> = s
+                .split(',')
+                .map(|n| n.trim().parse::<usize>())
+                .collect::<std::result::Result<_, _>>()
+                .map_err(|e| Error::Config(format!("gemm shape {s:?}: {e} (expected M,K,N)")))?;
+            match v[..] {
+                [m, k, n] if m > 0 && k > 0 && n > 0 => {
+                    let a = crate::limits::count("gemm A", &[m, k])?;
+                    let b = crate::limits::count("gemm B", &[k, n])?;
+                    let c = crate::limits::count("gemm C", &[m, n])?;
+                    let all = crate::limits::sum("gemm operands", &[a, b, c])?;
+                    crate::limits::check_host_f32(&format!("gemm shape {s:?}"), all)?;
+                    Ok((m, k, n))
+                }
+                _ => Err(Error::Config(format!(
+                    "gemm shape {s:?}: expected three positive numbers M,K,N"
+                ))),
+            }
+        })
+        .collect::<Result<Vec<_>>>()?;
+    if shapes.is_empty() {
+        return Err(Error::Config(format!(
+            "--gemm-shapes {text:?} names no shape; expected \"M,K,N;M,K,N\""
         )));
     }
     Ok(shapes)

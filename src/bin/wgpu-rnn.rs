@@ -65,6 +65,10 @@ enum Cmd {
         /// Recurrent shapes instead of the defaults: "B,T,I,H;B,T,I,H".
         #[arg(long)]
         shapes: Option<String>,
+        /// GEMM shapes for the gemm cell instead of the defaults (800,128,512 and 512³, plus
+        /// 2048³ without --quick): "M,K,N;M,K,N".
+        #[arg(long)]
+        gemm_shapes: Option<String>,
     },
     /// Builds a Sequential model from a Keras config (`model.get_config()` JSON or a `.keras`
     /// file's config.json) and prints a Keras-style summary ending with `Total params: N`.
@@ -112,9 +116,19 @@ fn bench(
     cells: &str,
     runs: usize,
     impls: &str,
-    shapes: Option<&str>,
+    (shapes, gemm_shapes): (Option<&str>, Option<&str>),
 ) -> ExitCode {
     let shapes = match shapes.map(wgpu_rnn::bench::parse_shapes).transpose() {
+        Ok(s) => s.unwrap_or_default(),
+        Err(e) => {
+            eprintln!("wgpu-rnn bench: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let gemm_shapes = match gemm_shapes
+        .map(wgpu_rnn::bench::parse_gemm_shapes)
+        .transpose()
+    {
         Ok(s) => s.unwrap_or_default(),
         Err(e) => {
             eprintln!("wgpu-rnn bench: {e}");
@@ -133,6 +147,7 @@ fn bench(
         runs,
         impls: list(impls),
         shapes,
+        gemm_shapes,
     };
     // Names are checked before the adapter is opened, so a typo fails at once.
     if opts.impls.is_empty() {
@@ -388,7 +403,15 @@ fn main() -> ExitCode {
             runs,
             impls,
             shapes,
-        } => bench(quick, json, &cells, runs, &impls, shapes.as_deref()),
+            gemm_shapes,
+        } => bench(
+            quick,
+            json,
+            &cells,
+            runs,
+            &impls,
+            (shapes.as_deref(), gemm_shapes.as_deref()),
+        ),
         Cmd::Compare { a, b } => compare(&a, &b),
         Cmd::Summary { config } => summary(&config),
     }
