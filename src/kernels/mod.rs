@@ -14,6 +14,7 @@ pub(crate) mod embedding;
 pub(crate) mod gemm;
 pub(crate) mod grid;
 pub(crate) mod gru;
+pub(crate) mod keras_loss;
 pub(crate) mod loss;
 pub(crate) mod lstm;
 pub(crate) mod merge;
@@ -65,10 +66,12 @@ pub(crate) enum Shader {
     SeqMask,
     Merge,
     Dropout,
+    KerasLoss,
+    Regularize,
 }
 
 impl Shader {
-    const ALL: [Shader; 27] = [
+    const ALL: [Shader; 29] = [
         Shader::Gemm,
         Shader::GemmPlain,
         Shader::GemmRbAny,
@@ -96,6 +99,8 @@ impl Shader {
         Shader::SeqMask,
         Shader::Merge,
         Shader::Dropout,
+        Shader::KerasLoss,
+        Shader::Regularize,
     ];
 
     /// The WGSL module: recurrent cells get `rnn_common.wgsl` prepended (WGSL has no include).
@@ -154,6 +159,8 @@ impl Shader {
             Shader::SeqMask => include_str!("../../shaders/seq_mask.wgsl"),
             Shader::Merge => include_str!("../../shaders/merge.wgsl"),
             Shader::Dropout => include_str!("../../shaders/dropout.wgsl"),
+            Shader::KerasLoss => include_str!("../../shaders/keras_loss.wgsl"),
+            Shader::Regularize => include_str!("../../shaders/regularize.wgsl"),
             Shader::ConvLstmForward => concat!(
                 include_str!("../../shaders/activations.wgsl"),
                 include_str!("../../shaders/convlstm_forward.wgsl")
@@ -216,6 +223,8 @@ impl Shader {
             Shader::SeqMask => &["seq_mask.wgsl"],
             Shader::Merge => &["merge.wgsl"],
             Shader::Dropout => &["dropout.wgsl"],
+            Shader::KerasLoss => &["keras_loss.wgsl"],
+            Shader::Regularize => &["regularize.wgsl"],
             Shader::ConvLstmForward => &["activations.wgsl", "convlstm_forward.wgsl"],
             Shader::ConvLstmBackward => &["activations.wgsl", "convlstm_backward.wgsl"],
             Shader::NnAct => &["activations.wgsl", "nn_act.wgsl"],

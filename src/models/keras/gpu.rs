@@ -7,12 +7,12 @@
 //! gradient is read back under its Keras path.
 //!
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use ndarray::{Array2, ArrayD, IxDyn};
+use ndarray::{Array2, ArrayD};
 
 use super::backend::{Evaluation, ModelBackend, ModelInput};
+use super::device_params;
 use super::gpu_layers::{DevLayer, build};
 use super::loss::{KerasLoss, Target, keras_loss};
 use super::model::Sequential;
@@ -23,6 +23,7 @@ use crate::kernels::merge::{self, Merge};
 use crate::kernels::tensor_ops::{self, SeqLayout, Source};
 use crate::kernels::{Recorder, buffers};
 use crate::layer::{Layer, OutputGrads, Tape};
+use crate::nn::GpuDropout;
 use crate::nn::masking::{MaskOptions, MaskedRecurrent, SeqMask};
 use crate::tensor::{DType, DeviceTensor};
 
@@ -37,11 +38,16 @@ impl GpuBackend {
     pub fn new(ctx: Arc<Context>) -> Self {
         Self { ctx }
     }
+
+    /// The context it runs on.
+    pub fn ctx(&self) -> &Arc<Context> {
+        &self.ctx
+    }
 }
 
 /// The host-side Keras mask `(B, T)` of the model input, when a layer makes one (the loss of
 /// a sequence prediction is averaged over its valid steps).
-fn host_mask(model: &Sequential, x: &ModelInput) -> Result<Option<Array2<bool>>> {
+pub(super) fn host_mask(model: &Sequential, x: &ModelInput) -> Result<Option<Array2<bool>>> {
     let mut mask = None;
     for l in &model.spec().layers {
         match (&l.spec.kind, x) {
@@ -77,6 +83,7 @@ enum Saved {
     },
     Rnn {
         tape: Tape,
+        drop: Option<Tape>,
         seq: bool,
         b: usize,
         u: usize,
@@ -84,6 +91,7 @@ enum Saved {
     Bidi {
         f: Tape,
         b: Tape,
+        drop: Option<Box<(Tape, Tape)>>,
         yf: DeviceTensor,
         yb: DeviceTensor,
         seq: bool,
@@ -91,9 +99,41 @@ enum Saved {
     },
 }
 
-struct Run {
-    outputs: Vec<DeviceTensor>,
+/// A recorded forward: the model's outputs and what the backward needs.
+pub(super) struct Run {
+    pub outputs: Vec<DeviceTensor>,
     saved: Vec<Saved>,
+}
+
+/// The recurrent layer's input: `x`, or `x` under the layer's input dropout in training
+/// (Keras: one mask per sequence and feature, the same at every step).
+fn rnn_input(
+    rec: &mut Recorder<'_>,
+    drop: Option<&GpuDropout>,
+    x: &DeviceTensor,
+    train: bool,
+) -> Result<(DeviceTensor, Option<Tape>)> {
+    match drop {
+        Some(d) if train => {
+            let f = d.record_forward(rec, x, true)?;
+            Ok((f.y, f.tape))
+        }
+        _ => Ok((x.clone(), None)),
+    }
+}
+
+/// `dx` through the input dropout `rnn_input` applied.
+fn rnn_input_backward(
+    rec: &mut Recorder<'_>,
+    drop: Option<&GpuDropout>,
+    tape: Option<&Tape>,
+    dx: DeviceTensor,
+) -> Result<DeviceTensor> {
+    match (drop, tape) {
+        (Some(d), Some(t)) => Layer::record_backward(d, rec, t, &OutputGrads::output(dx))?
+            .ok_or_else(|| Error::Device("dropout backward gave no dx".into())),
+        _ => Ok(dx),
+    }
 }
 
 fn f32_tensor(ctx: &Context, shape: Vec<usize>) -> Result<DeviceTensor> {
@@ -132,7 +172,7 @@ fn keras_merge(m: MergeMode) -> Option<Merge> {
     }
 }
 
-fn forward(
+pub(super) fn forward(
     rec: &mut Recorder<'_>,
     layers: &[DevLayer],
     x: &DeviceTensor,
@@ -158,6 +198,11 @@ fn forward(
                 (vec![y], Saved::Masking(m))
             }
             DevLayer::Identity => (vec![flow.clone()], Saved::None),
+            // Keras' Dropout passes the mask through unchanged.
+            DevLayer::Dropout(d) => {
+                let f = d.record_forward(rec, &flow, train)?;
+                (vec![f.y], f.tape.map_or(Saved::None, Saved::Tape))
+            }
             DevLayer::Dense(d, softmax) => {
                 let f = Layer::record_forward(d, rec, &flow, train)?;
                 if flow.shape().len() != 3 {
@@ -180,8 +225,9 @@ fn forward(
                     (vec![f.y], f.tape.map_or(Saved::None, Saved::Tape))
                 }
             }
-            DevLayer::Rnn(l, r) => {
+            DevLayer::Rnn(l, r, drop) => {
                 let m = run_mask(rec, &flow, mask.as_ref())?;
+                let (xin, drop) = rnn_input(rec, drop.as_ref(), &flow, train)?;
                 let opts = MaskOptions {
                     go_backwards: r.go_backwards,
                     zero_output_for_mask: r.zero_output_for_mask,
@@ -190,7 +236,7 @@ fn forward(
                     layer: l.as_ref(),
                     options: opts,
                 };
-                let f = mr.record_forward(rec, &flow, &m, train)?;
+                let f = mr.record_forward(rec, &xin, &m, train)?;
                 let (b, u) = (flow.shape()[0], r.units);
                 let y = if r.return_sequences {
                     f.y
@@ -207,6 +253,7 @@ fn forward(
                 let s = match f.tape {
                     Some(tape) => Saved::Rnn {
                         tape,
+                        drop,
                         seq: r.return_sequences,
                         b,
                         u,
@@ -220,8 +267,11 @@ fn forward(
                 b,
                 fs,
                 merge: mm,
+                drop,
             } => {
                 let m = run_mask(rec, &flow, mask.as_ref())?;
+                let (xf, df) = rnn_input(rec, drop.as_ref().map(|d| &d.0), &flow, train)?;
+                let (xb, db) = rnn_input(rec, drop.as_ref().map(|d| &d.1), &flow, train)?;
                 let opts = |go_backwards| MaskOptions {
                     go_backwards,
                     zero_output_for_mask: fs.zero_output_for_mask,
@@ -230,12 +280,12 @@ fn forward(
                     layer: f.as_ref(),
                     options: opts(false),
                 }
-                .record_forward(rec, &flow, &m, train)?;
+                .record_forward(rec, &xf, &m, train)?;
                 let fb = MaskedRecurrent {
                     layer: b.as_ref(),
                     options: opts(true),
                 }
-                .record_forward(rec, &flow, &m, train)?;
+                .record_forward(rec, &xb, &m, train)?;
                 let (bsz, t, u) = (flow.shape()[0], flow.shape()[1], fs.units);
                 let seq = fs.return_sequences;
                 let (yf, yb) = if seq {
@@ -275,6 +325,7 @@ fn forward(
                     (Some(tf), Some(tb)) => Saved::Bidi {
                         f: tf,
                         b: tb,
+                        drop: df.zip(db).map(Box::new),
                         yf,
                         yb,
                         seq,
@@ -300,7 +351,7 @@ fn run_mask(rec: &mut Recorder<'_>, x: &DeviceTensor, mask: Option<&SeqMask>) ->
     }
 }
 
-fn backward(
+pub(super) fn backward(
     rec: &mut Recorder<'_>,
     layers: &[DevLayer],
     run: &Run,
@@ -316,6 +367,9 @@ fn backward(
             // dx = dy at valid steps, 0 at masked ones (the mask this layer made).
             (DevLayer::Masking(_), Saved::Masking(mk)) => Some(mk.record_apply(rec, &g)?),
             (DevLayer::Identity, _) => Some(g.clone()),
+            (DevLayer::Dropout(d), Saved::Tape(t)) => {
+                Layer::record_backward(d, rec, t, &OutputGrads::output(g.clone()))?
+            }
             (DevLayer::Dense(d, _), Saved::Tape(t)) => {
                 Layer::record_backward(d, rec, t, &OutputGrads::output(g.clone()))?
             }
@@ -330,7 +384,16 @@ fn backward(
                 )?;
                 Layer::record_backward(d, rec, dense, &OutputGrads::output(dz))?
             }
-            (DevLayer::Rnn(l, r), Saved::Rnn { tape, seq, b, u }) => {
+            (
+                DevLayer::Rnn(l, r, drop),
+                Saved::Rnn {
+                    tape,
+                    drop: dt,
+                    seq,
+                    b,
+                    u,
+                },
+            ) => {
                 let opts = MaskOptions {
                     go_backwards: r.go_backwards,
                     zero_output_for_mask: r.zero_output_for_mask,
@@ -344,7 +407,8 @@ fn backward(
                     layer: l.as_ref(),
                     options: opts,
                 };
-                Some(mr.record_backward(rec, tape, &grads)?)
+                let dx = mr.record_backward(rec, tape, &grads)?;
+                Some(rnn_input_backward(rec, drop.as_ref(), dt.as_ref(), dx)?)
             }
             (
                 DevLayer::Bidi {
@@ -352,10 +416,12 @@ fn backward(
                     b,
                     fs,
                     merge: mm,
+                    drop,
                 },
                 Saved::Bidi {
                     f: tf,
                     b: tb,
+                    drop: dt,
                     yf,
                     yb,
                     seq,
@@ -402,6 +468,13 @@ fn backward(
                     options: opts(true),
                 }
                 .record_backward(rec, tb, &gb)?;
+                let (dxf, dxb) = match (drop, dt.as_deref()) {
+                    (Some((d0, d1)), Some((t0, t1))) => (
+                        rnn_input_backward(rec, Some(d0), Some(t0), dxf)?,
+                        rnn_input_backward(rec, Some(d1), Some(t1), dxb)?,
+                    ),
+                    _ => (dxf, dxb),
+                };
                 add_into(rec, &dxf, &dxb)?;
                 Some(dxf)
             }
@@ -415,7 +488,11 @@ fn backward(
     Ok(())
 }
 
-fn upload_input(ctx: &Context, model: &Sequential, x: &ModelInput) -> Result<DeviceTensor> {
+pub(super) fn upload_input(
+    ctx: &Context,
+    model: &Sequential,
+    x: &ModelInput,
+) -> Result<DeviceTensor> {
     match x {
         ModelInput::Tokens(t) => {
             let ids: Vec<u32> = t
@@ -452,64 +529,13 @@ fn read64(ctx: &Context, t: &DeviceTensor) -> Result<ArrayD<f64>> {
 
 impl GpuBackend {
     fn run(&self, model: &Sequential, x: &ModelInput, train: bool) -> Result<(Vec<DevLayer>, Run)> {
-        let layers = build(&self.ctx, model)?;
+        let layers = build(&self.ctx, model, None)?;
         let xt = upload_input(&self.ctx, model, x)?;
         let mut rec = Recorder::new(&self.ctx);
         let run = forward(&mut rec, &layers, &xt, train)?;
         rec.submit()?;
         Ok((layers, run))
     }
-}
-
-/// The trainable weights' gradients of the device layers, by Keras path.
-fn gradients(
-    ctx: &Context,
-    model: &Sequential,
-    layers: &[DevLayer],
-) -> Result<BTreeMap<String, ArrayD<f64>>> {
-    let mut out = BTreeMap::new();
-    for (pl, dl) in model.spec().layers.iter().zip(layers) {
-        let params = match dl {
-            DevLayer::Embedding(e) => e.params()?,
-            DevLayer::Dense(d, _) => Layer::params(d)?,
-            DevLayer::Rnn(l, _) => l.params()?,
-            // The backward direction's weights follow the forward's in Keras order.
-            DevLayer::Bidi { f, b, .. } => {
-                let mut v = f.params()?;
-                v.extend(b.params()?);
-                v
-            }
-            _ => continue,
-        };
-        // Keras order within a layer: kernel, recurrent_kernel, bias (per direction);
-        // Dense: kernel, bias; Embedding: embeddings.
-        let mut ws = pl.weights.iter();
-        for p in params {
-            if matches!(dl, DevLayer::Dense(..)) && p.name == "bias" && pl.weights.len() < 2 {
-                continue; // use_bias = false: the zero bias is not a Keras weight
-            }
-            let Some(w) = ws.next() else { break };
-            let g = crate::train::read_buffer(ctx, &p.grad, p.len())?;
-            let mut a = ArrayD::from_shape_vec(IxDyn(&p.shape), g)
-                .map_err(|e| Error::Shape(e.to_string()))?;
-            if matches!(dl, DevLayer::Dense(..)) && p.name == "weight" {
-                // PyTorch layout (out, in) → Keras kernel (in, out).
-                a = a.t().as_standard_layout().into_owned();
-            }
-            if a.shape() != w.shape.as_slice() {
-                return Err(Error::Shape(format!(
-                    "gradient of {} has shape {:?}; the weight is {:?}",
-                    w.path,
-                    a.shape(),
-                    w.shape
-                )));
-            }
-            if w.trainable {
-                out.insert(w.path.clone(), a.mapv(f64::from));
-            }
-        }
-    }
-    Ok(out)
 }
 
 impl ModelBackend for GpuBackend {
@@ -547,7 +573,8 @@ impl ModelBackend for GpuBackend {
         let mut rec = Recorder::new(&self.ctx);
         backward(&mut rec, &layers, &run, dyt)?;
         rec.submit()?;
-        let mut grads = gradients(&self.ctx, model, &layers)?;
+        let params = device_params::keras_params(model, &layers)?;
+        let mut grads = device_params::gradients(&self.ctx, &params)?;
         let (reg, rg) = model.regularization();
         value += reg;
         for (k, g) in rg {

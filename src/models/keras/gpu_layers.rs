@@ -14,7 +14,7 @@ use crate::cpu::Activation;
 use crate::error::{Error, Result};
 use crate::layers::Backend;
 use crate::nn::masking::Recurrent;
-use crate::nn::{DenseConfig, DenseParams, Embedding, EmbeddingConfig, GpuDense};
+use crate::nn::{DenseConfig, DenseParams, Embedding, EmbeddingConfig, GpuDense, GpuDropout};
 use crate::weights::TensorMap;
 use crate::{Gru, GruConfig, Lstm, LstmConfig, Nonlinearity, SimpleRnn, SimpleRnnConfig};
 
@@ -23,14 +23,43 @@ pub(super) enum DevLayer {
     Embedding(Embedding),
     Masking(f32),
     Identity,
+    /// Keras `Dropout` (built for training only; inference builds an `Identity`).
+    Dropout(GpuDropout),
     Dense(GpuDense, bool),
-    Rnn(Box<dyn Recurrent>, RnnSpec),
+    /// A recurrent layer and, in a training build, its input `dropout`.
+    Rnn(Box<dyn Recurrent>, RnnSpec, Option<GpuDropout>),
     Bidi {
         f: Box<dyn Recurrent>,
         b: Box<dyn Recurrent>,
         fs: RnnSpec,
         merge: MergeMode,
+        /// The two directions' input dropouts (a training build with `dropout > 0`).
+        drop: Option<(GpuDropout, GpuDropout)>,
     },
+}
+
+/// The seed of the `k`-th dropout of a training build seeded with `seed`.
+fn drop_seed(seed: u64, k: &mut u64) -> u64 {
+    *k += 1;
+    seed ^ k.wrapping_mul(0xD1B5_4A32_D192_ED03)
+}
+
+/// A recurrent layer's input dropout in a training build.
+fn input_dropout(
+    ctx: &Arc<Context>,
+    r: &RnnSpec,
+    train: Option<u64>,
+    k: &mut u64,
+) -> Result<Option<GpuDropout>> {
+    match train {
+        Some(seed) if r.dropout > 0.0 => Ok(Some(GpuDropout::new(
+            ctx.clone(),
+            r.dropout as f32,
+            true,
+            drop_seed(seed, k),
+        )?)),
+        _ => Ok(None),
+    }
 }
 
 fn weight<'a>(model: &'a Sequential, l: &PlannedLayer, i: usize) -> Result<&'a ArrayD<f32>> {
@@ -141,8 +170,17 @@ fn dense_layer(
     Ok(DevLayer::Dense(GpuDense::new(ctx.clone(), &p)?, softmax))
 }
 
-pub(super) fn build(ctx: &Arc<Context>, model: &Sequential) -> Result<Vec<DevLayer>> {
+/// The device layers of `model`. `train: Some(seed)` builds for training: `Dropout` layers
+/// and recurrent input dropout are live (seeded from `seed`) in a forward recorded with
+/// `train = true`; `None` builds the inference model (every dropout an identity), which the
+/// backend's `evaluate` (inference-mode gradients, as the goldens hold) uses.
+pub(super) fn build(
+    ctx: &Arc<Context>,
+    model: &Sequential,
+    train: Option<u64>,
+) -> Result<Vec<DevLayer>> {
     let mut out = Vec::new();
+    let mut k = 0u64;
     for l in &model.spec().layers {
         let input = l.input_shape.last().copied().flatten().unwrap_or(0);
         out.push(match &l.spec.kind {
@@ -164,20 +202,35 @@ pub(super) fn build(ctx: &Arc<Context>, model: &Sequential) -> Result<Vec<DevLay
                 DevLayer::Embedding(Embedding::new(ctx.clone(), cfg, t)?)
             }
             LayerKind::Masking { mask_value } => DevLayer::Masking(*mask_value as f32),
-            LayerKind::Dropout { .. } => DevLayer::Identity,
+            LayerKind::Dropout { rate } => match train {
+                Some(seed) if *rate > 0.0 => DevLayer::Dropout(GpuDropout::new(
+                    ctx.clone(),
+                    *rate as f32,
+                    false,
+                    drop_seed(seed, &mut k),
+                )?),
+                _ => DevLayer::Identity,
+            },
             LayerKind::Dense(d) | LayerKind::TimeDistributed(d) => dense_layer(ctx, model, l, d)?,
-            LayerKind::Rnn(r) => DevLayer::Rnn(rnn_layer(ctx, model, l, r, 0, input)?, r.clone()),
+            LayerKind::Rnn(r) => DevLayer::Rnn(
+                rnn_layer(ctx, model, l, r, 0, input)?,
+                r.clone(),
+                input_dropout(ctx, r, train, &mut k)?,
+            ),
             LayerKind::Bidirectional {
                 forward,
                 backward,
                 merge,
             } => {
                 let nf = if forward.use_bias { 3 } else { 2 };
+                let df = input_dropout(ctx, forward, train, &mut k)?;
+                let db = input_dropout(ctx, backward, train, &mut k)?;
                 DevLayer::Bidi {
                     f: rnn_layer(ctx, model, l, forward, 0, input)?,
                     b: rnn_layer(ctx, model, l, backward, nf, input)?,
                     fs: (**forward).clone(),
                     merge: *merge,
+                    drop: df.zip(db),
                 }
             }
         });

@@ -295,6 +295,54 @@ pub fn keras_loss<T: Real>(
     Ok((total, g))
 }
 
+/// The targets of `kind` as the `(rows, classes)` f32 matrix the device loss reads (class ids
+/// expanded one-hot; a trailing or missing size-1 axis reconciled as [`keras_loss`] does),
+/// with Keras' conversions: class ids stored as floats, 0/1 labels stored as integers.
+pub(crate) fn dense_targets(
+    kind: KerasLoss,
+    y: &Target,
+    pred_shape: &[usize],
+) -> Result<ndarray::Array2<f32>> {
+    let Some((&classes, rows_shape)) = pred_shape.split_last() else {
+        return Err(Error::Shape("loss: the prediction is a scalar".into()));
+    };
+    let rows: usize = rows_shape.iter().product();
+    crate::limits::host_f32("loss targets", &[rows, classes])?;
+    match kind {
+        KerasLoss::SparseCategoricalCrossentropy { .. } => {
+            let ids = match y {
+                Target::Classes(c) => c.clone(),
+                Target::Values(v) => super::cpu::integral(v).ok_or_else(|| {
+                    Error::Shape(
+                        "sparse categorical cross-entropy: targets are not class ids".into(),
+                    )
+                })?,
+            };
+            let ids = align(&ids, rows_shape, "sparse categorical cross-entropy")?;
+            let mut t = ndarray::Array2::<f32>::zeros((rows, classes));
+            for (r, &cls) in ids.iter().enumerate() {
+                if cls < 0 || cls as usize >= classes {
+                    return Err(Error::Shape(format!(
+                        "sparse categorical cross-entropy: class {cls} out of range 0..{classes}"
+                    )));
+                }
+                t[[r, cls as usize]] = 1.0;
+            }
+            Ok(t)
+        }
+        _ => {
+            let v = match y {
+                Target::Values(v) => v.clone(),
+                Target::Classes(c) => c.mapv(|v| v as f64),
+            };
+            align(&v, pred_shape, "loss")?
+                .mapv(|e| e as f32)
+                .into_shape_with_order((rows, classes))
+                .map_err(|e| Error::Shape(format!("loss: {e}")))
+        }
+    }
+}
+
 /// `-Σ t·log q` of one row and its gradient: `q = softmax(x)` for logits, else
 /// `clip(x / Σx)`.
 fn categorical<T: Real>(

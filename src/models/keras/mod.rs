@@ -25,6 +25,10 @@ mod config_values;
 pub(crate) mod cpu;
 #[cfg(test)]
 mod cross_tests;
+mod device_params;
+mod fit;
+#[cfg(test)]
+mod fit_tests;
 mod gpu;
 mod gpu_layers;
 #[cfg(test)]
@@ -33,6 +37,7 @@ mod init;
 mod loss;
 mod model;
 mod plan;
+mod session;
 mod spec;
 mod summary;
 #[cfg(test)]
@@ -42,6 +47,7 @@ mod weights;
 pub use backend::{CpuBackend, Evaluation, ModelBackend, ModelInput, Precision, RnnStates};
 pub use builder::SequentialBuilder;
 pub use config::{ParsedConfig, parse as parse_config, parse_str as parse_config_str};
+pub use fit::{EarlyStopping, FitOptions, History, Metric, keras_optimizer};
 pub use gpu::GpuBackend;
 pub use loss::{KerasLoss, Target, keras_loss, regularization};
 pub use model::Sequential;
