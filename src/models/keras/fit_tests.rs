@@ -223,8 +223,13 @@ fn sign_task(n: usize, seed: u64) -> (ModelInput, Target) {
 }
 
 fn small_model(seed: u64, dropout: f64) -> Sequential {
+    small_model_with(seed, dropout, 0.0)
+}
+
+/// SimpleRNN(8, dropout = `input_dropout`) → Dropout(`dropout`) → Dense(1, sigmoid).
+fn small_model_with(seed: u64, dropout: f64, input_dropout: f64) -> Sequential {
     let spec = SequentialBuilder::new("m", &[Some(6), Some(2)], false)
-        .rnn(CellKind::SimpleRnn, 8, |_| {})
+        .rnn(CellKind::SimpleRnn, 8, |r| r.dropout = input_dropout)
         .dropout(dropout)
         .dense(1, SIGMOID)
         .build()
@@ -324,13 +329,18 @@ fn dropout_is_live_in_training_steps_only() {
     let frozen = OptimizerConfig::sgd(0.0, 0.0, false);
     let plain = small_model(6, 0.0);
     let dropped = small_model(6, 0.5);
+    let input_dropped = small_model_with(6, 0.0, 0.5);
     // Same weights (the Dropout has none): the inference losses agree.
     let cpu = CpuBackend {
         precision: Precision::F64,
     };
     let reference = cpu.evaluate(&plain, &x, &y, loss).unwrap().loss;
     let mut losses = BTreeMap::new();
-    for (name, m) in [("plain", &plain), ("dropout", &dropped)] {
+    for (name, m) in [
+        ("plain", &plain),
+        ("dropout", &dropped),
+        ("input dropout", &input_dropped),
+    ] {
         let mut s = Session::new(be.ctx(), m, Some((7, frozen))).unwrap();
         let v: Vec<f64> = (0..3)
             .map(|_| s.train_step(m, &x, &y, loss, false).unwrap().loss)
