@@ -419,6 +419,26 @@ fn fmt_logs(logs: &[(String, f64)]) -> String {
         .join(" - ")
 }
 
+/// Keras carries a `stateful` layer's states from batch to batch in `fit`; the device
+/// training step starts every batch from zeros, so such models are refused by name.
+fn refuse_stateful(model: &Sequential) -> Result<()> {
+    use super::spec::LayerKind;
+    for l in &model.spec().layers {
+        let stateful = match &l.spec.kind {
+            LayerKind::Rnn(r) => r.stateful,
+            LayerKind::Bidirectional { forward, .. } => forward.stateful,
+            _ => false,
+        };
+        if stateful {
+            return Err(Error::Unsupported(format!(
+                "fit of {}: stateful=True (states carried across batches) is not trained on                  the device; train with stateful=False and load the weights into the stateful                  model",
+                l.spec.name
+            )));
+        }
+    }
+    Ok(())
+}
+
 impl Sequential {
     /// Keras' `model.fit` on the device: trains the weights in place and returns the history.
     ///
@@ -432,6 +452,7 @@ impl Sequential {
         opts: &FitOptions,
     ) -> Result<History> {
         opts.validate()?;
+        refuse_stateful(self)?;
         let n = samples(x);
         if n == 0 || target_samples(y) != n {
             return Err(Error::Shape(format!(

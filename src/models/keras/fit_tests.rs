@@ -382,6 +382,21 @@ fn fit_rejects_bad_options() {
     o.validation_split = 0.0;
     let short = Target::Values(ArrayD::zeros(IxDyn(&[7, 1])));
     assert!(matches!(m.fit(&be, &x, &short, &o), Err(Error::Shape(_))));
+    let spec = SequentialBuilder::new("s", &[Some(6), Some(2)], false)
+        .batch_size(4)
+        .rnn(CellKind::SimpleRnn, 3, |r| r.stateful = true)
+        .dense(1, SIGMOID)
+        .build()
+        .unwrap();
+    let mut stateful = Sequential::new(
+        spec.clone(),
+        super::weights::ModelWeights::fresh(&spec, 1).unwrap(),
+    )
+    .unwrap();
+    match stateful.fit(&be, &x, &y, &o) {
+        Err(Error::Unsupported(msg)) => assert!(msg.contains("simple_rnn"), "{msg}"),
+        other => panic!("expected Unsupported for a stateful layer, got {other:?}"),
+    }
     assert!(matches!(
         keras_optimizer("adagrad", 0.1),
         Err(Error::Unsupported(_))

@@ -1,7 +1,10 @@
 //! Keras `Sequential` models: built from a Keras config (`model.get_config()` or a `.keras`
 //! file's `config.json`) or with [`SequentialBuilder`], summarised like `model.summary()`,
-//! loaded from safetensors keyed by Keras weight paths or initialised fresh, and run through a
-//! [`ModelBackend`] (the CPU reference today).
+//! loaded from safetensors keyed by Keras weight paths or initialised fresh, run through a
+//! [`ModelBackend`] ([`CpuBackend`], the f32/f64 reference, or [`GpuBackend`]), and trained on
+//! the device the Keras way: [`Sequential::fit`] (one submit and one read-back per step, live
+//! dropout, metrics, validation, early stopping, a progress bar), [`Sequential::evaluate_metrics`]
+//! and [`Sequential::predict_batched`].
 //!
 //! ```
 //! use wgpu_rnn::models::keras::{CpuBackend, ModelInput, Precision, Sequential};
