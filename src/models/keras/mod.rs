@@ -1,7 +1,9 @@
 //! Keras `Sequential` models: built from a Keras config (`model.get_config()` or a `.keras`
 //! file's `config.json`) or with [`SequentialBuilder`], summarised like `model.summary()`,
-//! loaded from safetensors keyed by Keras weight paths or initialised fresh, and run through a
-//! [`ModelBackend`] (the CPU reference today).
+//! loaded from safetensors keyed by Keras weight paths or initialised fresh, run through a
+//! [`ModelBackend`], written back as a Keras config ([`ModelSpec::to_config`]) and saved /
+//! loaded as a directory of `config.json` + `model.weights.safetensors`
+//! ([`Sequential::save`], [`Sequential::load`]).
 //!
 //! ```
 //! use wgpu_rnn::models::keras::{CpuBackend, ModelInput, Precision, Sequential};
@@ -22,6 +24,7 @@ mod backend;
 mod builder;
 mod config;
 mod config_values;
+mod config_writer;
 pub(crate) mod cpu;
 #[cfg(test)]
 mod cross_tests;
