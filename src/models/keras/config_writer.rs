@@ -148,6 +148,16 @@ fn regularizer(what: &str, key: &str, r: Option<Regularizer>) -> Result<Value> {
     }))
 }
 
+/// `(key, serialized initializer)` for a layer config.
+fn init_kv<'k>(what: &str, key: &'k str, init: &Init) -> Result<(&'k str, Value)> {
+    Ok((key, initializer(what, key, init)?))
+}
+
+/// `(key, serialized regularizer)` for a layer config.
+fn reg_kv<'k>(what: &str, key: &'k str, r: Option<Regularizer>) -> Result<(&'k str, Value)> {
+    Ok((key, regularizer(what, key, r)?))
+}
+
 /// One entry of a `layers` list (or a wrapper's `layer`).
 fn entry(class: &str, config: Map<String, Value>, build: Option<&Shape>) -> Value {
     let mut m = Map::new();
@@ -193,30 +203,12 @@ fn rnn(r: &RnnSpec) -> Result<Map<String, Value>> {
             ("units", r.units.into()),
             ("activation", activation(r.activation)),
             ("use_bias", r.use_bias.into()),
-            (
-                "kernel_initializer",
-                initializer(w, "kernel_initializer", &r.kernel_initializer)?,
-            ),
-            (
-                "recurrent_initializer",
-                initializer(w, "recurrent_initializer", &r.recurrent_initializer)?,
-            ),
-            (
-                "bias_initializer",
-                initializer(w, "bias_initializer", &r.bias_initializer)?,
-            ),
-            (
-                "kernel_regularizer",
-                regularizer(w, "kernel_regularizer", r.kernel_regularizer)?,
-            ),
-            (
-                "recurrent_regularizer",
-                regularizer(w, "recurrent_regularizer", r.recurrent_regularizer)?,
-            ),
-            (
-                "bias_regularizer",
-                regularizer(w, "bias_regularizer", r.bias_regularizer)?,
-            ),
+            init_kv(w, "kernel_initializer", &r.kernel_initializer)?,
+            init_kv(w, "recurrent_initializer", &r.recurrent_initializer)?,
+            init_kv(w, "bias_initializer", &r.bias_initializer)?,
+            reg_kv(w, "kernel_regularizer", r.kernel_regularizer)?,
+            reg_kv(w, "recurrent_regularizer", r.recurrent_regularizer)?,
+            reg_kv(w, "bias_regularizer", r.bias_regularizer)?,
             ("activity_regularizer", Value::Null),
             ("kernel_constraint", Value::Null),
             ("recurrent_constraint", Value::Null),
@@ -261,22 +253,10 @@ fn dense(d: &DenseSpec) -> Result<Map<String, Value>> {
             ("units", d.units.into()),
             ("activation", dense_activation(d.activation)),
             ("use_bias", d.use_bias.into()),
-            (
-                "kernel_initializer",
-                initializer(w, "kernel_initializer", &d.kernel_initializer)?,
-            ),
-            (
-                "bias_initializer",
-                initializer(w, "bias_initializer", &d.bias_initializer)?,
-            ),
-            (
-                "kernel_regularizer",
-                regularizer(w, "kernel_regularizer", d.kernel_regularizer)?,
-            ),
-            (
-                "bias_regularizer",
-                regularizer(w, "bias_regularizer", d.bias_regularizer)?,
-            ),
+            init_kv(w, "kernel_initializer", &d.kernel_initializer)?,
+            init_kv(w, "bias_initializer", &d.bias_initializer)?,
+            reg_kv(w, "kernel_regularizer", d.kernel_regularizer)?,
+            reg_kv(w, "bias_regularizer", d.bias_regularizer)?,
             ("kernel_constraint", Value::Null),
             ("bias_constraint", Value::Null),
             ("quantization_config", Value::Null),
@@ -353,14 +333,8 @@ fn layer(l: &PlannedLayer) -> Result<Value> {
                 vec![
                     ("input_dim", (*input_dim).into()),
                     ("output_dim", (*output_dim).into()),
-                    (
-                        "embeddings_initializer",
-                        initializer(&what, "embeddings_initializer", init)?,
-                    ),
-                    (
-                        "embeddings_regularizer",
-                        regularizer(&what, "embeddings_regularizer", *reg)?,
-                    ),
+                    init_kv(&what, "embeddings_initializer", init)?,
+                    reg_kv(&what, "embeddings_regularizer", *reg)?,
                     ("activity_regularizer", Value::Null),
                     ("embeddings_constraint", Value::Null),
                     ("mask_zero", (*mask_zero).into()),
