@@ -1,10 +1,12 @@
 //! Keras `Sequential` models: built from a Keras config (`model.get_config()` or a `.keras`
 //! file's `config.json`) or with [`SequentialBuilder`], summarised like `model.summary()`,
 //! loaded from safetensors keyed by Keras weight paths or initialised fresh, run through a
-//! [`ModelBackend`] ([`CpuBackend`], the f32/f64 reference, or [`GpuBackend`]), and trained on
-//! the device the Keras way: [`Sequential::fit`] (one submit and one read-back per step, live
-//! dropout, metrics, validation, early stopping, a progress bar), [`Sequential::evaluate_metrics`]
-//! and [`Sequential::predict_batched`].
+//! [`ModelBackend`] ([`CpuBackend`], the f32/f64 reference, or [`GpuBackend`]), trained on the
+//! device the Keras way ([`Sequential::fit`]: one submit and one read-back per step, live
+//! dropout, metrics, validation, early stopping, a progress bar; [`Sequential::evaluate_metrics`],
+//! [`Sequential::predict_batched`]), written back as a Keras config ([`ModelSpec::to_config`])
+//! and saved / loaded as a directory of `config.json` + `model.weights.safetensors`
+//! ([`Sequential::save`], [`Sequential::load`]).
 //!
 //! ```
 //! use wgpu_rnn::models::keras::{CpuBackend, ModelInput, Precision, Sequential};
@@ -25,6 +27,7 @@ mod backend;
 mod builder;
 mod config;
 mod config_values;
+mod config_writer;
 pub(crate) mod cpu;
 #[cfg(test)]
 mod cross_tests;

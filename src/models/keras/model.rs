@@ -1,11 +1,13 @@
 //! [`Sequential`]: a Keras model's structure and weights, ready to run on a backend.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 
 use ndarray::ArrayD;
 
 use super::backend::{Evaluation, ModelBackend, ModelInput};
 use super::config::{self, ParsedConfig};
+use super::config_writer;
 use super::loss::{KerasLoss, Target, regularization};
 use super::plan::ModelSpec;
 use super::summary;
@@ -32,6 +34,39 @@ impl Sequential {
     pub fn from_config_str(text: &str, seed: u64) -> Result<Self> {
         let ParsedConfig { spec, .. } = config::parse_str(text)?;
         let weights = ModelWeights::fresh(&spec, seed)?;
+        Ok(Self { spec, weights })
+    }
+
+    /// The file [`Sequential::save`] writes the config to.
+    pub const CONFIG_FILE: &str = config_writer::CONFIG_FILE;
+    /// The file [`Sequential::save`] writes the weights to.
+    pub const WEIGHTS_FILE: &str = config_writer::WEIGHTS_FILE;
+
+    /// The Keras config as pretty JSON text: `model.get_config()`'s dict
+    /// ([`ModelSpec::to_config`]), which [`Sequential::from_config_str`] reads back.
+    pub fn to_config_json(&self) -> Result<String> {
+        let v = self.spec.to_config()?;
+        serde_json::to_string_pretty(&v).map_err(|e| {
+            crate::error::Error::Format(format!("model {:?}: config JSON: {e}", self.spec.name))
+        })
+    }
+
+    /// Saves the model into the directory `dir` (created if missing, files replaced):
+    /// [`Sequential::CONFIG_FILE`] (`config.json`, the `.keras` archive form of the config,
+    /// [`ModelSpec::to_keras_file_config`]) and [`Sequential::WEIGHTS_FILE`]
+    /// (`model.weights.safetensors`: every weight as f32 keyed by its Keras path, e.g.
+    /// `lstm/lstm_cell/kernel`, `dense/bias`).
+    pub fn save(&self, dir: impl AsRef<Path>) -> Result<()> {
+        config_writer::save(&self.spec, &self.weights, dir.as_ref())
+    }
+
+    /// Loads a model [`Sequential::save`] wrote into `dir` (or any Keras config named
+    /// `config.json` beside Keras-path weights in `model.weights.safetensors`). Every weight
+    /// of the config is required with its Keras shape and no other is accepted; errors are
+    /// typed (`Error::Io`, `Config`, `Unsupported`, `Weights`, `Limit`) and name the file
+    /// and, for weights, the key.
+    pub fn load(dir: impl AsRef<Path>) -> Result<Self> {
+        let (spec, weights) = config_writer::load(dir.as_ref())?;
         Ok(Self { spec, weights })
     }
 
