@@ -20,6 +20,7 @@ pub(crate) mod merge;
 pub(crate) mod nn_act;
 pub(crate) mod optim;
 pub(crate) mod rec;
+pub(crate) mod rec_dropout;
 pub(crate) mod recorder;
 pub(crate) mod resident;
 pub(crate) mod rnn;
@@ -65,10 +66,11 @@ pub(crate) enum Shader {
     SeqMask,
     Merge,
     Dropout,
+    RecDropout,
 }
 
 impl Shader {
-    const ALL: [Shader; 27] = [
+    const ALL: [Shader; 28] = [
         Shader::Gemm,
         Shader::GemmPlain,
         Shader::GemmRbAny,
@@ -96,6 +98,7 @@ impl Shader {
         Shader::SeqMask,
         Shader::Merge,
         Shader::Dropout,
+        Shader::RecDropout,
     ];
 
     /// The WGSL module: recurrent cells get `rnn_common.wgsl` prepended (WGSL has no include).
@@ -153,7 +156,14 @@ impl Shader {
             Shader::Embedding => include_str!("../../shaders/embedding.wgsl"),
             Shader::SeqMask => include_str!("../../shaders/seq_mask.wgsl"),
             Shader::Merge => include_str!("../../shaders/merge.wgsl"),
-            Shader::Dropout => include_str!("../../shaders/dropout.wgsl"),
+            Shader::Dropout => concat!(
+                include_str!("../../shaders/dropout_hash.wgsl"),
+                include_str!("../../shaders/dropout.wgsl")
+            ),
+            Shader::RecDropout => concat!(
+                include_str!("../../shaders/dropout_hash.wgsl"),
+                include_str!("../../shaders/rec_dropout.wgsl")
+            ),
             Shader::ConvLstmForward => concat!(
                 include_str!("../../shaders/activations.wgsl"),
                 include_str!("../../shaders/convlstm_forward.wgsl")
@@ -215,7 +225,8 @@ impl Shader {
             Shader::Embedding => &["embedding.wgsl"],
             Shader::SeqMask => &["seq_mask.wgsl"],
             Shader::Merge => &["merge.wgsl"],
-            Shader::Dropout => &["dropout.wgsl"],
+            Shader::Dropout => &["dropout_hash.wgsl", "dropout.wgsl"],
+            Shader::RecDropout => &["dropout_hash.wgsl", "rec_dropout.wgsl"],
             Shader::ConvLstmForward => &["activations.wgsl", "convlstm_forward.wgsl"],
             Shader::ConvLstmBackward => &["activations.wgsl", "convlstm_backward.wgsl"],
             Shader::NnAct => &["activations.wgsl", "nn_act.wgsl"],

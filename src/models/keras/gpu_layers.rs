@@ -64,6 +64,12 @@ fn rnn_layer(
         m.insert("bias".into(), weight(model, l, first + 2)?.clone());
     }
     let backend = Backend::Gpu(ctx.clone());
+    // recurrent_dropout masks: a seed per layer name and direction (FNV-1a of the name; the
+    // model-level seed is to come), so Bidirectional's two layers draw different masks.
+    let rd = r.recurrent_dropout as f32;
+    let seed = r.name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, c| {
+        (h ^ u64::from(c)).wrapping_mul(0x100_0000_01b3)
+    }) ^ first as u64;
     Ok(match r.cell {
         CellKind::Lstm { .. } => {
             let mut c = LstmConfig::new(input, r.units);
@@ -71,6 +77,7 @@ fn rnn_layer(
             c.bias = r.use_bias;
             c.activation = r.activation;
             c.recurrent_activation = r.recurrent_activation;
+            (c.recurrent_dropout, c.dropout_seed) = (rd, seed);
             Box::new(Lstm::from_keras(c, &m, backend)?)
         }
         CellKind::Gru { reset_after } => {
@@ -80,6 +87,7 @@ fn rnn_layer(
             c.reset_after = reset_after;
             c.activation = r.activation;
             c.recurrent_activation = r.recurrent_activation;
+            (c.recurrent_dropout, c.dropout_seed) = (rd, seed);
             Box::new(Gru::from_keras(c, &m, backend)?)
         }
         CellKind::SimpleRnn if matches!(r.activation, Activation::Tanh | Activation::Relu) => {
@@ -89,6 +97,7 @@ fn rnn_layer(
             if r.activation == Activation::Relu {
                 c.nonlinearity = Nonlinearity::Relu;
             }
+            (c.recurrent_dropout, c.dropout_seed) = (rd, seed);
             Box::new(SimpleRnn::from_keras(c, &m, backend)?)
         }
         _ => {
