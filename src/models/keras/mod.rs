@@ -33,6 +33,8 @@ mod init;
 mod loss;
 mod model;
 mod plan;
+#[cfg(test)]
+mod rec_dropout_tests;
 mod spec;
 mod summary;
 #[cfg(test)]
