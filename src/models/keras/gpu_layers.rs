@@ -45,6 +45,10 @@ fn unsupported(what: String) -> Error {
     Error::Unsupported(format!("{what} (the CPU backend runs it)"))
 }
 
+/// Whether the device layers apply Keras' recurrent_dropout in training forwards (see
+/// `rnn_layer`): off while `train` means "keep tapes for inference-mode gradients".
+const TRAINING_RECURRENT_DROPOUT: bool = false;
+
 /// A recurrent direction in Keras layout from the weights starting at `first`.
 fn rnn_layer(
     ctx: &Arc<Context>,
@@ -65,8 +69,14 @@ fn rnn_layer(
     }
     let backend = Backend::Gpu(ctx.clone());
     // recurrent_dropout masks: a seed per layer name and direction (FNV-1a of the name; the
-    // model-level seed is to come), so Bidirectional's two layers draw different masks.
-    let rd = r.recurrent_dropout as f32;
+    // model-level seed is to come), so Bidirectional's two layers draw different masks. The
+    // rate stays off until a training flag reaches `build`: GpuBackend's gradients are Keras'
+    // inference-mode ones (the goldens), recorded with `train = true` only to keep tapes.
+    let rd = if TRAINING_RECURRENT_DROPOUT {
+        r.recurrent_dropout as f32
+    } else {
+        0.0
+    };
     let seed = r.name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, c| {
         (h ^ u64::from(c)).wrapping_mul(0x100_0000_01b3)
     }) ^ first as u64;
