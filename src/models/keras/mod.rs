@@ -34,6 +34,8 @@ mod loss;
 mod model;
 mod plan;
 #[cfg(test)]
+mod rec_dropout_stack_tests;
+#[cfg(test)]
 mod rec_dropout_tests;
 mod spec;
 mod summary;

@@ -23,7 +23,7 @@ use crate::{SimpleRnn, SimpleRnnConfig};
 const ATOL: f64 = 1e-5;
 const RTOL: f64 = 1e-4;
 
-fn ctx() -> Arc<Context> {
+pub(super) fn ctx() -> Arc<Context> {
     static CTX: OnceLock<Arc<Context>> = OnceLock::new();
     CTX.get_or_init(|| {
         Arc::new(Context::new().unwrap_or_else(|e| panic!("GPU tests need an adapter: {e}")))
@@ -31,7 +31,7 @@ fn ctx() -> Arc<Context> {
     .clone()
 }
 
-const CELLS: [CellKind; 4] = [
+pub(super) const CELLS: [CellKind; 4] = [
     CellKind::Lstm {
         unit_forget_bias: true,
     },
@@ -98,7 +98,7 @@ fn device_layer(
 
 /// The device's masks `(1, G, B, U)` (kernel gate order: LSTM i,f,g,o; GRU r,z,n) as Keras'
 /// per-gate list (LSTM i,f,c,o; GRU z,r,h), in f64.
-fn keras_masks(cell: CellKind, m: &ndarray::Array4<f32>) -> Vec<Array2<f64>> {
+pub(super) fn keras_masks(cell: CellKind, m: &ndarray::Array4<f32>) -> Vec<Array2<f64>> {
     let per: Vec<Array2<f64>> = m
         .index_axis(Axis(0), 0)
         .outer_iter()
@@ -110,7 +110,7 @@ fn keras_masks(cell: CellKind, m: &ndarray::Array4<f32>) -> Vec<Array2<f64>> {
     }
 }
 
-fn close(what: &str, got: &ArrayD<f32>, want: &ArrayD<f64>) {
+pub(super) fn close(what: &str, got: &ArrayD<f32>, want: &ArrayD<f64>) {
     assert_eq!(got.shape(), want.shape(), "{what}: shape");
     for (idx, (g, w)) in got.iter().zip(want.iter()).enumerate() {
         let err = (f64::from(*g) - w).abs();
@@ -200,9 +200,9 @@ fn run_cpu(
     (run.seq.into_dyn(), out)
 }
 
-type TensorMap64 = std::collections::BTreeMap<String, ArrayD<f64>>;
+pub(super) type TensorMap64 = std::collections::BTreeMap<String, ArrayD<f64>>;
 
-fn spec_of(cell: CellKind, u: usize) -> RnnSpec {
+pub(super) fn spec_of(cell: CellKind, u: usize) -> RnnSpec {
     let mut s = RnnSpec::new("r", cell, u);
     s.return_sequences = true;
     s
