@@ -254,6 +254,12 @@ fn invalid_rates_are_typed_config_errors() {
     let mut c = LstmConfig::new(2, 4);
     c.recurrent_dropout = 1.0;
     assert!(matches!(c.validate(), Err(Error::Config(_))));
+    // Keras has no projection: the combination is refused by name.
+    (c.recurrent_dropout, c.proj_size) = (0.2, 2);
+    assert!(
+        matches!(c.validate(), Err(Error::Unsupported(m)) if m.contains("proj_size")),
+        "projection with recurrent_dropout"
+    );
 }
 
 #[test]

@@ -92,6 +92,14 @@ impl LstmConfig {
     pub fn validate(&self) -> Result<()> {
         self.dims().validate()?;
         check_recurrent_dropout("lstm", self.recurrent_dropout)?;
+        if self.proj_size > 0 && self.recurrent_dropout > 0.0 {
+            // Keras has no projection, so there is no reference for the masks' semantics.
+            return Err(Error::Unsupported(format!(
+                "lstm recurrent_dropout {} with proj_size {} (a Keras option; Keras LSTMs have \
+                 no projection)",
+                self.recurrent_dropout, self.proj_size
+            )));
+        }
         check_go_backwards(self.go_backwards, &self.dims())
     }
 
