@@ -100,6 +100,7 @@ fn time(spec: &RnnSpec, step: usize, steps: usize) -> usize {
 /// Runs the layer over `x (B, T, I)` with an optional mask `(B, T)`, from `init` states
 /// (`[h, c]` / `[h]`, each `(B, U)`; zeros when `None`). The output carried through masked
 /// steps starts at 0 whatever the states, as in Keras.
+#[allow(dead_code)] // the mask-free entry: tests, and callers without recurrent dropout
 pub(crate) fn forward<T: Real>(
     spec: &RnnSpec,
     w: &RnnWeights<T>,
