@@ -16,8 +16,9 @@
 //   1 src  storage r   f32[n]  x (forward) or dy (backward)
 //   2 dst  storage rw  f32[n]  y or dx; never aliases src
 // Memory: registers only. Workgroup 64; flat grids flattened from a 2-D dispatch.
-// Limits: u32 indexing (n < 2^32). No loops. The hash is a 32-bit integer mix (splitmix32
-// style), statistically uniform for this use, not cryptographic.
+// Limits: u32 indexing (n < 2^32). No loops. The hash (drop_hash, dropout_hash.wgsl, prepended)
+// is a 32-bit integer mix (splitmix32 style), statistically uniform for this use, not
+// cryptographic.
 
 struct DropParams {
     n: u32,
@@ -34,16 +35,8 @@ struct DropParams {
 @group(0) @binding(1) var<storage, read> src: array<f32>;
 @group(0) @binding(2) var<storage, read_write> dst: array<f32>;
 
-fn mix32(x0: u32) -> u32 {
-    var x = x0;
-    x = (x ^ (x >> 16u)) * 0x7feb352du;
-    x = (x ^ (x >> 15u)) * 0x846ca68bu;
-    return x ^ (x >> 16u);
-}
-
 fn keep(m: u32) -> bool {
-    let h = mix32(mix32(m ^ p.seed_lo) ^ p.seed_hi);
-    return h >= p.threshold;
+    return drop_hash(m, p.seed_lo, p.seed_hi) >= p.threshold;
 }
 
 @compute @workgroup_size(64, 1, 1)

@@ -42,7 +42,8 @@ struct Params {
     _pad3: u32,
     acts: u32,      // activation codes (activations.wgsl): bits 0-7 the candidate and output
                     // activation (tanh), bits 8-15 the gates' (sigmoid)
-    _pad4: u32,
+    rmask: u32,     // recurrent dropout (training; Persistent and Stepwise only): offset in
+                    // `lens` (u32) of this layer-direction's masks f32[G,B,P]; 0 = none
     _pad5: u32,
     _pad6: u32,
 }

@@ -9,6 +9,11 @@
 //                 R_prev = dh·z + [da_r|da_z|d_hn] · W_hh            (dG row = [da_r|da_z|da_n|d_hn])
 //   reset-before: d_rh = da_n · W_hn (all units)   da_r = d_rh·h_prev·r(1-r)
 //                 R_prev = dh·z + d_rh·r + [da_r|da_z] · W_hr,hz      (dG row = [da_r|da_z|da_n])
+// Recurrent dropout (p.rmask ≠ 0; masks m_r, m_z, m_n as in gru_forward.wgsl): each block's
+// dG·W term is multiplied by its mask of h_prev (R_prev = dh·z + m_r⊙(da_r·W_hr) +
+// m_z⊙(da_z·W_hz) + m_n⊙(d_hn·W_hn) reset-after); reset-before's rh = r⊙m_n⊙h gives
+// da_r = d_rh·m_n·h_prev·σ'(r) and the direct part dh·z + d_rh·r·m_n. The z path dh·z and
+// dz = dh(h_prev - n) use the unmasked h_prev, as the forward's update does.
 // The per-unit "direct" part (dh·z, plus d_rh·r) is kept in `state`; since dG is 0 at padded
 // steps (t ≥ len[b]), R = state + dG_next·W holds there too, with state = R carried through.
 // Weight, bias and input gradients are GEMMs on dgates after the loop (host).
@@ -17,7 +22,7 @@
 //   0 p       uniform Params (rnn_common.wgsl; stride/col = dy row stride/first column)
 //   1 gates   storage r   f32[T,B,3H]   r, z, n saved by the forward
 //   2 w_rec   storage r   f32[...]      W_hh (3H×H) then b_hn (the forward's W_hhᵀ copy follows)
-//   3 lens    storage r   u32[B]
+//   3 lens    storage r   u32[B(+...)]  valid lengths, then the recurrent-dropout masks
 //   4 hseq    storage r   f32[T+1,B,H]  h ring of the training forward
 //   5 dy      storage r   f32[T,B,stride] upstream output gradient
 //   6 dgates  storage rw  f32[T,B,G·H]  output, G = 4 reset-after, 3 reset-before
@@ -72,10 +77,29 @@ fn dy_at(t: u32, b: u32, j: u32) -> f32 {
     return dy[(t * p.batch + b) * p.stride + p.col + j];
 }
 
-// dG_next · W_hh for unit j, with dG_next read from storage (row at `at`).
-fn rec_storage(at: u32, j: u32) -> f32 {
+// dG_next · W_hh for unit j of batch row b, with dG_next read from storage (row at `at`).
+fn rec_storage(at: u32, b: u32, j: u32) -> f32 {
     let H = p.hidden;
     var acc = 0.0;
+    if (masked()) {
+        var ar = 0.0;
+        var az = 0.0;
+        for (var g = 0u; g < H; g++) {
+            ar += dgates[at + g] * w_rec[g * H + j];
+        }
+        for (var g = H; g < 2u * H; g++) {
+            az += dgates[at + g] * w_rec[g * H + j];
+        }
+        acc = ar * rmask_at(0u, b, j) + az * rmask_at(1u, b, j);
+        if (!before()) {
+            var an = 0.0;
+            for (var i = 0u; i < H; i++) {
+                an += dgates[at + 3u * H + i] * w_rec[(2u * H + i) * H + j];
+            }
+            acc += an * rmask_at(2u, b, j);
+        }
+        return acc;
+    }
     for (var g = 0u; g < 2u * H; g++) {
         acc += dgates[at + g] * w_rec[g * H + j];
     }
@@ -88,9 +112,28 @@ fn rec_storage(at: u32, j: u32) -> f32 {
 }
 
 // Same with dG_next in the workgroup pool.
-fn rec_pool(at: u32, j: u32) -> f32 {
+fn rec_pool(at: u32, b: u32, j: u32) -> f32 {
     let H = p.hidden;
     var acc = 0.0;
+    if (masked()) {
+        var ar = 0.0;
+        var az = 0.0;
+        for (var g = 0u; g < H; g++) {
+            ar += pool[at + g] * w_rec[g * H + j];
+        }
+        for (var g = H; g < 2u * H; g++) {
+            az += pool[at + g] * w_rec[g * H + j];
+        }
+        acc = ar * rmask_at(0u, b, j) + az * rmask_at(1u, b, j);
+        if (!before()) {
+            var an = 0.0;
+            for (var i = 0u; i < H; i++) {
+                an += pool[at + 3u * H + i] * w_rec[(2u * H + i) * H + j];
+            }
+            acc += an * rmask_at(2u, b, j);
+        }
+        return acc;
+    }
     for (var g = 0u; g < 2u * H; g++) {
         acc += pool[at + g] * w_rec[g * H + j];
     }
@@ -142,9 +185,10 @@ fn grad_r(t: u32, b: u32, k: u32, d_rh: f32, dh: f32) -> vec2<f32> {
     let gb = gate_at(t, b, k);
     let r = gates[gb];
     let z = gates[gb + H];
-    let da_r = d_rh * h_prev(t, b, k) * gate_grad(r);
+    let m = rmask_or_one(2u, b, k);
+    let da_r = d_rh * m * h_prev(t, b, k) * gate_grad(r);
     dgates[dg_at(t, b) + k] = da_r;
-    return vec2<f32>(da_r, dh * z + d_rh * r);
+    return vec2<f32>(da_r, dh * z + d_rh * r * m);
 }
 
 fn zero_row(t: u32, b: u32, j: u32) {
@@ -196,7 +240,7 @@ fn persistent(
             let j = e % H;
             let b = b0 + bl;
             if (b < B) {
-                let r = pool[st + e] + rec_pool(bl * G, j);
+                let r = pool[st + e] + rec_pool(bl * G, b, j);
                 pool[st + e] = r;
                 if (bef) {
                     var d = 0.0;
@@ -263,7 +307,7 @@ fn persistent(
 fn recur_value(s_next: u32, b: u32, j: u32) -> f32 {
     var r = state[b * p.hidden + j];
     if (s_next < p.t_len) {
-        r += rec_storage(dg_at(time_of(s_next), b), j);
+        r += rec_storage(dg_at(time_of(s_next), b), b, j);
     }
     return r;
 }

@@ -10,6 +10,11 @@
 // Reset-before (Keras reset_after=False, flag RESET_BEFORE, b_hh = 0), two phases per step:
 //   r, z as above;  rh = r ⊙ h  (needs every unit's r before the next mat-vec)
 //   n = tanh(gx_n + rh W_hnᵀ)   h' = (1 - z) ⊙ n + z ⊙ h
+// Recurrent dropout (Keras recurrent_dropout, training; p.rmask ≠ 0): Keras draws one mask per
+// gate (z, r, h) for the whole sequence; here m_r, m_z, m_n = rmask_at(0|1|2, b, ·). The r and z
+// mat-vecs read m_r ⊙ h and m_z ⊙ h, the candidate's reads m_n ⊙ h (reset-after: hn =
+// (m_n ⊙ h) W_hnᵀ + b_hn; reset-before: rh = r ⊙ m_n ⊙ h). The update h' = (1-z)⊙n + z⊙h
+// uses the UNmasked h, as Keras' `h = z * h_tm1 + (1 - z) * hh` does.
 // Padded steps (t ≥ len[b]) keep h and write out = 0 (PyTorch packed semantics).
 //
 // Bindings (group 0):
@@ -17,7 +22,7 @@
 //   1 gx     storage rw  f32[T,B,3H]  in: projections; out: r, z (and n when training)
 //   2 w_rec  storage r   f32[3H·H + H + H·3H] W_hh (3H×H), b_hn (H), then W_hhᵀ (H×3H at
 //                                      p.wt_off: the copy the mat-vecs read, coalesced)
-//   3 lens   storage r   u32[B]       valid length per sequence
+//   3 lens   storage r   u32[B(+...)] valid length per sequence, then the recurrent-dropout masks
 //   4 hseq   storage rw  f32[S,B,H]   h state ring (slots as in rnn_common.wgsl)
 //   5 unused storage rw  f32[1]       (the LSTM's c ring; keeps one binding layout per family)
 //   6 out    storage rw  f32[T,B,stride] output sequence, columns col..col+H
@@ -54,10 +59,27 @@ fn gx_base(t: u32, b: u32, j: u32) -> u32 {
     return (t * p.batch + b) * 3u * p.hidden + j;
 }
 
-// Rows j of the r, z, n blocks of W_hh against h (from the pool or from the ring).
-fn rec3_pool(h_at: u32, j: u32, blocks: u32) -> vec3<f32> {
+// The r, z, n masks of h_prev[b, k] (recurrent dropout).
+fn rmask3(b: u32, k: u32) -> vec3<f32> {
+    return vec3<f32>(rmask_at(0u, b, k), rmask_at(1u, b, k), rmask_at(2u, b, k));
+}
+
+// Rows j of the r, z, n blocks of W_hh against h of batch row b (from the pool or the ring).
+fn rec3_pool(h_at: u32, b: u32, j: u32, blocks: u32) -> vec3<f32> {
     let H = p.hidden;
     var acc = vec3<f32>(0.0);
+    if (masked()) {
+        for (var k = 0u; k < H; k++) {
+            let hk = pool[h_at + k] * rmask3(b, k);
+            let wt = p.wt_off + k * 3u * H + j;
+            acc.x += hk.x * w_rec[wt];
+            acc.y += hk.y * w_rec[wt + H];
+            if (blocks == 3u) {
+                acc.z += hk.z * w_rec[wt + 2u * H];
+            }
+        }
+        return acc;
+    }
     for (var k = 0u; k < H; k++) {
         let hk = pool[h_at + k];
         let wt = p.wt_off + k * 3u * H + j;
@@ -70,9 +92,21 @@ fn rec3_pool(h_at: u32, j: u32, blocks: u32) -> vec3<f32> {
     return acc;
 }
 
-fn rec3_storage(h_at: u32, j: u32, blocks: u32) -> vec3<f32> {
+fn rec3_storage(h_at: u32, b: u32, j: u32, blocks: u32) -> vec3<f32> {
     let H = p.hidden;
     var acc = vec3<f32>(0.0);
+    if (masked()) {
+        for (var k = 0u; k < H; k++) {
+            let hk = hseq[h_at + k] * rmask3(b, k);
+            let wt = p.wt_off + k * 3u * H + j;
+            acc.x += hk.x * w_rec[wt];
+            acc.y += hk.y * w_rec[wt + H];
+            if (blocks == 3u) {
+                acc.z += hk.z * w_rec[wt + 2u * H];
+            }
+        }
+        return acc;
+    }
     for (var k = 0u; k < H; k++) {
         let hk = hseq[h_at + k];
         let wt = p.wt_off + k * 3u * H + j;
@@ -102,14 +136,15 @@ fn cell_after(t: u32, b: u32, j: u32, rec: vec3<f32>, h_prev: f32) -> f32 {
     return (1.0 - z) * n + z * h_prev;
 }
 
-// Reset-before phase 1: r and z go to gx (scratch in inference), returns rh = r·h.
+// Reset-before phase 1: r and z go to gx (scratch in inference), returns rh = r·h (r·m_n·h
+// under recurrent dropout: Keras' `r * h_tm1_h`).
 fn gates_rz(t: u32, b: u32, j: u32, rec: vec3<f32>, h_prev: f32) -> f32 {
     let base = gx_base(t, b, j);
     let r = gate_act(gx[base] + rec.x);
     let z = gate_act(gx[base + p.hidden] + rec.y);
     gx[base] = r;
     gx[base + p.hidden] = z;
-    return r * h_prev;
+    return r * h_prev * rmask_or_one(2u, b, j);
 }
 
 // Reset-before phase 2: candidate from the rh mat-vec `rec_n`, returns the new h.
@@ -159,13 +194,13 @@ fn persistent(
             if (b < B && t < lens[b]) {
                 let hp = pool[e];
                 if (before) {
-                    let rh = gates_rz(t, b, j, rec3_pool(bl * H, j, 2u), hp);
+                    let rh = gates_rz(t, b, j, rec3_pool(bl * H, b, j, 2u), hp);
                     pool[sc + e] = rh;
                     if (train) {
                         aux[aux_index(t, b, j)] = rh;
                     }
                 } else {
-                    pool[sc + e] = cell_after(t, b, j, rec3_pool(bl * H, j, 3u), hp);
+                    pool[sc + e] = cell_after(t, b, j, rec3_pool(bl * H, b, j, 3u), hp);
                 }
             }
         }
@@ -234,7 +269,7 @@ fn step(
     var h = 0.0;
     if (live) {
         let h_at = (slot_before(t) * p.batch + b) * H;
-        h = cell_after(t, b, j, rec3_storage(h_at, j, 3u), hseq[h_at + j]);
+        h = cell_after(t, b, j, rec3_storage(h_at, b, j, 3u), hseq[h_at + j]);
     }
     finish(t, b, j, live, h);
 }
@@ -255,7 +290,7 @@ fn step_rz(
     let t = time_of(p.s_begin);
     if (t < lens[b]) {
         let h_at = (slot_before(t) * p.batch + b) * H;
-        aux[aux_index(t, b, j)] = gates_rz(t, b, j, rec3_storage(h_at, j, 2u), hseq[h_at + j]);
+        aux[aux_index(t, b, j)] = gates_rz(t, b, j, rec3_storage(h_at, b, j, 2u), hseq[h_at + j]);
     }
 }
 

@@ -3,6 +3,8 @@
 // Processing steps s run from T-1 down to 0 (time t = s forward, T-1-s reverse direction).
 // R_s is the gradient reaching the state h after step s from later steps:
 //   R_{T-1} = dy_h_n ;  R_{s-1} = dG_s · W_hh   if step s is active, else R_s
+//   (recurrent dropout, p.rmask ≠ 0: R_{s-1}[q] = Σ_g m_g[b,q] · (dG_s[g-block] · W_hh[g-block])[q],
+//   the forward's per-gate masks of h_{s-1}; see rnn_common.wgsl)
 // At step s (active): dh = R_s + dy_out[t,b]  (projection: dh_raw = dh · W_hr, else dh_raw = dh)
 //   tc = tanh(c_t);  dc = dc_in + dh_raw⊙o⊙(1-tc²);  dc_out = dc⊙f
 //   (for other activations (Params.acts) σ' and tanh' come from the outputs: gate_grad,
@@ -18,7 +20,7 @@
 //   1 gates   storage r   f32[T,B,4H]   activated gates saved by the training forward
 //   2 w_rec   storage r   f32[...]      W_hh (4H×P), then W_hr (P×H) when projecting (the
 //                                       forward's W_hhᵀ copy follows; unused here)
-//   3 lens    storage r   u32[B]        valid lengths
+//   3 lens    storage r   u32[B(+...)]  valid lengths, then the recurrent-dropout masks
 //   4 cseq    storage r   f32[T+1,B,H]  c states saved by the forward (slot convention there)
 //   5 dy      storage r   f32[T,B,dy_stride] upstream output gradient, columns dy_col..+P
 //   6 dgates  storage rw  f32[T,B,4H]   output: pre-activation gate gradients (0 when padded)
@@ -95,16 +97,38 @@ fn recur_storage(t1: u32, b: u32, q: u32) -> f32 {
     let G = 4u * p.hidden;
     let at = (t1 * p.batch + b) * G;
     var acc = 0.0;
+    if (masked()) {
+        let H = p.hidden;
+        for (var gb = 0u; gb < 4u; gb++) {
+            var part = 0.0;
+            for (var j = gb * H; j < (gb + 1u) * H; j++) {
+                part += dgates[at + j] * w_rec[j * p.out_size + q];
+            }
+            acc += part * rmask_at(gb, b, q);
+        }
+        return acc;
+    }
     for (var g = 0u; g < G; g++) {
         acc += dgates[at + g] * w_rec[g * p.out_size + q];
     }
     return acc;
 }
 
-// Same with the dG row in the workgroup pool.
-fn recur_pool(at: u32, q: u32) -> f32 {
+// Same with the dG row (of batch row b) in the workgroup pool.
+fn recur_pool(at: u32, b: u32, q: u32) -> f32 {
     let G = 4u * p.hidden;
     var acc = 0.0;
+    if (masked()) {
+        let H = p.hidden;
+        for (var gb = 0u; gb < 4u; gb++) {
+            var part = 0.0;
+            for (var j = gb * H; j < (gb + 1u) * H; j++) {
+                part += pool[at + j] * w_rec[j * p.out_size + q];
+            }
+            acc += part * rmask_at(gb, b, q);
+        }
+        return acc;
+    }
     for (var g = 0u; g < G; g++) {
         acc += pool[at + g] * w_rec[g * p.out_size + q];
     }
@@ -171,7 +195,7 @@ fn persistent(
                 var r = pool[r_base + e];
                 if (s + 1u < p.t_len) {
                     if (time_of(s + 1u) < lens[b]) {
-                        r = recur_pool(dg_base + bl * G, q);
+                        r = recur_pool(dg_base + bl * G, b, q);
                     }
                 }
                 pool[r_base + e] = r;

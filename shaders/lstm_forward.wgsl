@@ -7,6 +7,9 @@
 //   (σ is the gates' activation, sigmoid by default, and tanh the candidate/output one:
 //   Params.acts, see gate_act / cand_act in rnn_common.wgsl)
 //   c = f⊙c_prev + i⊙g ;  h_raw = o⊙tanh(c) ;  h = h_raw W_hrᵀ (proj_size P > 0) else h_raw
+// Recurrent dropout (Keras recurrent_dropout, training; p.rmask ≠ 0): gate block g reads
+// h_{prev} ⊙ m_g instead of h_{prev} in its mat-vec (m_g = rmask_at(g, b, ·): Keras draws one
+// mask per gate, i,f,c,o, fixed for the whole sequence); c, h and out are unmasked.
 // Variable lengths (PyTorch packed semantics): a step with t ≥ len[b] leaves h and c
 // unchanged and writes out = 0, so the reverse direction starts at each sequence's own end.
 //
@@ -15,7 +18,8 @@
 //   1 gx     storage rw  f32[T,B,4H]    in: pre-activations; out (train): activated gates
 //   2 w_rec  storage r   f32[...]      W_hh (4H×P), W_hr (P×H) when projecting, then W_hhᵀ
 //                                       (P×4H, at p.wt_off: the copy the mat-vec reads)
-//   3 lens   storage r   u32[B]         valid length per sequence (T when not packed)
+//   3 lens   storage r   u32[B(+...)]   valid length per sequence (T when not packed), then
+//                                       the recurrent-dropout masks (rnn_common.wgsl)
 //   4 hseq   storage rw  f32[S,B,P]     h state ring, slot = time index (see below)
 //   5 cseq   storage rw  f32[S,B,H]     c state ring
 //   6 out    storage rw  f32[T,B,out_stride]  output sequence, columns out_col..out_col+P
@@ -34,6 +38,7 @@
 //   step_b4     the same step, one invocation per (j, 4 batch rows): each W_hhᵀ load feeds 4
 //               rows' sums (registers: 4 vec4 accumulators). For CPU adapters, where every
 //               load is a per-lane gather: lavapipe B8 T100 H128 recurrence 54 -> 25 ms.
+//               Unmasked only (the launcher takes `step` under recurrent dropout).
 //   project     (P > 0 only) one step, one invocation per (b, q<P): h = h_raw W_hrᵀ.
 // Limits: persistent needs b_tile·(P + 2H) ≤ 4000 (H ≤ 1333 without projection) and 256
 // invocations per workgroup; step/project have none beyond u32 indexing and buffer sizes.
@@ -78,11 +83,24 @@ fn cell(t: u32, b: u32, j: u32, rec: vec4<f32>, c_prev: f32) -> vec2<f32> {
     return vec2<f32>(c, o * cand_act(c));
 }
 
-// Row j of each gate block of W_hh times h, with h read from the workgroup pool.
-fn recur_pool(h_at: u32, j: u32) -> vec4<f32> {
+// The four gate masks of h_prev[b, k] (recurrent dropout).
+fn rmask4(b: u32, k: u32) -> vec4<f32> {
+    return vec4<f32>(rmask_at(0u, b, k), rmask_at(1u, b, k), rmask_at(2u, b, k), rmask_at(3u, b, k));
+}
+
+// Row j of each gate block of W_hh times h (of batch row b), with h read from the pool.
+fn recur_pool(h_at: u32, b: u32, j: u32) -> vec4<f32> {
     let P = p.out_size;
     let H = p.hidden;
     var acc = vec4<f32>(0.0);
+    if (masked()) {
+        for (var k = 0u; k < P; k++) {
+            let hk = pool[h_at + k] * rmask4(b, k);
+            let wt = p.wt_off + k * 4u * H + j;
+            acc += hk * vec4<f32>(w_rec[wt], w_rec[wt + H], w_rec[wt + 2u * H], w_rec[wt + 3u * H]);
+        }
+        return acc;
+    }
     for (var k = 0u; k < P; k++) {
         let hk = pool[h_at + k];
         let wt = p.wt_off + k * 4u * H + j;
@@ -92,10 +110,18 @@ fn recur_pool(h_at: u32, j: u32) -> vec4<f32> {
 }
 
 // Same with h read from the state ring in storage.
-fn recur_storage(h_at: u32, j: u32) -> vec4<f32> {
+fn recur_storage(h_at: u32, b: u32, j: u32) -> vec4<f32> {
     let P = p.out_size;
     let H = p.hidden;
     var acc = vec4<f32>(0.0);
+    if (masked()) {
+        for (var k = 0u; k < P; k++) {
+            let hk = hseq[h_at + k] * rmask4(b, k);
+            let wt = p.wt_off + k * 4u * H + j;
+            acc += hk * vec4<f32>(w_rec[wt], w_rec[wt + H], w_rec[wt + 2u * H], w_rec[wt + 3u * H]);
+        }
+        return acc;
+    }
     for (var k = 0u; k < P; k++) {
         let hk = hseq[h_at + k];
         let wt = p.wt_off + k * 4u * H + j;
@@ -152,7 +178,7 @@ fn persistent(
             if (b < B) {
                 var c = pool[c_base + e];
                 if (t < lens[b]) {
-                    let r = cell(t, b, j, recur_pool(h_base + bl * P, j), c);
+                    let r = cell(t, b, j, recur_pool(h_base + bl * P, b, j), c);
                     c = r.x;
                     pool[c_base + e] = c;
                     pool[r_base + e] = r.y;
@@ -237,7 +263,7 @@ fn step(
     let rs = slot_before(t);
     var rec = vec4<f32>(0.0);
     if (t < lens[b]) {
-        rec = recur_storage((rs * B + b) * p.out_size, j);
+        rec = recur_storage((rs * B + b) * p.out_size, b, j);
     }
     finish_step(b, j, t, rs, slot_after(t), rec);
 }

@@ -2,6 +2,8 @@
 //
 // R_s is the gradient reaching h after step s from later steps:
 //   R_{T-1} = dy_h_n ;  R_{s-1} = dA_s · W_hh if step s is active, else R_s
+//   (recurrent dropout, p.rmask ≠ 0: R_{s-1} = m ⊙ (dA_s · W_hh), m = rmask_at(0, b, ·), the
+//   forward's mask of h_{s-1}: Keras' `prev_output * rec_dp_mask` before the matmul)
 // Active step: da = (R_s + dy_out[t,b]) ⊙ act'(h_t), with tanh' = 1 - h_t², relu' = [h_t > 0]
 // (h_t read from the forward's ring). Padded steps: da = 0, dy ignored, R carried.
 // Weight, bias and input gradients are GEMMs on dgates (= da) after the loop (host).
@@ -10,7 +12,7 @@
 //   0 p       uniform Params (rnn_common.wgsl; stride/col = dy row stride/first column)
 //   1 unused  storage r   f32[1]        (the LSTM's saved gates)
 //   2 w_rec   storage r   f32[2·H·H]    W_hh (the forward's W_hhᵀ copy follows; unused here)
-//   3 lens    storage r   u32[B]
+//   3 lens    storage r   u32[B(+...)]  valid lengths, then the recurrent-dropout mask
 //   4 hseq    storage r   f32[T+1,B,H]  h ring of the training forward
 //   5 dy      storage r   f32[T,B,stride] upstream output gradient
 //   6 dgates  storage rw  f32[T,B,H]    output: da (0 at padded steps)
@@ -86,7 +88,7 @@ fn persistent(
                 for (var g = 0u; g < H; g++) {
                     acc += pool[bl * H + g] * w_rec[g * H + j];
                 }
-                pool[rb + e] = acc;
+                pool[rb + e] = acc * rmask_or_one(0u, b, j);
             }
         }
         workgroupBarrier();
@@ -126,6 +128,7 @@ fn recur_value(s_next: u32, b: u32, j: u32) -> f32 {
             for (var g = 0u; g < H; g++) {
                 r += dgates[at + g] * w_rec[g * H + j];
             }
+            r *= rmask_or_one(0u, b, j);
         }
     }
     return r;

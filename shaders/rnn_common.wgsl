@@ -9,12 +9,19 @@
 //                 the state before time t in the forward direction; S = 2 is a ping-pong.
 //   flat_id       flattened invocation index of a 64-wide 1-D kernel over a 2-D grid
 //                 (grids above 65535 workgroups are split by the launcher).
+//   rmask_at(g, b, k)  recurrent dropout (Keras recurrent_dropout, training only): the mask
+//                 multiplying h_{t-1}[b, k] where it feeds gate block g's recurrent mat-vec
+//                 (0 or 1/(1-rate), the same at every step). Stored as f32 bit patterns after
+//                 the lengths in `lens` (binding 3 of every cell file), from u32 offset
+//                 p.rmask, laid out [G, B, P] (gate blocks in the kernels' order). p.rmask = 0
+//                 means no mask: the kernels then take their unmasked loops.
 //   WG, pool      the persistent kernels' workgroup size (256) and their workgroup memory:
 //                 POOL = 4000 f32 (16 000 bytes, under WebGPU's default 16 KiB limit); each
 //                 cell carves it into per-batch-row regions (see its header)
-// Bindings: only `p` (group 0, binding 0); every storage binding belongs to the cell file.
+// Bindings: only `p` (group 0, binding 0); every storage binding belongs to the cell file
+// (rmask_at reads the cell file's `lens`).
 // Memory: the pool above. Limits: Rust's kernels::rec::POOL_FLOATS and PERSISTENT_WG must
-// equal POOL and WG; the Params layout must match `kernels::rec::Params` (16 × u32 = 64 bytes).
+// equal POOL and WG; the Params layout must match `kernels::rec::Params` (20 × u32 = 80 bytes).
 
 struct Params {
     t_len: u32,     // T
@@ -36,7 +43,8 @@ struct Params {
     _pad3: u32,
     acts: u32,      // activation codes (activations.wgsl): bits 0-7 the candidate and output
                     // activation (tanh), bits 8-15 the gates' (sigmoid)
-    _pad4: u32,
+    rmask: u32,     // recurrent dropout (training; Persistent and Stepwise only): offset in
+                    // `lens` (u32) of this layer-direction's masks f32[G,B,P]; 0 = none
     _pad5: u32,
     _pad6: u32,
 }
@@ -81,3 +89,17 @@ fn flat_id(gid: vec3<u32>, lid: u32, nwg: vec3<u32>) -> u32 {
     return (gid.y * nwg.x + gid.x) * 64u + lid;
 }
 
+fn masked() -> bool {
+    return p.rmask != 0u;
+}
+
+fn rmask_at(g: u32, b: u32, k: u32) -> f32 {
+    return bitcast<f32>(lens[p.rmask + (g * p.batch + b) * p.out_size + k]);
+}
+
+fn rmask_or_one(g: u32, b: u32, k: u32) -> f32 {
+    if (masked()) {
+        return rmask_at(g, b, k);
+    }
+    return 1.0;
+}

@@ -3,6 +3,9 @@
 // The input projection runs first for all steps (gemm.wgsl), both biases folded in:
 //   gx[t,b,:] = x_t W_ihᵀ + b_ih + b_hh            (H values)
 //   h' = act(gx[t,b] + h W_hhᵀ),  act = tanh, or relu with flag RELU
+// Recurrent dropout (Keras recurrent_dropout, training; p.rmask ≠ 0): the mat-vec reads
+// (m ⊙ h) with m = rmask_at(0, b, ·), one mask for the whole sequence (Keras SimpleRNNCell:
+// `prev_output * rec_dp_mask` before the matmul); h' and out are unmasked.
 // Padded steps (t ≥ len[b]) keep h and write out = 0 (PyTorch packed semantics). Backward
 // needs only the h ring (tanh' = 1 - h'², relu' = [h' > 0]), so nothing else is saved.
 //
@@ -10,7 +13,7 @@
 //   0 p      uniform Params (rnn_common.wgsl; stride/col = out row stride/first column)
 //   1 gx     storage rw  f32[T,B,H]   input projections (read only here)
 //   2 w_rec  storage r   f32[2·H·H]   W_hh (row-major), then W_hhᵀ at p.wt_off (read here)
-//   3 lens   storage r   u32[B]       valid length per sequence
+//   3 lens   storage r   u32[B(+...)] valid length per sequence, then the recurrent-dropout mask
 //   4 hseq   storage rw  f32[S,B,H]   h state ring (slots as in rnn_common.wgsl)
 //   5 unused storage rw  f32[1]       (the LSTM's c ring; one binding layout per family)
 //   6 out    storage rw  f32[T,B,stride] output sequence, columns col..col+H
@@ -72,8 +75,14 @@ fn persistent(
             let b = b0 + bl;
             if (b < B && t < lens[b]) {
                 var a = gx[(t * B + b) * H + j];
-                for (var k = 0u; k < H; k++) {
-                    a += pool[bl * H + k] * w_rec[p.wt_off + k * H + j];
+                if (masked()) {
+                    for (var k = 0u; k < H; k++) {
+                        a += pool[bl * H + k] * rmask_at(0u, b, k) * w_rec[p.wt_off + k * H + j];
+                    }
+                } else {
+                    for (var k = 0u; k < H; k++) {
+                        a += pool[bl * H + k] * w_rec[p.wt_off + k * H + j];
+                    }
                 }
                 pool[nh + e] = rnn_act(a);
             }
@@ -119,8 +128,14 @@ fn step(
     let o_at = (t * B + b) * p.stride + p.col + j;
     if (t < lens[b]) {
         var a = gx[(t * B + b) * H + j];
-        for (var k = 0u; k < H; k++) {
-            a += hseq[h_at + k] * w_rec[p.wt_off + k * H + j];
+        if (masked()) {
+            for (var k = 0u; k < H; k++) {
+                a += hseq[h_at + k] * rmask_at(0u, b, k) * w_rec[p.wt_off + k * H + j];
+            }
+        } else {
+            for (var k = 0u; k < H; k++) {
+                a += hseq[h_at + k] * w_rec[p.wt_off + k * H + j];
+            }
         }
         let h = rnn_act(a);
         hseq[w_at] = h;

@@ -25,11 +25,28 @@ pub(crate) struct CellTape {
     pub(crate) algo: Algorithm,
 }
 
+/// Keras `recurrent_dropout` of one training forward: the drop rate and the seed this call's
+/// masks were drawn from (see `shaders/rec_dropout.wgsl`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct RecDrop {
+    pub rate: f32,
+    pub seed: u64,
+}
+
+/// Where layer-direction `ci`'s masks `[G, B, P]` start in the `lens` buffer (u32 elements):
+/// after the `B` lengths, one block of `G·B·P` per layer-direction.
+pub(crate) fn mask_offset(ci: usize, (g, b, p): (usize, usize, usize)) -> usize {
+    b + ci * g * b * p
+}
+
 /// Device buffers a training forward keeps for backward.
 pub(crate) struct GpuTape {
     pub(crate) t: usize,
     pub(crate) b: usize,
+    /// Lengths `(B)`, followed by the recurrent-dropout masks when `drop` is set.
     pub(crate) lens: wgpu::Buffer,
+    /// The recurrent dropout this forward applied (`None`: none).
+    pub(crate) drop: Option<RecDrop>,
     /// Input of each layer: x, then the output of every layer but the last.
     pub(crate) inputs: Vec<wgpu::Buffer>,
     pub(crate) cells: Vec<CellTape>,
@@ -64,6 +81,7 @@ pub(super) fn shape_of(w: &GpuWeights, t: usize, b: usize, dir: usize) -> RecSha
         p: d.out_size(),
         proj: d.proj_size > 0,
         dir,
+        rmask: 0,
     }
 }
 
@@ -103,7 +121,9 @@ pub(crate) struct DevForward {
 }
 
 /// Records the forward pass of the whole stack (after re-deriving the kernels' weight
-/// layouts when the trainable tensors were handed out).
+/// layouts when the trainable tensors were handed out). A training forward with `drop`
+/// draws fresh recurrent-dropout masks (one per gate block and layer-direction, Keras) and
+/// applies them at every step; inference ignores `drop`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn record_forward(
     rec: &mut Recorder<'_>,
@@ -113,6 +133,7 @@ pub(crate) fn record_forward(
     (t, b): (usize, usize),
     algo: Algorithm,
     train: bool,
+    drop: Option<RecDrop>,
 ) -> Result<DevForward> {
     let ctx = rec.ctx();
     let (kind, d) = (w.kind, w.dims);
@@ -122,6 +143,21 @@ pub(crate) fn record_forward(
     let lens = match inp.lens {
         Some(l) => l.clone(),
         None => al.upload(ctx, "lengths", &vec![t as u32; b])?,
+    };
+    let drop = drop.filter(|d| train && d.rate > 0.0);
+    let lens = match drop {
+        None => lens,
+        Some(dr) => {
+            // The masks follow the lengths in one buffer: the kernels read both through
+            // their `lens` binding (the backward kernels have no binding left).
+            let n = cells_n
+                .checked_mul(g * b * p)
+                .ok_or_else(|| Error::Limit("recurrent dropout masks overflow usize".into()))?;
+            let packed = al.zeros(rec, "lengths + recurrent dropout masks", b + n)?;
+            rec.copy(&lens, 0, &packed, 0, by(b));
+            crate::kernels::rec_dropout::draw(rec, &packed, b, n, dr.rate, dr.seed)?;
+            packed
+        }
     };
     let h0_buf = match inp.h0 {
         Some(h0) => h0.clone(),
@@ -144,7 +180,10 @@ pub(crate) fn record_forward(
         for dir in 0..dn {
             let ci = layer * dn + dir;
             let cell = &w.cells[ci];
-            let s = shape_of(w, t, b, dir);
+            let mut s = shape_of(w, t, b, dir);
+            if drop.is_some() {
+                s.rmask = rec::u32_of(mask_offset(ci, (g, b, p)), "mask offset")?;
+            }
             let algo = rec::resolve(ctx, algo, &s, train, &kind.pool_need(&s))?;
             let gx = al.zeros(rec, "gates", t * b * g * h)?;
             let input = inputs
@@ -209,6 +248,7 @@ pub(crate) fn record_forward(
         t,
         b,
         lens,
+        drop,
         inputs,
         cells,
     });
@@ -230,7 +270,7 @@ pub(crate) fn forward(
     (h0, c0): (ArrayView3<f32>, Option<ArrayView3<f32>>),
     lengths: &[usize],
     algo: Algorithm,
-    train: bool,
+    (train, drop): (bool, Option<RecDrop>),
 ) -> Result<GpuForward> {
     let (kind, d) = (w.kind, w.dims);
     let (t, b, _) = x.dim();
@@ -266,7 +306,7 @@ pub(crate) fn forward(
         c0: c0_buf.as_ref(),
         lens: Some(&lens),
     };
-    let f = record_forward(&mut rec, &mut al, w, inp, (t, b), algo, train)?;
+    let f = record_forward(&mut rec, &mut al, w, inp, (t, b), algo, train, drop)?;
     let stats = match al {
         Alloc::Reuse(ws) => rec.submit_with(Some(ws))?,
         Alloc::Fresh => rec.submit()?,

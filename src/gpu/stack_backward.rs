@@ -5,11 +5,12 @@
 use ndarray::{Array1, Array3, ArrayView3};
 
 use super::cell::{CellWeights, Rhs};
-use super::stack::{GpuGrads, GpuTape, GpuWeights, array2, array3, flat, shape_of};
+use super::stack::{GpuGrads, GpuTape, GpuWeights, array2, array3, flat, mask_offset, shape_of};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::kernels::gemm::{self, Mat, Out};
-use crate::kernels::rec::BwdBufs;
+use crate::kernels::rec::{BwdBufs, u32_of};
+use crate::kernels::rec_dropout;
 use crate::kernels::{Phase, Recorder, buffers};
 
 /// Device outputs of a recorded backward: dX `(T, B, I)`, dh0 `(L·D, B, P)`, dc0
@@ -58,6 +59,11 @@ pub(crate) fn record_backward(
     let dh0 = zeros("dh0", cells_n * b * p)?;
     let dc0 = zeros("dc0", (cells_n * c_state).max(1))?;
     let dx = zeros("dx", t * b * i0)?;
+    // Recurrent dropout: one gate block's m ⊙ H_prev at a time, for its dW_hh rows.
+    let masked_h = match tape.drop {
+        Some(_) => Some(zeros("masked h_prev", t * b * p)?),
+        None => None,
+    };
     let ones_row = Mat {
         buf: &w.ones,
         off: 0,
@@ -79,7 +85,11 @@ pub(crate) fn record_backward(
             let ci = layer * dn + dir;
             let (cell, ct) = (&w.cells[ci], &tape.cells[ci]);
             let gr = &cell.grads;
-            let s = shape_of(w, t, b, dir);
+            let mut s = shape_of(w, t, b, dir);
+            let moff = mask_offset(ci, (g, b, p));
+            if tape.drop.is_some() {
+                s.rmask = u32_of(moff, "mask offset")?;
+            }
             let dgates = zeros("dgates", t * b * gd)?;
             let state = zeros("bwd state", b * p + c_state)?;
             // LSTM with projection: the total dh per step, for dW_hr. GRU: the forward's aux.
@@ -140,25 +150,50 @@ pub(crate) fn record_backward(
                 None,
             )?;
             // dW_hh by blocks: dG columns against H_prev (ring slot t + dir) or the aux rows.
+            // Under recurrent dropout each gate block of h rows reads its own m_g ⊙ H_prev
+            // (Keras: that block's matmul takes h_tm1 * rec_dp_mask[g]); the aux rows (GRU
+            // reset-before r ⊙ m_n ⊙ h) were masked by the forward.
             for blk in kind.hh_blocks(h) {
-                let rhs = match blk.rhs {
-                    Rhs::HPrev => Mat::rows(&ct.hseq, dir * b * p, p),
-                    Rhs::Aux => Mat::rows(&ct.aux, 0, h),
+                let split = match (&masked_h, blk.rhs) {
+                    (Some(hm), Rhs::HPrev) => {
+                        let v: Vec<_> = (0..blk.rows / h)
+                            .map(|k| (blk.w_row + k * h, blk.dg_col + k * h, h, Some(hm)))
+                            .collect();
+                        v
+                    }
+                    _ => vec![(blk.w_row, blk.dg_col, blk.rows, None)],
                 };
-                gemm::record(
-                    rec,
-                    (blk.rows, p, rows),
-                    1.0,
-                    Mat::rows_t(&dgates, blk.dg_col, gd),
-                    rhs,
-                    0.0,
-                    Out {
-                        buf: &gr.w_hh,
-                        off: blk.w_row * p,
-                        rs: p,
-                    },
-                    None,
-                )?;
+                for (w_row, dg_col, n_rows, hm) in split {
+                    let rhs = match (hm, blk.rhs) {
+                        (Some(hm), _) => {
+                            let gate = w_row / h;
+                            rec_dropout::masked_rows(
+                                rec,
+                                (&tape.lens, moff + gate * b * p),
+                                (&ct.hseq, dir * b * p),
+                                hm,
+                                (t, b * p),
+                            )?;
+                            Mat::rows(hm, 0, p)
+                        }
+                        (None, Rhs::HPrev) => Mat::rows(&ct.hseq, dir * b * p, p),
+                        (None, Rhs::Aux) => Mat::rows(&ct.aux, 0, h),
+                    };
+                    gemm::record(
+                        rec,
+                        (n_rows, p, rows),
+                        1.0,
+                        Mat::rows_t(&dgates, dg_col, gd),
+                        rhs,
+                        0.0,
+                        Out {
+                            buf: &gr.w_hh,
+                            off: w_row * p,
+                            rs: p,
+                        },
+                        None,
+                    )?;
+                }
                 if kind.has_b_hh_grad() {
                     gemm::record(
                         rec,

@@ -80,11 +80,13 @@ pub(crate) fn record_forward(
     // B8 T100 H128 forward recurrence measured in BENCHMARKS.md). GPUs keep one (b, j) per
     // invocation for parallelism.
     // WGPU_RNN_STEP=b1|b4 overrides the choice (tests run both variants on any adapter).
-    let blocked = match std::env::var("WGPU_RNN_STEP").as_deref() {
-        Ok("b1") => false,
-        Ok("b4") => true,
-        _ => rec.ctx().software,
-    };
+    // step_b4 has no recurrent-dropout masks: masked training takes `step`.
+    let blocked = s.rmask == 0
+        && match std::env::var("WGPU_RNN_STEP").as_deref() {
+            Ok("b1") => false,
+            Ok("b4") => true,
+            _ => rec.ctx().software,
+        };
     let (step_def, cells) = if blocked {
         (&FWD_STEP_B4, step_groups(s.b.div_ceil(4) * s.h)?)
     } else {

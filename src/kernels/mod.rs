@@ -21,6 +21,7 @@ pub(crate) mod merge;
 pub(crate) mod nn_act;
 pub(crate) mod optim;
 pub(crate) mod rec;
+pub(crate) mod rec_dropout;
 pub(crate) mod recorder;
 pub(crate) mod resident;
 pub(crate) mod rnn;
@@ -68,10 +69,11 @@ pub(crate) enum Shader {
     Dropout,
     KerasLoss,
     Regularize,
+    RecDropout,
 }
 
 impl Shader {
-    const ALL: [Shader; 29] = [
+    const ALL: [Shader; 30] = [
         Shader::Gemm,
         Shader::GemmPlain,
         Shader::GemmRbAny,
@@ -101,6 +103,7 @@ impl Shader {
         Shader::Dropout,
         Shader::KerasLoss,
         Shader::Regularize,
+        Shader::RecDropout,
     ];
 
     /// The WGSL module: recurrent cells get `rnn_common.wgsl` prepended (WGSL has no include).
@@ -158,7 +161,14 @@ impl Shader {
             Shader::Embedding => include_str!("../../shaders/embedding.wgsl"),
             Shader::SeqMask => include_str!("../../shaders/seq_mask.wgsl"),
             Shader::Merge => include_str!("../../shaders/merge.wgsl"),
-            Shader::Dropout => include_str!("../../shaders/dropout.wgsl"),
+            Shader::Dropout => concat!(
+                include_str!("../../shaders/dropout_hash.wgsl"),
+                include_str!("../../shaders/dropout.wgsl")
+            ),
+            Shader::RecDropout => concat!(
+                include_str!("../../shaders/dropout_hash.wgsl"),
+                include_str!("../../shaders/rec_dropout.wgsl")
+            ),
             Shader::KerasLoss => include_str!("../../shaders/keras_loss.wgsl"),
             Shader::Regularize => include_str!("../../shaders/regularize.wgsl"),
             Shader::ConvLstmForward => concat!(
@@ -222,7 +232,8 @@ impl Shader {
             Shader::Embedding => &["embedding.wgsl"],
             Shader::SeqMask => &["seq_mask.wgsl"],
             Shader::Merge => &["merge.wgsl"],
-            Shader::Dropout => &["dropout.wgsl"],
+            Shader::Dropout => &["dropout_hash.wgsl", "dropout.wgsl"],
+            Shader::RecDropout => &["dropout_hash.wgsl", "rec_dropout.wgsl"],
             Shader::KerasLoss => &["keras_loss.wgsl"],
             Shader::Regularize => &["regularize.wgsl"],
             Shader::ConvLstmForward => &["activations.wgsl", "convlstm_forward.wgsl"],

@@ -38,7 +38,11 @@ pub(crate) struct Params {
     /// Read by the Persistent and Stepwise kernels (`rnn_common.wgsl`); Resident and Grid
     /// compute tanh/sigmoid and are not chosen for other codes.
     pub acts: u32,
-    pub _pad2: [u32; 3],
+    /// Recurrent dropout: offset (u32 elements) of this layer-direction's masks `[G, B, P]`
+    /// in the `lens` buffer, after the lengths; 0 = no mask. Read by the Persistent and
+    /// Stepwise kernels (`rnn_common.wgsl`); Resident and Grid are not chosen with masks.
+    pub rmask: u32,
+    pub _pad2: [u32; 2],
 }
 
 /// Activation codes of `activations.wgsl` (and `ActivationCode` of the ConvLSTM launcher).
@@ -110,6 +114,8 @@ pub(crate) struct RecShape {
     pub dir: usize,
     /// Activation codes packed as in `Params::acts` ([`DEFAULT_ACTS`] for tanh/sigmoid).
     pub acts: u32,
+    /// Recurrent-dropout mask offset in `lens` (`Params::rmask`; 0 = none).
+    pub rmask: u32,
 }
 
 /// Workgroup-pool floats one batch row needs in each persistent kernel, with the formula
@@ -172,10 +178,17 @@ pub(crate) fn resolve(
         }
         Ok(())
     };
-    // Resident and Grid compute tanh/sigmoid cells only (their generated register code).
-    let default_acts = s.acts == DEFAULT_ACTS;
+    // Resident and Grid compute tanh/sigmoid cells only (their generated register code)
+    // and apply no recurrent-dropout masks.
+    let plain = s.acts == DEFAULT_ACTS && s.rmask == 0;
     let acts_ok = |name: &str| -> Result<()> {
-        if default_acts {
+        if s.rmask != 0 {
+            return Err(Error::Unsupported(format!(
+                "{name} applies no recurrent_dropout masks; training with recurrent_dropout \
+                 runs with Algorithm::Persistent or Stepwise (Auto picks one)"
+            )));
+        }
+        if s.acts == DEFAULT_ACTS {
             return Ok(());
         }
         Err(Error::Unsupported(format!(
@@ -204,7 +217,7 @@ pub(crate) fn resolve(
         // Persistent at every shape tried (B1-8, H64-128), so they get Stepwise unless
         // Resident applies (below).
         Algorithm::Auto => {
-            let resident = if !default_acts {
+            let resident = if !plain {
                 false
             } else if ctx.software {
                 super::resident::fits(ctx, need.cell, s, train).is_ok()
@@ -221,9 +234,7 @@ pub(crate) fn resolve(
                 // ≤ 512 (B1 H32 GRU/RNN, RNN B8 H64); every invocation of a workgroup
                 // crosses each barrier, which llvmpipe pays as a coroutine switch.
                 Algorithm::Resident
-            } else if !ctx.software
-                && default_acts
-                && super::grid::fits(ctx, need.cell, s, train).is_ok()
+            } else if !ctx.software && plain && super::grid::fits(ctx, need.cell, s, train).is_ok()
             {
                 // GPUs, past Resident's reach (unmeasured, DESIGN.md §8): a grid barrier
                 // (~1.6 µs measured on an H200) instead of a dispatch per step, W_hh rows
@@ -266,7 +277,8 @@ pub(crate) fn base_params(
         wt_off: 0,
         _pad: [0; 3],
         acts: s.acts,
-        _pad2: [0; 3],
+        rmask: s.rmask,
+        _pad2: [0; 2],
     })
 }
 

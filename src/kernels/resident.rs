@@ -241,6 +241,7 @@ pub(crate) fn max_hidden_of(ok: impl Fn(&RecShape) -> bool) -> usize {
             proj: false,
             dir: 0,
             acts: super::rec::DEFAULT_ACTS,
+            rmask: 0,
         };
         ok(&s)
     };

@@ -2,6 +2,7 @@
 //! where the layer runs (backend, device weights, algorithm, last record stats) and checks.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use ndarray::{Array3, ArrayView3, s};
 
@@ -11,7 +12,7 @@ use crate::context::Context;
 use crate::cpu::lstm::LstmDims;
 use crate::error::{Error, Result};
 use crate::gpu::cell::{CellKind, CellWeights};
-use crate::gpu::stack::GpuWeights;
+use crate::gpu::stack::{GpuWeights, RecDrop};
 use crate::kernels::RecordStats;
 use crate::weights::WeightFormat;
 
@@ -126,6 +127,8 @@ pub(crate) struct Runner<W = GpuWeights> {
     pub gpu: Option<W>,
     pub algorithm: Algorithm,
     stats: Mutex<RecordStats>,
+    /// Training forwards that drew recurrent-dropout masks (each call draws fresh ones).
+    drop_calls: AtomicU64,
 }
 
 impl Runner {
@@ -158,6 +161,7 @@ impl<W> Runner<W> {
             gpu,
             algorithm: Algorithm::Auto,
             stats: Mutex::default(),
+            drop_calls: AtomicU64::new(0),
         })
     }
 
@@ -178,6 +182,46 @@ impl<W> Runner<W> {
     pub fn stats(&self) -> RecordStats {
         self.stats.lock().map(|s| *s).unwrap_or_default()
     }
+
+    /// The recurrent dropout of one forward: in training with `rate > 0`, a fresh mask seed
+    /// from the layer's seed and a call counter (as `GpuDropout`). `None` otherwise.
+    pub fn next_drop(&self, (rate, seed): (f32, u64), train: bool) -> Option<RecDrop> {
+        (train && rate > 0.0).then(|| RecDrop {
+            rate,
+            seed: crate::nn::dropout::recurrent_call_seed(
+                seed,
+                self.drop_calls.fetch_add(1, Ordering::Relaxed),
+            ),
+        })
+    }
+}
+
+/// Checks a Keras `recurrent_dropout` rate: `0 ≤ rate < 1` (Keras applies none at 1.0; a
+/// layer that drops every recurrent input is refused instead).
+pub(crate) fn check_recurrent_dropout(kind: &str, rate: f32) -> Result<()> {
+    if (0.0..1.0).contains(&rate) {
+        return Ok(());
+    }
+    Err(Error::Config(format!(
+        "{kind} recurrent_dropout is {rate}; it must be in [0, 1)"
+    )))
+}
+
+/// The CPU backend computes no recurrent-dropout masks: a training forward that would apply
+/// them is refused by name (inference and rate 0 run as usual).
+pub(crate) fn check_cpu_dropout(
+    kind: &str,
+    backend: &Backend,
+    rate: f32,
+    train: bool,
+) -> Result<()> {
+    if matches!(backend, Backend::Cpu) && train && rate > 0.0 {
+        return Err(Error::Unsupported(format!(
+            "{kind} training with recurrent_dropout {rate} on the CPU backend (the GPU backend \
+             draws and applies the masks; the Keras model CPU reference replays them)"
+        )));
+    }
+    Ok(())
 }
 
 /// The activations of an LSTM or GRU packed for the kernels; on the CPU backend only the

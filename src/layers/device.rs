@@ -24,6 +24,8 @@ pub(crate) struct RecurrentDevice<'a> {
     pub layout: Layout,
     pub dims: LstmDims,
     pub has_c: bool,
+    /// Keras `recurrent_dropout` rate and the layer's dropout seed.
+    pub rec_dropout: (f32, u64),
 }
 
 /// The device tape of a recurrent layer.
@@ -186,6 +188,7 @@ impl RecurrentDevice<'_> {
             c0: c0.map(|v| v.buffer()),
             lens: Some(&lens),
         };
+        let drop = self.runner.next_drop(self.rec_dropout, train);
         let f = stack::record_forward(
             rec,
             &mut Alloc::Fresh,
@@ -194,6 +197,7 @@ impl RecurrentDevice<'_> {
             (t, b),
             self.runner.algorithm,
             train,
+            drop,
         )?;
         let width = d.directions() * p;
         // Outputs stay in processing order (Keras go_backwards), so only the batch axis moves.
@@ -218,6 +222,14 @@ impl RecurrentDevice<'_> {
             lengths: None,
             tape: f.tape.map(|gpu| Tape::new(origin, DevTape { gpu })),
         })
+    }
+
+    /// The recurrent-dropout masks the training forward of `tape` drew, read back from the
+    /// device (see [`read_masks`]).
+    pub fn recurrent_masks(&self, tape: &Tape) -> Result<Option<ndarray::Array4<f32>>> {
+        let (ctx, w) = self.device()?;
+        let dt: &DevTape = tape.open(self.kind, self.id, Some(ctx.id()))?;
+        read_masks(ctx, w, &dt.gpu)
     }
 
     /// Records the backward; returns dL/dx in the caller's layout.
@@ -290,4 +302,26 @@ pub(crate) fn read_params(ctx: &Context, w: &GpuWeights) -> Result<crate::weight
         m.insert(p.name.clone(), a);
     }
     Ok(m)
+}
+
+/// The recurrent-dropout masks a training forward drew, read back from the device: shape
+/// `(L·D, G, B, P)` (layer-direction, gate block in the kernels' order: LSTM i,f,g,o, GRU
+/// r,z,n, RNN one; batch row; unit of h_{t-1}), each value 0 or 1/(1-rate); `None` when that
+/// forward applied none (inference, or rate 0).
+pub(crate) fn read_masks(
+    ctx: &Context,
+    w: &GpuWeights,
+    tape: &GpuTape,
+) -> Result<Option<ndarray::Array4<f32>>> {
+    if tape.drop.is_none() {
+        return Ok(None);
+    }
+    let d = w.dims;
+    let (cells, g, b, p) = (d.cell_count(), w.kind.gates(), tape.b, d.out_size());
+    let n = cells * g * b * p;
+    let got = buffers::read_f32(ctx, &[(&tape.lens, b, n)])?;
+    let v = got.into_iter().next().unwrap_or_default();
+    ndarray::Array4::from_shape_vec((cells, g, b, p), v)
+        .map(Some)
+        .map_err(|e| Error::Shape(e.to_string()))
 }

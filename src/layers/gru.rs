@@ -7,7 +7,7 @@ use std::path::Path;
 use ndarray::ArrayView3;
 
 use super::Backend;
-use super::common::{Layout, check_go_backwards};
+use super::common::{Layout, check_go_backwards, check_recurrent_dropout};
 use super::hstate::{
     HCore, HParams, RnnGradients, RnnOutput, RnnTrace, gru_cells, hstate_layer_api,
     hstate_layer_impl,
@@ -22,7 +22,7 @@ use crate::weights::{TensorMap, WeightFormat, lookup, safetensors_io, torch};
 
 /// Configuration of a [`Gru`], named as in PyTorch (`nn.GRU`) plus Keras' `go_backwards` and
 /// `reset_after`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct GruConfig {
     /// Features per input step (`I`).
     pub input_size: usize,
@@ -46,6 +46,14 @@ pub struct GruConfig {
     pub activation: crate::cpu::Activation,
     /// Keras `recurrent_activation`: the gates' activation (sigmoid; GPU backend for others).
     pub recurrent_activation: crate::cpu::Activation,
+    /// Keras `recurrent_dropout`: in a training forward (GPU backend), the fraction of
+    /// h_{t-1} dropped where it feeds the recurrent kernel, with one mask per gate block
+    /// (Keras: GRU 3: z, r, h), each `(B, units)`, drawn afresh per call and
+    /// kept for every step; kept values are scaled by 1/(1-rate). `0 ≤ rate < 1`; 0 (the
+    /// default) and inference change nothing.
+    pub recurrent_dropout: f32,
+    /// Seed of the recurrent-dropout masks (each training call mixes in a call counter).
+    pub dropout_seed: u64,
 }
 
 impl GruConfig {
@@ -62,6 +70,8 @@ impl GruConfig {
             reset_after: true,
             activation: crate::cpu::Activation::Tanh,
             recurrent_activation: crate::cpu::Activation::Sigmoid,
+            recurrent_dropout: 0.0,
+            dropout_seed: 0,
         }
     }
 
@@ -79,6 +89,7 @@ impl GruConfig {
     /// Checks sizes and option combinations.
     pub fn validate(&self) -> Result<()> {
         self.dims().validate_cell(3)?;
+        check_recurrent_dropout("gru", self.recurrent_dropout)?;
         check_go_backwards(self.go_backwards, &self.dims())
     }
 
@@ -176,7 +187,7 @@ impl Gru {
             config.activation,
             config.recurrent_activation,
         )?;
-        let core = HCore::new(
+        let mut core = HCore::new(
             config.layout(),
             (config.bias, acts),
             format,
@@ -184,6 +195,7 @@ impl Gru {
             HParams::Gru(params),
             backend,
         )?;
+        core.rec_dropout = (config.recurrent_dropout, config.dropout_seed);
         Ok(Self { config, core })
     }
 

@@ -4,7 +4,7 @@
 use ndarray::{Array3, ArrayView3};
 
 use super::Backend;
-use super::common::{Layout, Runner, check_lengths_layout, expect_shape};
+use super::common::{Layout, Runner, check_cpu_dropout, check_lengths_layout, expect_shape};
 use crate::cpu::gru::{GruCellParams, GruParams, GruTape, gru_backward, gru_forward};
 use crate::cpu::lstm::{LstmDims, check_inputs};
 use crate::cpu::rnn::{Nonlinearity, RnnCellParams, RnnParams, RnnTape, rnn_backward, rnn_forward};
@@ -14,7 +14,7 @@ use crate::gpu::stack::{self as gpu, GpuTape};
 use crate::gpu::stack_backward;
 use crate::kernels::RecordStats;
 use crate::layer::{Origin, next_layer_id};
-use crate::layers::device::{RecurrentDevice, read_params};
+use crate::layers::device::{RecurrentDevice, read_masks, read_params};
 use crate::weights::keras::{self, KerasCell};
 use crate::weights::{TensorMap, WeightFormat, torch};
 
@@ -85,6 +85,25 @@ macro_rules! hstate_layer_api {
             let (o, t) = self.core.forward(x, h0, lengths, true)?;
             let t = t.ok_or_else(|| Error::Device("training forward kept no trace".into()))?;
             Ok((o, t))
+        }
+
+        /// The recurrent-dropout masks the training forward of `trace` drew (GPU backend),
+        /// read back from the device: `(L·D, G, B, H)`, gate blocks in the kernels' order
+        /// (GRU r, z, n, i.e. Keras' r, z, h; SimpleRNN one), each value 0 or 1/(1-rate);
+        /// `None` when it applied none.
+        pub fn recurrent_dropout_mask(
+            &self,
+            trace: &RnnTrace,
+        ) -> Result<Option<ndarray::Array4<f32>>> {
+            self.core.recurrent_masks(trace)
+        }
+
+        /// As `recurrent_dropout_mask`, for the tape of a recorded training forward.
+        pub fn recurrent_dropout_mask_of(
+            &self,
+            tape: &crate::Tape,
+        ) -> Result<Option<ndarray::Array4<f32>>> {
+            self.core.device_path().recurrent_masks(tape)
         }
 
         /// Backward through time from the upstream gradients of `out` (caller's layout) and
@@ -274,6 +293,8 @@ pub(crate) struct HCore {
     pub keras_cell: KerasCell,
     pub params: HParams,
     pub runner: Runner,
+    /// Keras `recurrent_dropout` rate and its seed (set by the layer after `new`).
+    pub rec_dropout: (f32, u64),
 }
 
 impl HCore {
@@ -313,6 +334,7 @@ impl HCore {
             keras_cell,
             params,
             runner,
+            rec_dropout: (0.0, 0),
         })
     }
 
@@ -348,6 +370,7 @@ impl HCore {
             layout: self.layout,
             dims: self.params.dims(),
             has_c: false,
+            rec_dropout: self.rec_dropout,
         }
     }
 
@@ -379,9 +402,12 @@ impl HCore {
         // No c state: the c0 check is given the shape it expects.
         let c_shape = [d.cell_count(), b, d.hidden_size];
         let lens = check_inputs(&d, xt.shape(), h0.shape(), &c_shape, lengths)?;
+        check_cpu_dropout(self.kind, &self.runner.backend, self.rec_dropout.0, train)?;
         let (out, h_n, inner) = match self.runner.device() {
             Some((ctx, w)) => {
-                let f = gpu::forward(ctx, w, xt, (h0, None), &lens, self.runner.algorithm, train)?;
+                let drop = self.runner.next_drop(self.rec_dropout, train);
+                let algo = self.runner.algorithm;
+                let f = gpu::forward(ctx, w, xt, (h0, None), &lens, algo, (train, drop))?;
                 self.runner.set_stats(f.stats);
                 (f.out, f.h_n, f.tape.map(Inner::Gpu))
             }
@@ -414,6 +440,13 @@ impl HCore {
                 origin,
             }),
         ))
+    }
+
+    pub fn recurrent_masks(&self, trace: &RnnTrace) -> Result<Option<ndarray::Array4<f32>>> {
+        match (&trace.inner, self.runner.device()) {
+            (Inner::Gpu(tape), Some((ctx, w))) => read_masks(ctx, w, tape),
+            _ => Ok(None),
+        }
     }
 
     pub fn backward(

@@ -3,10 +3,13 @@
 
 use std::path::Path;
 
-use ndarray::{Array3, ArrayView3};
+use ndarray::{Array3, Array4, ArrayView3};
 
 use super::Backend;
-use super::common::{Layout, Runner, check_go_backwards, check_lengths_layout, expect_shape};
+use super::common::{
+    Layout, Runner, check_cpu_dropout, check_go_backwards, check_lengths_layout,
+    check_recurrent_dropout, expect_shape,
+};
 use crate::algorithm::Algorithm;
 use crate::cpu::lstm::{self as cpu, LstmCellParams, LstmDims, LstmGrads, LstmParams, LstmTape};
 use crate::error::{Error, Result};
@@ -15,14 +18,14 @@ use crate::gpu::stack::{self as gpu, GpuTape};
 use crate::gpu::stack_backward;
 use crate::kernels::{RecordStats, Recorder};
 use crate::layer::{Forward, Layer, Origin, OutputGrads, Tape, next_layer_id};
-use crate::layers::device::{RecurrentDevice, read_params};
+use crate::layers::device::{RecurrentDevice, read_masks, read_params};
 use crate::nn::ParamBuffer;
 use crate::tensor::DeviceTensor;
 use crate::weights::keras::{self, KerasCell};
 use crate::weights::{self, TensorMap, WeightFormat, lookup, torch};
 
 /// Configuration of an [`Lstm`], named as in PyTorch (`nn.LSTM`) with Keras' `go_backwards`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct LstmConfig {
     /// Features per input step (`I`).
     pub input_size: usize,
@@ -45,6 +48,14 @@ pub struct LstmConfig {
     pub activation: crate::cpu::Activation,
     /// Keras `recurrent_activation`: the gates' activation (sigmoid; GPU backend for others).
     pub recurrent_activation: crate::cpu::Activation,
+    /// Keras `recurrent_dropout`: in a training forward (GPU backend), the fraction of
+    /// h_{t-1} dropped where it feeds the recurrent kernel, with one mask per gate block
+    /// (Keras: LSTM 4, GRU 3, SimpleRNN 1), each `(B, units)`, drawn afresh per call and
+    /// kept for every step; kept values are scaled by 1/(1-rate). `0 ≤ rate < 1`; 0 (the
+    /// default) and inference change nothing.
+    pub recurrent_dropout: f32,
+    /// Seed of the recurrent-dropout masks (each training call mixes in a call counter).
+    pub dropout_seed: u64,
 }
 
 impl LstmConfig {
@@ -61,6 +72,8 @@ impl LstmConfig {
             go_backwards: false,
             activation: crate::cpu::Activation::Tanh,
             recurrent_activation: crate::cpu::Activation::Sigmoid,
+            recurrent_dropout: 0.0,
+            dropout_seed: 0,
         }
     }
 
@@ -78,6 +91,15 @@ impl LstmConfig {
     /// Checks sizes and option combinations.
     pub fn validate(&self) -> Result<()> {
         self.dims().validate()?;
+        check_recurrent_dropout("lstm", self.recurrent_dropout)?;
+        if self.proj_size > 0 && self.recurrent_dropout > 0.0 {
+            // Keras has no projection, so there is no reference for the masks' semantics.
+            return Err(Error::Unsupported(format!(
+                "lstm recurrent_dropout {} with proj_size {} (a Keras option; Keras LSTMs have \
+                 no projection)",
+                self.recurrent_dropout, self.proj_size
+            )));
+        }
         check_go_backwards(self.go_backwards, &self.dims())
     }
 
@@ -256,6 +278,7 @@ impl Lstm {
             layout: self.config.layout(),
             dims: self.config.dims(),
             has_c: true,
+            rec_dropout: (self.config.recurrent_dropout, self.config.dropout_seed),
         }
     }
 
@@ -388,8 +411,13 @@ impl Lstm {
             }
         };
         let lens = cpu::check_inputs(&d, xt.shape(), h0.shape(), c0.shape(), lengths)?;
+        let rate = self.config.recurrent_dropout;
+        check_cpu_dropout("lstm", &self.runner.backend, rate, train)?;
         let (out, h_n, c_n, inner) = match self.runner.device() {
             Some((ctx, w)) => {
+                let drop = self
+                    .runner
+                    .next_drop((rate, self.config.dropout_seed), train);
                 let f = gpu::forward(
                     ctx,
                     w,
@@ -397,7 +425,7 @@ impl Lstm {
                     (h0, Some(c0)),
                     &lens,
                     self.runner.algorithm,
-                    train,
+                    (train, drop),
                 )?;
                 self.runner.set_stats(f.stats);
                 let c_n = f
@@ -434,6 +462,22 @@ impl Lstm {
                 origin,
             }),
         ))
+    }
+
+    /// The recurrent-dropout masks the training forward of `trace` drew (GPU backend), read
+    /// back from the device: `(L·D, 4, B, P)` with gate blocks i, f, g (Keras c), o, each
+    /// value 0 or 1/(1-rate); `None` when it applied none. The masks of a device
+    /// [`Tape`] come from [`Lstm::recurrent_dropout_mask_of`].
+    pub fn recurrent_dropout_mask(&self, trace: &LstmTrace) -> Result<Option<Array4<f32>>> {
+        match (&trace.inner, self.runner.device()) {
+            (TraceInner::Gpu(tape), Some((ctx, w))) => read_masks(ctx, w, tape),
+            _ => Ok(None),
+        }
+    }
+
+    /// As [`Lstm::recurrent_dropout_mask`], for the tape of a recorded training forward.
+    pub fn recurrent_dropout_mask_of(&self, tape: &Tape) -> Result<Option<Array4<f32>>> {
+        self.device_path().recurrent_masks(tape)
     }
 
     /// Backward through time from the upstream gradients of `out` (caller's layout) and of

@@ -6,7 +6,7 @@ use std::path::Path;
 use ndarray::ArrayView3;
 
 use super::Backend;
-use super::common::{Layout, check_go_backwards};
+use super::common::{Layout, check_go_backwards, check_recurrent_dropout};
 use super::hstate::{
     HCore, HParams, RnnGradients, RnnOutput, RnnTrace, hstate_layer_api, hstate_layer_impl,
     rnn_cells,
@@ -21,7 +21,7 @@ use crate::weights::keras::{self, KerasCell};
 use crate::weights::{TensorMap, WeightFormat, lookup, safetensors_io, torch};
 
 /// Configuration of a [`SimpleRnn`], named as in PyTorch (`nn.RNN`) plus Keras' `go_backwards`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct SimpleRnnConfig {
     /// Features per input step (`I`).
     pub input_size: usize,
@@ -39,6 +39,14 @@ pub struct SimpleRnnConfig {
     pub go_backwards: bool,
     /// `tanh` (default) or `relu` (PyTorch `nonlinearity`, Keras `activation`).
     pub nonlinearity: Nonlinearity,
+    /// Keras `recurrent_dropout`: in a training forward (GPU backend), the fraction of
+    /// h_{t-1} dropped where it feeds the recurrent kernel, with one mask
+    /// (Keras SimpleRNN),  `(B, units)`, drawn afresh per call and
+    /// kept for every step; kept values are scaled by 1/(1-rate). `0 ≤ rate < 1`; 0 (the
+    /// default) and inference change nothing.
+    pub recurrent_dropout: f32,
+    /// Seed of the recurrent-dropout masks (each training call mixes in a call counter).
+    pub dropout_seed: u64,
 }
 
 impl SimpleRnnConfig {
@@ -53,6 +61,8 @@ impl SimpleRnnConfig {
             bias: true,
             go_backwards: false,
             nonlinearity: Nonlinearity::Tanh,
+            recurrent_dropout: 0.0,
+            dropout_seed: 0,
         }
     }
 
@@ -70,6 +80,7 @@ impl SimpleRnnConfig {
     /// Checks sizes and option combinations.
     pub fn validate(&self) -> Result<()> {
         self.dims().validate_cell(1)?;
+        check_recurrent_dropout("simple_rnn", self.recurrent_dropout)?;
         check_go_backwards(self.go_backwards, &self.dims())
     }
 
@@ -149,7 +160,7 @@ impl SimpleRnn {
         backend: Backend,
     ) -> Result<Self> {
         // The RNN kernels read the nonlinearity from their flags; the gate codes are unused.
-        let core = HCore::new(
+        let mut core = HCore::new(
             config.layout(),
             (config.bias, crate::kernels::rec::DEFAULT_ACTS),
             format,
@@ -157,6 +168,7 @@ impl SimpleRnn {
             HParams::Rnn(params),
             backend,
         )?;
+        core.rec_dropout = (config.recurrent_dropout, config.dropout_seed);
         Ok(Self { config, core })
     }
 

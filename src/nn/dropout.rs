@@ -33,7 +33,7 @@ struct DropTape {
 }
 
 /// splitmix64 of `(seed, call)`: a fresh, reproducible mask seed per training forward.
-fn call_seed(seed: u64, call: u64) -> u64 {
+pub(crate) fn call_seed(seed: u64, call: u64) -> u64 {
     let mut z = seed ^ call.wrapping_mul(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
@@ -164,4 +164,55 @@ impl Layer for GpuDropout {
     fn params(&self) -> Result<Vec<ParamBuffer>> {
         Ok(Vec::new())
     }
+}
+
+/// Mixed into recurrent-dropout seeds ("RECDROP"), keeping those masks apart from a Dropout
+/// layer given the same seed.
+const REC_DROPOUT_DOMAIN: u64 = 0x0052_4543_4452_4f50;
+
+/// The mask seed of training call `call` (0 first) of a recurrent layer with `dropout_seed`.
+pub(crate) fn recurrent_call_seed(seed: u64, call: u64) -> u64 {
+    call_seed(seed ^ REC_DROPOUT_DOMAIN, call)
+}
+
+/// The recurrent-dropout masks that training call `call` (counting from 0, per layer) of an
+/// `Lstm`/`Gru`/`SimpleRnn` with `dropout_seed = seed` and `recurrent_dropout = rate` draws
+/// on the device, computed on the host bit for bit (the same hash): shape
+/// `(L·D, G, B, P)` as the layers' `recurrent_dropout_mask` returns it. Lets a CPU reference
+/// replay a GPU training step without reading the masks back.
+pub fn recurrent_dropout_masks(
+    seed: u64,
+    call: u64,
+    rate: f32,
+    (cells, gates, batch, units): (usize, usize, usize, usize),
+) -> Result<ndarray::Array4<f32>> {
+    if !(0.0..1.0).contains(&rate) {
+        return Err(Error::Config(format!(
+            "recurrent_dropout {rate} must be in [0, 1)"
+        )));
+    }
+    let n = cells
+        .checked_mul(gates)
+        .and_then(|v| v.checked_mul(batch))
+        .and_then(|v| v.checked_mul(units))
+        .filter(|&n| n <= u32::MAX as usize)
+        .ok_or_else(|| {
+            Error::Limit(format!(
+                "({cells}, {gates}, {batch}, {units}) masks exceed u32 indexing"
+            ))
+        })?;
+    let s = recurrent_call_seed(seed, call);
+    let thr = kernel::threshold(rate);
+    let scale = 1.0 / (1.0 - rate);
+    let v = (0..n as u32)
+        .map(|m| {
+            if kernel::host_keep(m, s, thr) {
+                scale
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    ndarray::Array4::from_shape_vec((cells, gates, batch, units), v)
+        .map_err(|e| Error::Shape(e.to_string()))
 }

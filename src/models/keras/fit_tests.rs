@@ -223,13 +223,17 @@ fn sign_task(n: usize, seed: u64) -> (ModelInput, Target) {
 }
 
 fn small_model(seed: u64, dropout: f64) -> Sequential {
-    small_model_with(seed, dropout, 0.0)
+    small_model_with(seed, dropout, (0.0, 0.0))
 }
 
-/// SimpleRNN(8, dropout = `input_dropout`) → Dropout(`dropout`) → Dense(1, sigmoid).
-fn small_model_with(seed: u64, dropout: f64, input_dropout: f64) -> Sequential {
+/// SimpleRNN(8, dropout, recurrent_dropout = `rnn_drop`) → Dropout(`dropout`) →
+/// Dense(1, sigmoid).
+fn small_model_with(seed: u64, dropout: f64, rnn_drop: (f64, f64)) -> Sequential {
     let spec = SequentialBuilder::new("m", &[Some(6), Some(2)], false)
-        .rnn(CellKind::SimpleRnn, 8, |r| r.dropout = input_dropout)
+        .rnn(CellKind::SimpleRnn, 8, |r| {
+            r.dropout = rnn_drop.0;
+            r.recurrent_dropout = rnn_drop.1;
+        })
         .dropout(dropout)
         .dense(1, SIGMOID)
         .build()
@@ -329,7 +333,8 @@ fn dropout_is_live_in_training_steps_only() {
     let frozen = OptimizerConfig::sgd(0.0, 0.0, false);
     let plain = small_model(6, 0.0);
     let dropped = small_model(6, 0.5);
-    let input_dropped = small_model_with(6, 0.0, 0.5);
+    let input_dropped = small_model_with(6, 0.0, (0.5, 0.0));
+    let recurrent_dropped = small_model_with(6, 0.0, (0.0, 0.5));
     // Same weights (the Dropout has none): the inference losses agree.
     let cpu = CpuBackend {
         precision: Precision::F64,
@@ -340,6 +345,7 @@ fn dropout_is_live_in_training_steps_only() {
         ("plain", &plain),
         ("dropout", &dropped),
         ("input dropout", &input_dropped),
+        ("recurrent dropout", &recurrent_dropped),
     ] {
         let mut s = Session::new(be.ctx(), m, Some((7, frozen))).unwrap();
         let v: Vec<f64> = (0..3)
@@ -356,15 +362,17 @@ fn dropout_is_live_in_training_steps_only() {
     }
     // With rate 0.5 each step draws a new mask: the losses differ from the inference loss
     // and from each other.
-    let d = &losses["dropout"];
-    assert!(
-        d.iter().all(|v| (v - reference).abs() > 1e-4),
-        "{d:?} vs {reference}"
-    );
-    assert!(
-        (d[0] - d[1]).abs() > 1e-6 && (d[1] - d[2]).abs() > 1e-6,
-        "{d:?}"
-    );
+    for key in ["dropout", "input dropout", "recurrent dropout"] {
+        let d = &losses[key];
+        assert!(
+            d.iter().all(|v| (v - reference).abs() > 1e-4),
+            "{key}: {d:?} vs {reference}"
+        );
+        assert!(
+            (d[0] - d[1]).abs() > 1e-6 && (d[1] - d[2]).abs() > 1e-6,
+            "{key}: {d:?}"
+        );
+    }
 }
 
 #[test]

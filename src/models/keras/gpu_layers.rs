@@ -82,6 +82,7 @@ fn rnn_layer(
     r: &RnnSpec,
     first: usize,
     input: usize,
+    train: Option<u64>,
 ) -> Result<Box<dyn Recurrent>> {
     let mut m = TensorMap::new();
     m.insert("kernel".into(), weight(model, l, first)?.clone());
@@ -93,6 +94,20 @@ fn rnn_layer(
         m.insert("bias".into(), weight(model, l, first + 2)?.clone());
     }
     let backend = Backend::Gpu(ctx.clone());
+    // recurrent_dropout masks: live only in a training build (`train: Some(seed)`); an
+    // inference build keeps the rate at 0, since GpuBackend's gradients are Keras'
+    // inference-mode ones (the goldens), recorded with `train = true` only to keep tapes.
+    // The seed mixes the build's seed with the layer name (FNV-1a) and direction, so
+    // Bidirectional's two layers and every layer of a stack draw different masks.
+    let rd = if train.is_some() {
+        r.recurrent_dropout as f32
+    } else {
+        0.0
+    };
+    let seed = r.name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, c| {
+        (h ^ u64::from(c)).wrapping_mul(0x100_0000_01b3)
+    }) ^ first as u64
+        ^ train.unwrap_or(0).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     Ok(match r.cell {
         CellKind::Lstm { .. } => {
             let mut c = LstmConfig::new(input, r.units);
@@ -100,6 +115,7 @@ fn rnn_layer(
             c.bias = r.use_bias;
             c.activation = r.activation;
             c.recurrent_activation = r.recurrent_activation;
+            (c.recurrent_dropout, c.dropout_seed) = (rd, seed);
             Box::new(Lstm::from_keras(c, &m, backend)?)
         }
         CellKind::Gru { reset_after } => {
@@ -109,6 +125,7 @@ fn rnn_layer(
             c.reset_after = reset_after;
             c.activation = r.activation;
             c.recurrent_activation = r.recurrent_activation;
+            (c.recurrent_dropout, c.dropout_seed) = (rd, seed);
             Box::new(Gru::from_keras(c, &m, backend)?)
         }
         CellKind::SimpleRnn if matches!(r.activation, Activation::Tanh | Activation::Relu) => {
@@ -118,6 +135,7 @@ fn rnn_layer(
             if r.activation == Activation::Relu {
                 c.nonlinearity = Nonlinearity::Relu;
             }
+            (c.recurrent_dropout, c.dropout_seed) = (rd, seed);
             Box::new(SimpleRnn::from_keras(c, &m, backend)?)
         }
         _ => {
@@ -213,7 +231,7 @@ pub(super) fn build(
             },
             LayerKind::Dense(d) | LayerKind::TimeDistributed(d) => dense_layer(ctx, model, l, d)?,
             LayerKind::Rnn(r) => DevLayer::Rnn(
-                rnn_layer(ctx, model, l, r, 0, input)?,
+                rnn_layer(ctx, model, l, r, 0, input, train)?,
                 r.clone(),
                 input_dropout(ctx, r, train, &mut k)?,
             ),
@@ -226,8 +244,8 @@ pub(super) fn build(
                 let df = input_dropout(ctx, forward, train, &mut k)?;
                 let db = input_dropout(ctx, backward, train, &mut k)?;
                 DevLayer::Bidi {
-                    f: rnn_layer(ctx, model, l, forward, 0, input)?,
-                    b: rnn_layer(ctx, model, l, backward, nf, input)?,
+                    f: rnn_layer(ctx, model, l, forward, 0, input, train)?,
+                    b: rnn_layer(ctx, model, l, backward, nf, input, train)?,
                     fs: (**forward).clone(),
                     merge: *merge,
                     drop: df.zip(db),

@@ -43,6 +43,10 @@ mod init;
 mod loss;
 mod model;
 mod plan;
+#[cfg(test)]
+mod rec_dropout_stack_tests;
+#[cfg(test)]
+mod rec_dropout_tests;
 mod session;
 mod spec;
 mod summary;

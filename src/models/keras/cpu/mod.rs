@@ -98,8 +98,14 @@ pub(crate) fn integral(v: &ArrayD<f64>) -> Option<ArrayD<i64>> {
         .then(|| v.mapv(|x| x as i64))
 }
 
+/// Per recurrent direction (keyed as the stateful states: the layer name, or
+/// `bidirectional_name/direction_name`), its recurrent-dropout masks: one `(B, units)` per
+/// gate block in Keras' order (see [`rnn::forward_dropout`]).
+pub(crate) type RecMasks<T> = BTreeMap<String, Vec<Array2<T>>>;
+
 /// One recurrent direction; stateful layers start from `init[key]` and leave their final
-/// states in `states[key]`.
+/// states in `states[key]`; `rec_masks[key]`, when present, are its recurrent-dropout masks.
+#[allow(clippy::too_many_arguments)]
 fn run_rnn<T: Real>(
     r: &RnnSpec,
     key: String,
@@ -107,6 +113,7 @@ fn run_rnn<T: Real>(
     x3: ndarray::ArrayView3<T>,
     mask: Option<&Array2<bool>>,
     init: Option<&BTreeMap<String, Vec<Array2<T>>>>,
+    rec_masks: Option<&RecMasks<T>>,
     states: &mut BTreeMap<String, Vec<Array2<T>>>,
 ) -> rnn::RnnRun<T> {
     let s0 = if r.stateful {
@@ -114,7 +121,8 @@ fn run_rnn<T: Real>(
     } else {
         None
     };
-    let run = rnn::forward(r, rw, x3, mask, s0.map(Vec::as_slice));
+    let drop = rec_masks.and_then(|m| m.get(&key)).map(Vec::as_slice);
+    let run = rnn::forward_dropout(r, rw, x3, mask, s0.map(Vec::as_slice), drop);
     if r.stateful {
         states.insert(key, run.states.clone());
     }
@@ -127,6 +135,18 @@ pub(crate) fn forward<T: Real>(
     w: &Weights<T>,
     x: &ModelInput,
     init: Option<&BTreeMap<String, Vec<Array2<T>>>>,
+) -> Result<Forward<T>> {
+    forward_with_masks(spec, w, x, init, None)
+}
+
+/// [`forward`] with recurrent-dropout masks for the directions `rec_masks` names (a training
+/// step replayed with the masks the device drew); the backward applies them too.
+pub(crate) fn forward_with_masks<T: Real>(
+    spec: &ModelSpec,
+    w: &Weights<T>,
+    x: &ModelInput,
+    init: Option<&BTreeMap<String, Vec<Array2<T>>>>,
+    rec_masks: Option<&RecMasks<T>>,
 ) -> Result<Forward<T>> {
     let mut states = BTreeMap::new();
     let mut tapes = Vec::with_capacity(spec.layers.len());
@@ -191,6 +211,7 @@ pub(crate) fn forward<T: Real>(
                     seq3(&flow, name)?,
                     mask.as_ref(),
                     init,
+                    rec_masks,
                     &mut states,
                 );
                 let y = if r.return_sequences {
@@ -218,6 +239,7 @@ pub(crate) fn forward<T: Real>(
                     x3,
                     mask.as_ref(),
                     init,
+                    rec_masks,
                     &mut states,
                 );
                 let br = run_rnn(
@@ -227,6 +249,7 @@ pub(crate) fn forward<T: Real>(
                     x3,
                     mask.as_ref(),
                     init,
+                    rec_masks,
                     &mut states,
                 );
                 let (yf, yb) = if fs.return_sequences {

@@ -9,6 +9,14 @@
 //! order. The cells here are Keras', not the crate's PyTorch-layout `cpu::` cells, because
 //! Keras masks may sit anywhere in a sequence (pre-padding), which length-based packing cannot
 //! express.
+//!
+//! Recurrent dropout (training) follows keras/src/layers/rnn/{lstm,gru,simple_rnn}.py: a layer
+//! with `recurrent_dropout > 0` runs its cell's `implementation=1` path, where each gate block
+//! has its own mask (LSTM i,f,c,o; GRU z,r,h; SimpleRNN one), each `(B, U)`, drawn once per
+//! call (`DropoutRNNCell`) and applied to h_{t-1} where it feeds that block's slice of
+//! `recurrent_kernel`: `h_tm1_g = h_tm1 * rec_dp_mask[g]`. GRU's update
+//! `h = z * h_tm1 + (1 - z) * hh` uses the unmasked h_tm1; reset_after=False resets the masked
+//! one (`r * h_tm1_h`). [`forward_dropout`] takes the masks (a replay of what the device drew).
 
 use ndarray::{Array2, Array3, ArrayView2, ArrayView3, ArrayViewD, Axis, Zip, s};
 
@@ -66,6 +74,8 @@ pub(crate) struct RnnTape<T> {
     x: Array3<T>,
     mask: Option<Array2<bool>>,
     steps: Vec<StepCache<T>>,
+    /// Recurrent-dropout masks, one `(B, U)` per gate block in Keras' order.
+    rec_masks: Option<Vec<Array2<T>>>,
 }
 
 /// The outputs of one forward.
@@ -90,12 +100,44 @@ fn time(spec: &RnnSpec, step: usize, steps: usize) -> usize {
 /// Runs the layer over `x (B, T, I)` with an optional mask `(B, T)`, from `init` states
 /// (`[h, c]` / `[h]`, each `(B, U)`; zeros when `None`). The output carried through masked
 /// steps starts at 0 whatever the states, as in Keras.
+#[allow(dead_code)] // the mask-free entry: tests, and callers without recurrent dropout
 pub(crate) fn forward<T: Real>(
     spec: &RnnSpec,
     w: &RnnWeights<T>,
     x: ArrayView3<T>,
     mask: Option<&Array2<bool>>,
     init: Option<&[Array2<T>]>,
+) -> RnnRun<T> {
+    forward_dropout(spec, w, x, mask, init, None)
+}
+
+/// Σ_g (h ⊙ m_g) · R[:, block g] over gate blocks `blocks` of width `u`, side by side: the
+/// recurrent pre-activations of those blocks under recurrent dropout.
+fn masked_rec<T: Real>(
+    h: &Array2<T>,
+    r: ArrayView2<T>,
+    masks: &[Array2<T>],
+    u: usize,
+    blocks: std::ops::Range<usize>,
+) -> Array2<T> {
+    let mut out = Array2::<T>::zeros((h.nrows(), blocks.len() * u));
+    for (i, g) in blocks.enumerate() {
+        let hm = h * &masks[g];
+        out.slice_mut(s![.., i * u..(i + 1) * u])
+            .assign(&hm.dot(&r.slice(s![.., g * u..(g + 1) * u])));
+    }
+    out
+}
+
+/// [`forward`] with recurrent dropout: `rec_masks` holds one `(B, U)` mask per gate block in
+/// Keras' order (LSTM i,f,c,o; GRU z,r,h; SimpleRNN one), applied at every step (module doc).
+pub(crate) fn forward_dropout<T: Real>(
+    spec: &RnnSpec,
+    w: &RnnWeights<T>,
+    x: ArrayView3<T>,
+    mask: Option<&Array2<bool>>,
+    init: Option<&[Array2<T>]>,
+    rec_masks: Option<&[Array2<T>]>,
 ) -> RnnRun<T> {
     let (b, steps, _) = x.dim();
     let u = spec.units;
@@ -120,7 +162,11 @@ pub(crate) fn forward<T: Real>(
         let xk = xt.dot(&w.kernel) + &b_in;
         let (h_new, c_new, cache) = match spec.cell {
             CellKind::Lstm { .. } => {
-                let mut z = xk + h.dot(&w.recurrent) + &b_rec;
+                let rec = match rec_masks {
+                    Some(m) => masked_rec(&h, w.recurrent, m, u, 0..4),
+                    None => h.dot(&w.recurrent),
+                };
+                let mut z = xk + rec + &b_rec;
                 for (j, mut col) in z.axis_iter_mut(Axis(1)).enumerate() {
                     let a = if (2 * u..3 * u).contains(&j) {
                         act
@@ -143,13 +189,18 @@ pub(crate) fn forward<T: Real>(
                 (h_new, c_new, cache)
             }
             CellKind::Gru { reset_after } => {
-                let rk = if reset_after {
-                    h.dot(&w.recurrent) + &b_rec
-                } else {
-                    let mut rk = Array2::zeros((b, g));
-                    rk.slice_mut(s![.., ..2 * u])
-                        .assign(&h.dot(&w.recurrent.slice(s![.., ..2 * u])));
-                    rk
+                let rk = match (reset_after, rec_masks) {
+                    (true, None) => h.dot(&w.recurrent) + &b_rec,
+                    (true, Some(m)) => masked_rec(&h, w.recurrent, m, u, 0..3) + &b_rec,
+                    (false, _) => {
+                        let mut rk = Array2::zeros((b, g));
+                        let zr = match rec_masks {
+                            Some(m) => masked_rec(&h, w.recurrent, m, u, 0..2),
+                            None => h.dot(&w.recurrent.slice(s![.., ..2 * u])),
+                        };
+                        rk.slice_mut(s![.., ..2 * u]).assign(&zr);
+                        rk
+                    }
                 };
                 let z = (&xk.slice(s![.., ..u]) + &rk.slice(s![.., ..u])).mapv(|v| ract.apply(v));
                 let r = (&xk.slice(s![.., u..2 * u]) + &rk.slice(s![.., u..2 * u]))
@@ -158,7 +209,11 @@ pub(crate) fn forward<T: Real>(
                     let rh = rk.slice(s![.., 2 * u..]).to_owned();
                     (&r * &rh, rh)
                 } else {
-                    let rh_in = &r * &h;
+                    // Keras: `r * h_tm1_h`, h_tm1_h = h_tm1 * rec_dp_mask[2].
+                    let rh_in = match rec_masks {
+                        Some(m) => &r * &(&h * &m[2]),
+                        None => &r * &h,
+                    };
                     (rh_in.dot(&w.recurrent.slice(s![.., 2 * u..])), rh_in)
                 };
                 let hh = (&xk.slice(s![.., 2 * u..]) + &rec_h).mapv(|v| act.apply(v));
@@ -176,7 +231,11 @@ pub(crate) fn forward<T: Real>(
                 (h_new, c.clone(), cache)
             }
             CellKind::SimpleRnn => {
-                let h_new = (xk + h.dot(&w.recurrent)).mapv(|v| act.apply(v));
+                let rec = match rec_masks {
+                    Some(m) => masked_rec(&h, w.recurrent, m, u, 0..1),
+                    None => h.dot(&w.recurrent),
+                };
+                let h_new = (xk + rec).mapv(|v| act.apply(v));
                 let cache = StepCache {
                     h_prev: h.clone(),
                     gates: h_new.clone(),
@@ -215,6 +274,7 @@ pub(crate) fn forward<T: Real>(
             x: x.to_owned(),
             mask: mask.cloned(),
             steps: caches,
+            rec_masks: rec_masks.map(<[_]>::to_vec),
         },
     }
 }
@@ -333,11 +393,20 @@ pub(crate) fn backward<T: Real>(
                     dpr.slice_mut(s![.., 2 * u..]).assign(&(&dph * &r));
                     &dph * &cache.aux
                 } else {
-                    // rec_h = (r ⊙ h)·R_h.
+                    // rec_h = (r ⊙ m_h ⊙ h)·R_h (m_h = 1 without recurrent dropout).
                     let d_rh_in = dph.dot(&w.recurrent.slice(s![.., 2 * u..]).t());
-                    direct.scaled_add(T::one(), &(&d_rh_in * &r));
+                    let h_in = match &tape.rec_masks {
+                        Some(m) => {
+                            direct.scaled_add(T::one(), &(&(&d_rh_in * &r) * &m[2]));
+                            &cache.h_prev * &m[2]
+                        }
+                        None => {
+                            direct.scaled_add(T::one(), &(&d_rh_in * &r));
+                            cache.h_prev.clone()
+                        }
+                    };
                     dpr.slice_mut(s![.., 2 * u..]).assign(&dph);
-                    &d_rh_in * &cache.h_prev
+                    &d_rh_in * &h_in
                 };
                 Zip::from(&mut dpr_r)
                     .and(&r)
@@ -362,8 +431,8 @@ pub(crate) fn backward<T: Real>(
         db_in.scaled_add(T::one(), &dpx.sum_axis(Axis(0)));
         db_rec.scaled_add(T::one(), &dpr.sum_axis(Axis(0)));
         dx.slice_mut(s![.., t, ..]).assign(&dpx.dot(&w.kernel.t()));
-        match spec.cell {
-            CellKind::Gru { reset_after: false } => {
+        match (spec.cell, &tape.rec_masks) {
+            (CellKind::Gru { reset_after: false }, None) => {
                 let (a, bb) = (dpr.slice(s![.., ..2 * u]), dpr.slice(s![.., 2 * u..]));
                 dr.slice_mut(s![.., ..2 * u])
                     .scaled_add(one, &cache.h_prev.t().dot(&a));
@@ -371,9 +440,30 @@ pub(crate) fn backward<T: Real>(
                     .scaled_add(one, &cache.aux.t().dot(&bb));
                 dh_prev.scaled_add(T::one(), &a.dot(&w.recurrent.slice(s![.., ..2 * u]).t()));
             }
-            _ => {
+            (_, None) => {
                 dr.scaled_add(T::one(), &cache.h_prev.t().dot(&dpr));
                 dh_prev.scaled_add(T::one(), &dpr.dot(&w.recurrent.t()));
+            }
+            (cell, Some(m)) => {
+                // Block g read (h ⊙ m_g): dR_g += (h ⊙ m_g)ᵀ·dP_g, dh += (dP_g·R_gᵀ) ⊙ m_g;
+                // GRU reset_after=False's candidate block read the (masked) aux rows.
+                let masked_blocks = match cell {
+                    CellKind::Gru { reset_after: false } => {
+                        let bb = dpr.slice(s![.., 2 * u..]);
+                        dr.slice_mut(s![.., 2 * u..])
+                            .scaled_add(one, &cache.aux.t().dot(&bb));
+                        2
+                    }
+                    _ => g / u,
+                };
+                for (k, mk) in m.iter().enumerate().take(masked_blocks) {
+                    let cols = s![.., k * u..(k + 1) * u];
+                    let dp = dpr.slice(cols);
+                    let hm = &cache.h_prev * mk;
+                    dr.slice_mut(cols).scaled_add(one, &hm.t().dot(&dp));
+                    let back = dp.dot(&w.recurrent.slice(cols).t());
+                    dh_prev.scaled_add(one, &(&back * mk));
+                }
             }
         }
         for (bi, &m) in masked.iter().enumerate() {
