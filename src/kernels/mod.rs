@@ -12,6 +12,7 @@ pub(crate) mod convlstm;
 pub(crate) mod dropout;
 pub(crate) mod embedding;
 pub(crate) mod gemm;
+pub(crate) mod gemm_tile;
 pub(crate) mod grid;
 pub(crate) mod gru;
 pub(crate) mod loss;
@@ -24,6 +25,7 @@ pub(crate) mod recorder;
 pub(crate) mod resident;
 pub(crate) mod rnn;
 pub(crate) mod seq_mask;
+pub(crate) mod step_tiled;
 pub(crate) mod tensor_ops;
 pub(crate) mod timing;
 pub(crate) mod unfused;
@@ -40,6 +42,7 @@ use crate::error::{Error, Result};
 pub(crate) enum Shader {
     Gemm,
     GemmPlain,
+    GemmTile,
     GemmRbAny,
     GemmRbKk,
     GemmRbKn,
@@ -65,12 +68,19 @@ pub(crate) enum Shader {
     SeqMask,
     Merge,
     Dropout,
+    LstmTiledForward,
+    LstmTiledBackward,
+    GruTiledForward,
+    GruTiledBackward,
+    RnnTiledForward,
+    RnnTiledBackward,
 }
 
 impl Shader {
-    const ALL: [Shader; 27] = [
+    const ALL: [Shader; 34] = [
         Shader::Gemm,
         Shader::GemmPlain,
+        Shader::GemmTile,
         Shader::GemmRbAny,
         Shader::GemmRbKk,
         Shader::GemmRbKn,
@@ -96,6 +106,12 @@ impl Shader {
         Shader::SeqMask,
         Shader::Merge,
         Shader::Dropout,
+        Shader::LstmTiledForward,
+        Shader::LstmTiledBackward,
+        Shader::GruTiledForward,
+        Shader::GruTiledBackward,
+        Shader::RnnTiledForward,
+        Shader::RnnTiledBackward,
     ];
 
     /// The WGSL module: recurrent cells get `rnn_common.wgsl` prepended (WGSL has no include).
@@ -103,6 +119,10 @@ impl Shader {
         match self {
             Shader::Gemm => include_str!("../../shaders/gemm.wgsl"),
             Shader::GemmPlain => include_str!("../../shaders/gemm_plain.wgsl"),
+            Shader::GemmTile => concat!(
+                include_str!("../../shaders/activations.wgsl"),
+                include_str!("../../shaders/gemm_tile.wgsl")
+            ),
             Shader::GemmRbAny => concat!(
                 include_str!("../../shaders/gemm_regblock.wgsl"),
                 include_str!("../../shaders/gemm_rb_any.wgsl")
@@ -144,6 +164,48 @@ impl Shader {
                 include_str!("../../shaders/activations.wgsl"),
                 include_str!("../../shaders/rnn_common.wgsl"),
                 include_str!("../../shaders/rnn_backward.wgsl")
+            ),
+            Shader::LstmTiledForward => concat!(
+                include_str!("../../shaders/activations.wgsl"),
+                include_str!("../../shaders/rnn_common.wgsl"),
+                include_str!("../../shaders/lstm_forward.wgsl"),
+                include_str!("../../shaders/step_tiled_forward.wgsl"),
+                include_str!("../../shaders/lstm_tiled_forward.wgsl")
+            ),
+            Shader::LstmTiledBackward => concat!(
+                include_str!("../../shaders/activations.wgsl"),
+                include_str!("../../shaders/rnn_common.wgsl"),
+                include_str!("../../shaders/lstm_backward.wgsl"),
+                include_str!("../../shaders/step_tiled_backward.wgsl"),
+                include_str!("../../shaders/lstm_tiled_backward.wgsl")
+            ),
+            Shader::GruTiledForward => concat!(
+                include_str!("../../shaders/activations.wgsl"),
+                include_str!("../../shaders/rnn_common.wgsl"),
+                include_str!("../../shaders/gru_forward.wgsl"),
+                include_str!("../../shaders/step_tiled_forward.wgsl"),
+                include_str!("../../shaders/gru_tiled_forward.wgsl")
+            ),
+            Shader::GruTiledBackward => concat!(
+                include_str!("../../shaders/activations.wgsl"),
+                include_str!("../../shaders/rnn_common.wgsl"),
+                include_str!("../../shaders/gru_backward.wgsl"),
+                include_str!("../../shaders/step_tiled_backward.wgsl"),
+                include_str!("../../shaders/gru_tiled_backward.wgsl")
+            ),
+            Shader::RnnTiledForward => concat!(
+                include_str!("../../shaders/activations.wgsl"),
+                include_str!("../../shaders/rnn_common.wgsl"),
+                include_str!("../../shaders/rnn_forward.wgsl"),
+                include_str!("../../shaders/step_tiled_forward.wgsl"),
+                include_str!("../../shaders/rnn_tiled_forward.wgsl")
+            ),
+            Shader::RnnTiledBackward => concat!(
+                include_str!("../../shaders/activations.wgsl"),
+                include_str!("../../shaders/rnn_common.wgsl"),
+                include_str!("../../shaders/rnn_backward.wgsl"),
+                include_str!("../../shaders/step_tiled_backward.wgsl"),
+                include_str!("../../shaders/rnn_tiled_backward.wgsl")
             ),
             Shader::Conv => include_str!("../../shaders/conv.wgsl"),
             Shader::Unfused => include_str!("../../shaders/unfused.wgsl"),
@@ -198,6 +260,7 @@ impl Shader {
         match self {
             Shader::Gemm => &["gemm.wgsl"],
             Shader::GemmPlain => &["gemm_plain.wgsl"],
+            Shader::GemmTile => &["activations.wgsl", "gemm_tile.wgsl"],
             Shader::GemmRbAny => &["gemm_regblock.wgsl", "gemm_rb_any.wgsl"],
             Shader::GemmRbKk => &["gemm_regblock.wgsl", "gemm_rb_kk.wgsl"],
             Shader::GemmRbKn => &["gemm_regblock.wgsl", "gemm_rb_kn.wgsl"],
@@ -207,6 +270,48 @@ impl Shader {
             Shader::GruBackward => &["activations.wgsl", "rnn_common.wgsl", "gru_backward.wgsl"],
             Shader::RnnForward => &["activations.wgsl", "rnn_common.wgsl", "rnn_forward.wgsl"],
             Shader::RnnBackward => &["activations.wgsl", "rnn_common.wgsl", "rnn_backward.wgsl"],
+            Shader::LstmTiledForward => &[
+                "activations.wgsl",
+                "rnn_common.wgsl",
+                "lstm_forward.wgsl",
+                "step_tiled_forward.wgsl",
+                "lstm_tiled_forward.wgsl",
+            ],
+            Shader::LstmTiledBackward => &[
+                "activations.wgsl",
+                "rnn_common.wgsl",
+                "lstm_backward.wgsl",
+                "step_tiled_backward.wgsl",
+                "lstm_tiled_backward.wgsl",
+            ],
+            Shader::GruTiledForward => &[
+                "activations.wgsl",
+                "rnn_common.wgsl",
+                "gru_forward.wgsl",
+                "step_tiled_forward.wgsl",
+                "gru_tiled_forward.wgsl",
+            ],
+            Shader::GruTiledBackward => &[
+                "activations.wgsl",
+                "rnn_common.wgsl",
+                "gru_backward.wgsl",
+                "step_tiled_backward.wgsl",
+                "gru_tiled_backward.wgsl",
+            ],
+            Shader::RnnTiledForward => &[
+                "activations.wgsl",
+                "rnn_common.wgsl",
+                "rnn_forward.wgsl",
+                "step_tiled_forward.wgsl",
+                "rnn_tiled_forward.wgsl",
+            ],
+            Shader::RnnTiledBackward => &[
+                "activations.wgsl",
+                "rnn_common.wgsl",
+                "rnn_backward.wgsl",
+                "step_tiled_backward.wgsl",
+                "rnn_tiled_backward.wgsl",
+            ],
             Shader::Conv => &["conv.wgsl"],
             Shader::Unfused => &["unfused.wgsl"],
             Shader::Loss => &["loss.wgsl"],
