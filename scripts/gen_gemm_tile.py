@@ -38,12 +38,13 @@ HEADER = """\
 //   2 b     storage read  f32[]                              right operand
 //   3 bias  storage read  f32[]                              row added to every row (may be a dummy)
 //   4 c     storage read_write f32[]                         result (read when beta != 0)
-//   5 part  storage read_write f32[S·M·N]  (*_part entries and gemm_reduce only) split-K partials
+//   5 part  storage read_write f32[S·M·N]  split-K partials (S > 1; a dummy otherwise)
 //
 // Entry points (src/kernels/gemm_tile.rs picks one per shape):
-//   gemm_t128 / gemm_t128_part  128×128 tile of C, k tile 8, 8×8 outputs per invocation
-//   gemm_t64  / gemm_t64_part   64×64 tile of C, k tile 16, 4×4 outputs per invocation
-//   gemm_reduce                 one invocation per element of C: Σ_s part, then the epilogue
+//   gemm_t128    128×128 tile of C, k tile 8, 8×8 outputs per invocation
+//   gemm_t64     64×64 tile of C, k tile 16, 4×4 outputs per invocation
+//                (both write C when S = 1, slice s's partials when S > 1: a uniform branch)
+//   gemm_reduce  one invocation per element of C: Σ_s part, then the epilogue
 // Memory plan: per workgroup two k-major tiles of A ([TK][TM] as vec4 of 4 rows) and of B
 // ([TK][TN] as vec4 of 4 columns), double-buffered: 2·TK·(TM+TN)·4 B = 16 KiB for both
 // configurations. Each invocation holds its block of C in vec4 registers (t128: 16 vec4,
@@ -148,6 +149,15 @@ fn part4(s: u32, row: u32, col: u32, acc: vec4<f32>) {
     }
 }
 
+// The epilogue of four outputs: C directly (S = 1) or slice s's partial sums (S > 1).
+fn out4(s: u32, row: u32, col: u32, acc: vec4<f32>) {
+    if (p.slices > 1u) {
+        part4(s, row, col, acc);
+    } else {
+        store4(row, col, acc);
+    }
+}
+
 // Split-K reduction: C = epilogue(Σ_s part[s]) in slice order, one invocation per element.
 @compute @workgroup_size(256, 1, 1)
 fn gemm_reduce(
@@ -230,8 +240,7 @@ fn {name}_store_b(tid: u32, l: u32, buf: u32, v: vec4<f32>) {{
         return M
 
     # The entry points.
-    for part in (False, True):
-        entry = f"gemm_{name}" + ("_part" if part else "")
+    for entry in (f"gemm_{name}",):
         L.append(f"""
 @compute @workgroup_size(16, 16, 1)
 fn {entry}(
@@ -298,10 +307,7 @@ fn {entry}(
                 row = f"row0 + 4u * (lid.y + {16 * i}u) + {t}u"
                 for j in range(cb):
                     col = f"col0 + 4u * (lid.x + {16 * j}u)"
-                    if part:
-                        L.append(f"    part4(s, {row}, {col}, r{r}_{j});")
-                    else:
-                        L.append(f"    store4({row}, {col}, r{r}_{j});")
+                    L.append(f"    out4(s, {row}, {col}, r{r}_{j});")
         L.append("}")
     return "\n".join(L) + "\n"
 

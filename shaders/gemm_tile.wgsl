@@ -18,12 +18,13 @@
 //   2 b     storage read  f32[]                              right operand
 //   3 bias  storage read  f32[]                              row added to every row (may be a dummy)
 //   4 c     storage read_write f32[]                         result (read when beta != 0)
-//   5 part  storage read_write f32[S·M·N]  (*_part entries and gemm_reduce only) split-K partials
+//   5 part  storage read_write f32[S·M·N]  split-K partials (S > 1; a dummy otherwise)
 //
 // Entry points (src/kernels/gemm_tile.rs picks one per shape):
-//   gemm_t128 / gemm_t128_part  128×128 tile of C, k tile 8, 8×8 outputs per invocation
-//   gemm_t64  / gemm_t64_part   64×64 tile of C, k tile 16, 4×4 outputs per invocation
-//   gemm_reduce                 one invocation per element of C: Σ_s part, then the epilogue
+//   gemm_t128    128×128 tile of C, k tile 8, 8×8 outputs per invocation
+//   gemm_t64     64×64 tile of C, k tile 16, 4×4 outputs per invocation
+//                (both write C when S = 1, slice s's partials when S > 1: a uniform branch)
+//   gemm_reduce  one invocation per element of C: Σ_s part, then the epilogue
 // Memory plan: per workgroup two k-major tiles of A ([TK][TM] as vec4 of 4 rows) and of B
 // ([TK][TN] as vec4 of 4 columns), double-buffered: 2·TK·(TM+TN)·4 B = 16 KiB for both
 // configurations. Each invocation holds its block of C in vec4 registers (t128: 16 vec4,
@@ -123,6 +124,15 @@ fn part4(s: u32, row: u32, col: u32, acc: vec4<f32>) {
         if (col + j < p.n) {
             part[base + col + j] = acc[j];
         }
+    }
+}
+
+// The epilogue of four outputs: C directly (S = 1) or slice s's partial sums (S > 1).
+fn out4(s: u32, row: u32, col: u32, acc: vec4<f32>) {
+    if (p.slices > 1u) {
+        part4(s, row, col, acc);
+    } else {
+        store4(row, col, acc);
     }
 }
 
@@ -406,264 +416,22 @@ fn gemm_t128(
     if (!live) {
         return;
     }
-    store4(row0 + 4u * (lid.y + 0u) + 0u, col0 + 4u * (lid.x + 0u), r0_0);
-    store4(row0 + 4u * (lid.y + 0u) + 0u, col0 + 4u * (lid.x + 16u), r0_1);
-    store4(row0 + 4u * (lid.y + 0u) + 1u, col0 + 4u * (lid.x + 0u), r1_0);
-    store4(row0 + 4u * (lid.y + 0u) + 1u, col0 + 4u * (lid.x + 16u), r1_1);
-    store4(row0 + 4u * (lid.y + 0u) + 2u, col0 + 4u * (lid.x + 0u), r2_0);
-    store4(row0 + 4u * (lid.y + 0u) + 2u, col0 + 4u * (lid.x + 16u), r2_1);
-    store4(row0 + 4u * (lid.y + 0u) + 3u, col0 + 4u * (lid.x + 0u), r3_0);
-    store4(row0 + 4u * (lid.y + 0u) + 3u, col0 + 4u * (lid.x + 16u), r3_1);
-    store4(row0 + 4u * (lid.y + 16u) + 0u, col0 + 4u * (lid.x + 0u), r4_0);
-    store4(row0 + 4u * (lid.y + 16u) + 0u, col0 + 4u * (lid.x + 16u), r4_1);
-    store4(row0 + 4u * (lid.y + 16u) + 1u, col0 + 4u * (lid.x + 0u), r5_0);
-    store4(row0 + 4u * (lid.y + 16u) + 1u, col0 + 4u * (lid.x + 16u), r5_1);
-    store4(row0 + 4u * (lid.y + 16u) + 2u, col0 + 4u * (lid.x + 0u), r6_0);
-    store4(row0 + 4u * (lid.y + 16u) + 2u, col0 + 4u * (lid.x + 16u), r6_1);
-    store4(row0 + 4u * (lid.y + 16u) + 3u, col0 + 4u * (lid.x + 0u), r7_0);
-    store4(row0 + 4u * (lid.y + 16u) + 3u, col0 + 4u * (lid.x + 16u), r7_1);
-}
-
-@compute @workgroup_size(16, 16, 1)
-fn gemm_t128_part(
-    @builtin(local_invocation_id) lid: vec3<u32>,
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-) {
-    let tiles_n = (p.n + 127u) / 128u;
-    let tiles = tiles_n * ((p.m + 127u) / 128u);
-    let flat = wid.y * nwg.x + wid.x;
-    // Surplus workgroups of a 2-D grid clamp to the last (tile, slice) and store nothing;
-    // they still take part in every barrier (barriers stay in uniform control flow).
-    let live = flat < tiles * p.slices;
-    let f = min(flat, tiles * p.slices - 1u);
-    let s = f / tiles;
-    let tile = f % tiles;
-    let row0 = (tile / tiles_n) * 128u;
-    let col0 = (tile % tiles_n) * 128u;
-    let tid = lid.y * 16u + lid.x;
-    let kb = p.k_begin + s * p.k_slice;
-    let ke = min(kb + p.k_slice, p.k_end);
-    let nt = select(0u, (ke - kb + 7u) / 8u, ke > kb);
-
-    var r0_0 = vec4<f32>(0.0);
-    var r0_1 = vec4<f32>(0.0);
-    var r1_0 = vec4<f32>(0.0);
-    var r1_1 = vec4<f32>(0.0);
-    var r2_0 = vec4<f32>(0.0);
-    var r2_1 = vec4<f32>(0.0);
-    var r3_0 = vec4<f32>(0.0);
-    var r3_1 = vec4<f32>(0.0);
-    var r4_0 = vec4<f32>(0.0);
-    var r4_1 = vec4<f32>(0.0);
-    var r5_0 = vec4<f32>(0.0);
-    var r5_1 = vec4<f32>(0.0);
-    var r6_0 = vec4<f32>(0.0);
-    var r6_1 = vec4<f32>(0.0);
-    var r7_0 = vec4<f32>(0.0);
-    var r7_1 = vec4<f32>(0.0);
-    if (nt > 0u) {
-        t128_store_a(tid, 0u, 0u, t128_load_a(tid, 0u, row0, kb, ke));
-        t128_store_b(tid, 0u, 0u, t128_load_b(tid, 0u, col0, kb, ke));
-    }
-    workgroupBarrier();
-    for (var t = 0u; t < nt; t++) {
-        let cur = t & 1u;
-        let more = t + 1u < nt;
-        let kn = kb + (t + 1u) * 8u;
-        var na0 = vec4<f32>(0.0);
-        var nb0 = vec4<f32>(0.0);
-        if (more) {
-            na0 = t128_load_a(tid, 0u, row0, kn, ke);
-            nb0 = t128_load_b(tid, 0u, col0, kn, ke);
-        }
-        let ab = cur * 256u + lid.y;
-        let bb = cur * 256u + lid.x;
-        let a0_0 = t128_as[ab + 0u];
-        let a0_1 = t128_as[ab + 16u];
-        let b0_0 = t128_bs[bb + 0u];
-        let b0_1 = t128_bs[bb + 16u];
-        r0_0 = fma(vec4<f32>(a0_0[0]), b0_0, r0_0);
-        r0_1 = fma(vec4<f32>(a0_0[0]), b0_1, r0_1);
-        r1_0 = fma(vec4<f32>(a0_0[1]), b0_0, r1_0);
-        r1_1 = fma(vec4<f32>(a0_0[1]), b0_1, r1_1);
-        r2_0 = fma(vec4<f32>(a0_0[2]), b0_0, r2_0);
-        r2_1 = fma(vec4<f32>(a0_0[2]), b0_1, r2_1);
-        r3_0 = fma(vec4<f32>(a0_0[3]), b0_0, r3_0);
-        r3_1 = fma(vec4<f32>(a0_0[3]), b0_1, r3_1);
-        r4_0 = fma(vec4<f32>(a0_1[0]), b0_0, r4_0);
-        r4_1 = fma(vec4<f32>(a0_1[0]), b0_1, r4_1);
-        r5_0 = fma(vec4<f32>(a0_1[1]), b0_0, r5_0);
-        r5_1 = fma(vec4<f32>(a0_1[1]), b0_1, r5_1);
-        r6_0 = fma(vec4<f32>(a0_1[2]), b0_0, r6_0);
-        r6_1 = fma(vec4<f32>(a0_1[2]), b0_1, r6_1);
-        r7_0 = fma(vec4<f32>(a0_1[3]), b0_0, r7_0);
-        r7_1 = fma(vec4<f32>(a0_1[3]), b0_1, r7_1);
-        let a1_0 = t128_as[ab + 32u];
-        let a1_1 = t128_as[ab + 48u];
-        let b1_0 = t128_bs[bb + 32u];
-        let b1_1 = t128_bs[bb + 48u];
-        r0_0 = fma(vec4<f32>(a1_0[0]), b1_0, r0_0);
-        r0_1 = fma(vec4<f32>(a1_0[0]), b1_1, r0_1);
-        r1_0 = fma(vec4<f32>(a1_0[1]), b1_0, r1_0);
-        r1_1 = fma(vec4<f32>(a1_0[1]), b1_1, r1_1);
-        r2_0 = fma(vec4<f32>(a1_0[2]), b1_0, r2_0);
-        r2_1 = fma(vec4<f32>(a1_0[2]), b1_1, r2_1);
-        r3_0 = fma(vec4<f32>(a1_0[3]), b1_0, r3_0);
-        r3_1 = fma(vec4<f32>(a1_0[3]), b1_1, r3_1);
-        r4_0 = fma(vec4<f32>(a1_1[0]), b1_0, r4_0);
-        r4_1 = fma(vec4<f32>(a1_1[0]), b1_1, r4_1);
-        r5_0 = fma(vec4<f32>(a1_1[1]), b1_0, r5_0);
-        r5_1 = fma(vec4<f32>(a1_1[1]), b1_1, r5_1);
-        r6_0 = fma(vec4<f32>(a1_1[2]), b1_0, r6_0);
-        r6_1 = fma(vec4<f32>(a1_1[2]), b1_1, r6_1);
-        r7_0 = fma(vec4<f32>(a1_1[3]), b1_0, r7_0);
-        r7_1 = fma(vec4<f32>(a1_1[3]), b1_1, r7_1);
-        let a2_0 = t128_as[ab + 64u];
-        let a2_1 = t128_as[ab + 80u];
-        let b2_0 = t128_bs[bb + 64u];
-        let b2_1 = t128_bs[bb + 80u];
-        r0_0 = fma(vec4<f32>(a2_0[0]), b2_0, r0_0);
-        r0_1 = fma(vec4<f32>(a2_0[0]), b2_1, r0_1);
-        r1_0 = fma(vec4<f32>(a2_0[1]), b2_0, r1_0);
-        r1_1 = fma(vec4<f32>(a2_0[1]), b2_1, r1_1);
-        r2_0 = fma(vec4<f32>(a2_0[2]), b2_0, r2_0);
-        r2_1 = fma(vec4<f32>(a2_0[2]), b2_1, r2_1);
-        r3_0 = fma(vec4<f32>(a2_0[3]), b2_0, r3_0);
-        r3_1 = fma(vec4<f32>(a2_0[3]), b2_1, r3_1);
-        r4_0 = fma(vec4<f32>(a2_1[0]), b2_0, r4_0);
-        r4_1 = fma(vec4<f32>(a2_1[0]), b2_1, r4_1);
-        r5_0 = fma(vec4<f32>(a2_1[1]), b2_0, r5_0);
-        r5_1 = fma(vec4<f32>(a2_1[1]), b2_1, r5_1);
-        r6_0 = fma(vec4<f32>(a2_1[2]), b2_0, r6_0);
-        r6_1 = fma(vec4<f32>(a2_1[2]), b2_1, r6_1);
-        r7_0 = fma(vec4<f32>(a2_1[3]), b2_0, r7_0);
-        r7_1 = fma(vec4<f32>(a2_1[3]), b2_1, r7_1);
-        let a3_0 = t128_as[ab + 96u];
-        let a3_1 = t128_as[ab + 112u];
-        let b3_0 = t128_bs[bb + 96u];
-        let b3_1 = t128_bs[bb + 112u];
-        r0_0 = fma(vec4<f32>(a3_0[0]), b3_0, r0_0);
-        r0_1 = fma(vec4<f32>(a3_0[0]), b3_1, r0_1);
-        r1_0 = fma(vec4<f32>(a3_0[1]), b3_0, r1_0);
-        r1_1 = fma(vec4<f32>(a3_0[1]), b3_1, r1_1);
-        r2_0 = fma(vec4<f32>(a3_0[2]), b3_0, r2_0);
-        r2_1 = fma(vec4<f32>(a3_0[2]), b3_1, r2_1);
-        r3_0 = fma(vec4<f32>(a3_0[3]), b3_0, r3_0);
-        r3_1 = fma(vec4<f32>(a3_0[3]), b3_1, r3_1);
-        r4_0 = fma(vec4<f32>(a3_1[0]), b3_0, r4_0);
-        r4_1 = fma(vec4<f32>(a3_1[0]), b3_1, r4_1);
-        r5_0 = fma(vec4<f32>(a3_1[1]), b3_0, r5_0);
-        r5_1 = fma(vec4<f32>(a3_1[1]), b3_1, r5_1);
-        r6_0 = fma(vec4<f32>(a3_1[2]), b3_0, r6_0);
-        r6_1 = fma(vec4<f32>(a3_1[2]), b3_1, r6_1);
-        r7_0 = fma(vec4<f32>(a3_1[3]), b3_0, r7_0);
-        r7_1 = fma(vec4<f32>(a3_1[3]), b3_1, r7_1);
-        let a4_0 = t128_as[ab + 128u];
-        let a4_1 = t128_as[ab + 144u];
-        let b4_0 = t128_bs[bb + 128u];
-        let b4_1 = t128_bs[bb + 144u];
-        r0_0 = fma(vec4<f32>(a4_0[0]), b4_0, r0_0);
-        r0_1 = fma(vec4<f32>(a4_0[0]), b4_1, r0_1);
-        r1_0 = fma(vec4<f32>(a4_0[1]), b4_0, r1_0);
-        r1_1 = fma(vec4<f32>(a4_0[1]), b4_1, r1_1);
-        r2_0 = fma(vec4<f32>(a4_0[2]), b4_0, r2_0);
-        r2_1 = fma(vec4<f32>(a4_0[2]), b4_1, r2_1);
-        r3_0 = fma(vec4<f32>(a4_0[3]), b4_0, r3_0);
-        r3_1 = fma(vec4<f32>(a4_0[3]), b4_1, r3_1);
-        r4_0 = fma(vec4<f32>(a4_1[0]), b4_0, r4_0);
-        r4_1 = fma(vec4<f32>(a4_1[0]), b4_1, r4_1);
-        r5_0 = fma(vec4<f32>(a4_1[1]), b4_0, r5_0);
-        r5_1 = fma(vec4<f32>(a4_1[1]), b4_1, r5_1);
-        r6_0 = fma(vec4<f32>(a4_1[2]), b4_0, r6_0);
-        r6_1 = fma(vec4<f32>(a4_1[2]), b4_1, r6_1);
-        r7_0 = fma(vec4<f32>(a4_1[3]), b4_0, r7_0);
-        r7_1 = fma(vec4<f32>(a4_1[3]), b4_1, r7_1);
-        let a5_0 = t128_as[ab + 160u];
-        let a5_1 = t128_as[ab + 176u];
-        let b5_0 = t128_bs[bb + 160u];
-        let b5_1 = t128_bs[bb + 176u];
-        r0_0 = fma(vec4<f32>(a5_0[0]), b5_0, r0_0);
-        r0_1 = fma(vec4<f32>(a5_0[0]), b5_1, r0_1);
-        r1_0 = fma(vec4<f32>(a5_0[1]), b5_0, r1_0);
-        r1_1 = fma(vec4<f32>(a5_0[1]), b5_1, r1_1);
-        r2_0 = fma(vec4<f32>(a5_0[2]), b5_0, r2_0);
-        r2_1 = fma(vec4<f32>(a5_0[2]), b5_1, r2_1);
-        r3_0 = fma(vec4<f32>(a5_0[3]), b5_0, r3_0);
-        r3_1 = fma(vec4<f32>(a5_0[3]), b5_1, r3_1);
-        r4_0 = fma(vec4<f32>(a5_1[0]), b5_0, r4_0);
-        r4_1 = fma(vec4<f32>(a5_1[0]), b5_1, r4_1);
-        r5_0 = fma(vec4<f32>(a5_1[1]), b5_0, r5_0);
-        r5_1 = fma(vec4<f32>(a5_1[1]), b5_1, r5_1);
-        r6_0 = fma(vec4<f32>(a5_1[2]), b5_0, r6_0);
-        r6_1 = fma(vec4<f32>(a5_1[2]), b5_1, r6_1);
-        r7_0 = fma(vec4<f32>(a5_1[3]), b5_0, r7_0);
-        r7_1 = fma(vec4<f32>(a5_1[3]), b5_1, r7_1);
-        let a6_0 = t128_as[ab + 192u];
-        let a6_1 = t128_as[ab + 208u];
-        let b6_0 = t128_bs[bb + 192u];
-        let b6_1 = t128_bs[bb + 208u];
-        r0_0 = fma(vec4<f32>(a6_0[0]), b6_0, r0_0);
-        r0_1 = fma(vec4<f32>(a6_0[0]), b6_1, r0_1);
-        r1_0 = fma(vec4<f32>(a6_0[1]), b6_0, r1_0);
-        r1_1 = fma(vec4<f32>(a6_0[1]), b6_1, r1_1);
-        r2_0 = fma(vec4<f32>(a6_0[2]), b6_0, r2_0);
-        r2_1 = fma(vec4<f32>(a6_0[2]), b6_1, r2_1);
-        r3_0 = fma(vec4<f32>(a6_0[3]), b6_0, r3_0);
-        r3_1 = fma(vec4<f32>(a6_0[3]), b6_1, r3_1);
-        r4_0 = fma(vec4<f32>(a6_1[0]), b6_0, r4_0);
-        r4_1 = fma(vec4<f32>(a6_1[0]), b6_1, r4_1);
-        r5_0 = fma(vec4<f32>(a6_1[1]), b6_0, r5_0);
-        r5_1 = fma(vec4<f32>(a6_1[1]), b6_1, r5_1);
-        r6_0 = fma(vec4<f32>(a6_1[2]), b6_0, r6_0);
-        r6_1 = fma(vec4<f32>(a6_1[2]), b6_1, r6_1);
-        r7_0 = fma(vec4<f32>(a6_1[3]), b6_0, r7_0);
-        r7_1 = fma(vec4<f32>(a6_1[3]), b6_1, r7_1);
-        let a7_0 = t128_as[ab + 224u];
-        let a7_1 = t128_as[ab + 240u];
-        let b7_0 = t128_bs[bb + 224u];
-        let b7_1 = t128_bs[bb + 240u];
-        r0_0 = fma(vec4<f32>(a7_0[0]), b7_0, r0_0);
-        r0_1 = fma(vec4<f32>(a7_0[0]), b7_1, r0_1);
-        r1_0 = fma(vec4<f32>(a7_0[1]), b7_0, r1_0);
-        r1_1 = fma(vec4<f32>(a7_0[1]), b7_1, r1_1);
-        r2_0 = fma(vec4<f32>(a7_0[2]), b7_0, r2_0);
-        r2_1 = fma(vec4<f32>(a7_0[2]), b7_1, r2_1);
-        r3_0 = fma(vec4<f32>(a7_0[3]), b7_0, r3_0);
-        r3_1 = fma(vec4<f32>(a7_0[3]), b7_1, r3_1);
-        r4_0 = fma(vec4<f32>(a7_1[0]), b7_0, r4_0);
-        r4_1 = fma(vec4<f32>(a7_1[0]), b7_1, r4_1);
-        r5_0 = fma(vec4<f32>(a7_1[1]), b7_0, r5_0);
-        r5_1 = fma(vec4<f32>(a7_1[1]), b7_1, r5_1);
-        r6_0 = fma(vec4<f32>(a7_1[2]), b7_0, r6_0);
-        r6_1 = fma(vec4<f32>(a7_1[2]), b7_1, r6_1);
-        r7_0 = fma(vec4<f32>(a7_1[3]), b7_0, r7_0);
-        r7_1 = fma(vec4<f32>(a7_1[3]), b7_1, r7_1);
-        if (more) {
-            t128_store_a(tid, 0u, 1u - cur, na0);
-            t128_store_b(tid, 0u, 1u - cur, nb0);
-        }
-        workgroupBarrier();
-    }
-    if (!live) {
-        return;
-    }
-    part4(s, row0 + 4u * (lid.y + 0u) + 0u, col0 + 4u * (lid.x + 0u), r0_0);
-    part4(s, row0 + 4u * (lid.y + 0u) + 0u, col0 + 4u * (lid.x + 16u), r0_1);
-    part4(s, row0 + 4u * (lid.y + 0u) + 1u, col0 + 4u * (lid.x + 0u), r1_0);
-    part4(s, row0 + 4u * (lid.y + 0u) + 1u, col0 + 4u * (lid.x + 16u), r1_1);
-    part4(s, row0 + 4u * (lid.y + 0u) + 2u, col0 + 4u * (lid.x + 0u), r2_0);
-    part4(s, row0 + 4u * (lid.y + 0u) + 2u, col0 + 4u * (lid.x + 16u), r2_1);
-    part4(s, row0 + 4u * (lid.y + 0u) + 3u, col0 + 4u * (lid.x + 0u), r3_0);
-    part4(s, row0 + 4u * (lid.y + 0u) + 3u, col0 + 4u * (lid.x + 16u), r3_1);
-    part4(s, row0 + 4u * (lid.y + 16u) + 0u, col0 + 4u * (lid.x + 0u), r4_0);
-    part4(s, row0 + 4u * (lid.y + 16u) + 0u, col0 + 4u * (lid.x + 16u), r4_1);
-    part4(s, row0 + 4u * (lid.y + 16u) + 1u, col0 + 4u * (lid.x + 0u), r5_0);
-    part4(s, row0 + 4u * (lid.y + 16u) + 1u, col0 + 4u * (lid.x + 16u), r5_1);
-    part4(s, row0 + 4u * (lid.y + 16u) + 2u, col0 + 4u * (lid.x + 0u), r6_0);
-    part4(s, row0 + 4u * (lid.y + 16u) + 2u, col0 + 4u * (lid.x + 16u), r6_1);
-    part4(s, row0 + 4u * (lid.y + 16u) + 3u, col0 + 4u * (lid.x + 0u), r7_0);
-    part4(s, row0 + 4u * (lid.y + 16u) + 3u, col0 + 4u * (lid.x + 16u), r7_1);
+    out4(s, row0 + 4u * (lid.y + 0u) + 0u, col0 + 4u * (lid.x + 0u), r0_0);
+    out4(s, row0 + 4u * (lid.y + 0u) + 0u, col0 + 4u * (lid.x + 16u), r0_1);
+    out4(s, row0 + 4u * (lid.y + 0u) + 1u, col0 + 4u * (lid.x + 0u), r1_0);
+    out4(s, row0 + 4u * (lid.y + 0u) + 1u, col0 + 4u * (lid.x + 16u), r1_1);
+    out4(s, row0 + 4u * (lid.y + 0u) + 2u, col0 + 4u * (lid.x + 0u), r2_0);
+    out4(s, row0 + 4u * (lid.y + 0u) + 2u, col0 + 4u * (lid.x + 16u), r2_1);
+    out4(s, row0 + 4u * (lid.y + 0u) + 3u, col0 + 4u * (lid.x + 0u), r3_0);
+    out4(s, row0 + 4u * (lid.y + 0u) + 3u, col0 + 4u * (lid.x + 16u), r3_1);
+    out4(s, row0 + 4u * (lid.y + 16u) + 0u, col0 + 4u * (lid.x + 0u), r4_0);
+    out4(s, row0 + 4u * (lid.y + 16u) + 0u, col0 + 4u * (lid.x + 16u), r4_1);
+    out4(s, row0 + 4u * (lid.y + 16u) + 1u, col0 + 4u * (lid.x + 0u), r5_0);
+    out4(s, row0 + 4u * (lid.y + 16u) + 1u, col0 + 4u * (lid.x + 16u), r5_1);
+    out4(s, row0 + 4u * (lid.y + 16u) + 2u, col0 + 4u * (lid.x + 0u), r6_0);
+    out4(s, row0 + 4u * (lid.y + 16u) + 2u, col0 + 4u * (lid.x + 16u), r6_1);
+    out4(s, row0 + 4u * (lid.y + 16u) + 3u, col0 + 4u * (lid.x + 0u), r7_0);
+    out4(s, row0 + 4u * (lid.y + 16u) + 3u, col0 + 4u * (lid.x + 16u), r7_1);
 }
 
 // ---- t64: 64×64 tile of C, k tile 16, 4×4 outputs per invocation ----
@@ -851,162 +619,8 @@ fn gemm_t64(
     if (!live) {
         return;
     }
-    store4(row0 + 4u * (lid.y + 0u) + 0u, col0 + 4u * (lid.x + 0u), r0_0);
-    store4(row0 + 4u * (lid.y + 0u) + 1u, col0 + 4u * (lid.x + 0u), r1_0);
-    store4(row0 + 4u * (lid.y + 0u) + 2u, col0 + 4u * (lid.x + 0u), r2_0);
-    store4(row0 + 4u * (lid.y + 0u) + 3u, col0 + 4u * (lid.x + 0u), r3_0);
-}
-
-@compute @workgroup_size(16, 16, 1)
-fn gemm_t64_part(
-    @builtin(local_invocation_id) lid: vec3<u32>,
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-) {
-    let tiles_n = (p.n + 63u) / 64u;
-    let tiles = tiles_n * ((p.m + 63u) / 64u);
-    let flat = wid.y * nwg.x + wid.x;
-    // Surplus workgroups of a 2-D grid clamp to the last (tile, slice) and store nothing;
-    // they still take part in every barrier (barriers stay in uniform control flow).
-    let live = flat < tiles * p.slices;
-    let f = min(flat, tiles * p.slices - 1u);
-    let s = f / tiles;
-    let tile = f % tiles;
-    let row0 = (tile / tiles_n) * 64u;
-    let col0 = (tile % tiles_n) * 64u;
-    let tid = lid.y * 16u + lid.x;
-    let kb = p.k_begin + s * p.k_slice;
-    let ke = min(kb + p.k_slice, p.k_end);
-    let nt = select(0u, (ke - kb + 15u) / 16u, ke > kb);
-
-    var r0_0 = vec4<f32>(0.0);
-    var r1_0 = vec4<f32>(0.0);
-    var r2_0 = vec4<f32>(0.0);
-    var r3_0 = vec4<f32>(0.0);
-    if (nt > 0u) {
-        t64_store_a(tid, 0u, 0u, t64_load_a(tid, 0u, row0, kb, ke));
-        t64_store_b(tid, 0u, 0u, t64_load_b(tid, 0u, col0, kb, ke));
-    }
-    workgroupBarrier();
-    for (var t = 0u; t < nt; t++) {
-        let cur = t & 1u;
-        let more = t + 1u < nt;
-        let kn = kb + (t + 1u) * 16u;
-        var na0 = vec4<f32>(0.0);
-        var nb0 = vec4<f32>(0.0);
-        if (more) {
-            na0 = t64_load_a(tid, 0u, row0, kn, ke);
-            nb0 = t64_load_b(tid, 0u, col0, kn, ke);
-        }
-        let ab = cur * 256u + lid.y;
-        let bb = cur * 256u + lid.x;
-        let a0_0 = t64_as[ab + 0u];
-        let b0_0 = t64_bs[bb + 0u];
-        r0_0 = fma(vec4<f32>(a0_0[0]), b0_0, r0_0);
-        r1_0 = fma(vec4<f32>(a0_0[1]), b0_0, r1_0);
-        r2_0 = fma(vec4<f32>(a0_0[2]), b0_0, r2_0);
-        r3_0 = fma(vec4<f32>(a0_0[3]), b0_0, r3_0);
-        let a1_0 = t64_as[ab + 16u];
-        let b1_0 = t64_bs[bb + 16u];
-        r0_0 = fma(vec4<f32>(a1_0[0]), b1_0, r0_0);
-        r1_0 = fma(vec4<f32>(a1_0[1]), b1_0, r1_0);
-        r2_0 = fma(vec4<f32>(a1_0[2]), b1_0, r2_0);
-        r3_0 = fma(vec4<f32>(a1_0[3]), b1_0, r3_0);
-        let a2_0 = t64_as[ab + 32u];
-        let b2_0 = t64_bs[bb + 32u];
-        r0_0 = fma(vec4<f32>(a2_0[0]), b2_0, r0_0);
-        r1_0 = fma(vec4<f32>(a2_0[1]), b2_0, r1_0);
-        r2_0 = fma(vec4<f32>(a2_0[2]), b2_0, r2_0);
-        r3_0 = fma(vec4<f32>(a2_0[3]), b2_0, r3_0);
-        let a3_0 = t64_as[ab + 48u];
-        let b3_0 = t64_bs[bb + 48u];
-        r0_0 = fma(vec4<f32>(a3_0[0]), b3_0, r0_0);
-        r1_0 = fma(vec4<f32>(a3_0[1]), b3_0, r1_0);
-        r2_0 = fma(vec4<f32>(a3_0[2]), b3_0, r2_0);
-        r3_0 = fma(vec4<f32>(a3_0[3]), b3_0, r3_0);
-        let a4_0 = t64_as[ab + 64u];
-        let b4_0 = t64_bs[bb + 64u];
-        r0_0 = fma(vec4<f32>(a4_0[0]), b4_0, r0_0);
-        r1_0 = fma(vec4<f32>(a4_0[1]), b4_0, r1_0);
-        r2_0 = fma(vec4<f32>(a4_0[2]), b4_0, r2_0);
-        r3_0 = fma(vec4<f32>(a4_0[3]), b4_0, r3_0);
-        let a5_0 = t64_as[ab + 80u];
-        let b5_0 = t64_bs[bb + 80u];
-        r0_0 = fma(vec4<f32>(a5_0[0]), b5_0, r0_0);
-        r1_0 = fma(vec4<f32>(a5_0[1]), b5_0, r1_0);
-        r2_0 = fma(vec4<f32>(a5_0[2]), b5_0, r2_0);
-        r3_0 = fma(vec4<f32>(a5_0[3]), b5_0, r3_0);
-        let a6_0 = t64_as[ab + 96u];
-        let b6_0 = t64_bs[bb + 96u];
-        r0_0 = fma(vec4<f32>(a6_0[0]), b6_0, r0_0);
-        r1_0 = fma(vec4<f32>(a6_0[1]), b6_0, r1_0);
-        r2_0 = fma(vec4<f32>(a6_0[2]), b6_0, r2_0);
-        r3_0 = fma(vec4<f32>(a6_0[3]), b6_0, r3_0);
-        let a7_0 = t64_as[ab + 112u];
-        let b7_0 = t64_bs[bb + 112u];
-        r0_0 = fma(vec4<f32>(a7_0[0]), b7_0, r0_0);
-        r1_0 = fma(vec4<f32>(a7_0[1]), b7_0, r1_0);
-        r2_0 = fma(vec4<f32>(a7_0[2]), b7_0, r2_0);
-        r3_0 = fma(vec4<f32>(a7_0[3]), b7_0, r3_0);
-        let a8_0 = t64_as[ab + 128u];
-        let b8_0 = t64_bs[bb + 128u];
-        r0_0 = fma(vec4<f32>(a8_0[0]), b8_0, r0_0);
-        r1_0 = fma(vec4<f32>(a8_0[1]), b8_0, r1_0);
-        r2_0 = fma(vec4<f32>(a8_0[2]), b8_0, r2_0);
-        r3_0 = fma(vec4<f32>(a8_0[3]), b8_0, r3_0);
-        let a9_0 = t64_as[ab + 144u];
-        let b9_0 = t64_bs[bb + 144u];
-        r0_0 = fma(vec4<f32>(a9_0[0]), b9_0, r0_0);
-        r1_0 = fma(vec4<f32>(a9_0[1]), b9_0, r1_0);
-        r2_0 = fma(vec4<f32>(a9_0[2]), b9_0, r2_0);
-        r3_0 = fma(vec4<f32>(a9_0[3]), b9_0, r3_0);
-        let a10_0 = t64_as[ab + 160u];
-        let b10_0 = t64_bs[bb + 160u];
-        r0_0 = fma(vec4<f32>(a10_0[0]), b10_0, r0_0);
-        r1_0 = fma(vec4<f32>(a10_0[1]), b10_0, r1_0);
-        r2_0 = fma(vec4<f32>(a10_0[2]), b10_0, r2_0);
-        r3_0 = fma(vec4<f32>(a10_0[3]), b10_0, r3_0);
-        let a11_0 = t64_as[ab + 176u];
-        let b11_0 = t64_bs[bb + 176u];
-        r0_0 = fma(vec4<f32>(a11_0[0]), b11_0, r0_0);
-        r1_0 = fma(vec4<f32>(a11_0[1]), b11_0, r1_0);
-        r2_0 = fma(vec4<f32>(a11_0[2]), b11_0, r2_0);
-        r3_0 = fma(vec4<f32>(a11_0[3]), b11_0, r3_0);
-        let a12_0 = t64_as[ab + 192u];
-        let b12_0 = t64_bs[bb + 192u];
-        r0_0 = fma(vec4<f32>(a12_0[0]), b12_0, r0_0);
-        r1_0 = fma(vec4<f32>(a12_0[1]), b12_0, r1_0);
-        r2_0 = fma(vec4<f32>(a12_0[2]), b12_0, r2_0);
-        r3_0 = fma(vec4<f32>(a12_0[3]), b12_0, r3_0);
-        let a13_0 = t64_as[ab + 208u];
-        let b13_0 = t64_bs[bb + 208u];
-        r0_0 = fma(vec4<f32>(a13_0[0]), b13_0, r0_0);
-        r1_0 = fma(vec4<f32>(a13_0[1]), b13_0, r1_0);
-        r2_0 = fma(vec4<f32>(a13_0[2]), b13_0, r2_0);
-        r3_0 = fma(vec4<f32>(a13_0[3]), b13_0, r3_0);
-        let a14_0 = t64_as[ab + 224u];
-        let b14_0 = t64_bs[bb + 224u];
-        r0_0 = fma(vec4<f32>(a14_0[0]), b14_0, r0_0);
-        r1_0 = fma(vec4<f32>(a14_0[1]), b14_0, r1_0);
-        r2_0 = fma(vec4<f32>(a14_0[2]), b14_0, r2_0);
-        r3_0 = fma(vec4<f32>(a14_0[3]), b14_0, r3_0);
-        let a15_0 = t64_as[ab + 240u];
-        let b15_0 = t64_bs[bb + 240u];
-        r0_0 = fma(vec4<f32>(a15_0[0]), b15_0, r0_0);
-        r1_0 = fma(vec4<f32>(a15_0[1]), b15_0, r1_0);
-        r2_0 = fma(vec4<f32>(a15_0[2]), b15_0, r2_0);
-        r3_0 = fma(vec4<f32>(a15_0[3]), b15_0, r3_0);
-        if (more) {
-            t64_store_a(tid, 0u, 1u - cur, na0);
-            t64_store_b(tid, 0u, 1u - cur, nb0);
-        }
-        workgroupBarrier();
-    }
-    if (!live) {
-        return;
-    }
-    part4(s, row0 + 4u * (lid.y + 0u) + 0u, col0 + 4u * (lid.x + 0u), r0_0);
-    part4(s, row0 + 4u * (lid.y + 0u) + 1u, col0 + 4u * (lid.x + 0u), r1_0);
-    part4(s, row0 + 4u * (lid.y + 0u) + 2u, col0 + 4u * (lid.x + 0u), r2_0);
-    part4(s, row0 + 4u * (lid.y + 0u) + 3u, col0 + 4u * (lid.x + 0u), r3_0);
+    out4(s, row0 + 4u * (lid.y + 0u) + 0u, col0 + 4u * (lid.x + 0u), r0_0);
+    out4(s, row0 + 4u * (lid.y + 0u) + 1u, col0 + 4u * (lid.x + 0u), r1_0);
+    out4(s, row0 + 4u * (lid.y + 0u) + 2u, col0 + 4u * (lid.x + 0u), r2_0);
+    out4(s, row0 + 4u * (lid.y + 0u) + 3u, col0 + 4u * (lid.x + 0u), r3_0);
 }

@@ -373,7 +373,8 @@ fn tile_kernels_apply_the_activation_after_bias_and_beta() {
     let bbuf = buffers::upload(&ctx, "b", &bv).unwrap();
     let biasbuf = buffers::upload(&ctx, "bias", &biasv).unwrap();
     // Activation codes of activations.wgsl: 1 relu, 2 sigmoid, 0 tanh.
-    let acts: [(u32, fn(f64) -> f64); 3] = [
+    type Act = (u32, fn(f64) -> f64);
+    let acts: [Act; 3] = [
         (1, |x| x.max(0.0)),
         (2, |x| 1.0 / (1.0 + (-x).exp())),
         (0, f64::tanh),
@@ -492,4 +493,88 @@ fn the_generated_tile_shader_is_up_to_date() {
         want == have,
         "shaders/gemm_tile.wgsl differs from scripts/gen_gemm_tile.py's output: rerun it"
     );
+}
+
+/// Split-K products recorded back to back share one scratch buffer (grown once, then kept),
+/// and each still reads only its own partial sums.
+#[test]
+fn split_k_products_in_one_recording_share_the_scratch() {
+    let ctx = ctx();
+    let shapes = [(40, 30, 600), (70, 50, 520), (40, 30, 600)];
+    let mut rec = Recorder::new(&ctx);
+    let mut outs = Vec::new();
+    for (i, &(m, n, k)) in shapes.iter().enumerate() {
+        let av = data(m * k, 20 + i as u32);
+        let bv = data(k * n, 30 + i as u32);
+        let abuf = buffers::upload(&ctx, "a", &av).unwrap();
+        let bbuf = buffers::upload(&ctx, "b", &bv).unwrap();
+        let cbuf = buffers::zeros(&ctx, "c", m * n).unwrap();
+        record_with(
+            &mut rec,
+            GemmKernel::SplitK,
+            (m, n, k),
+            1.0,
+            Mat::rows(&abuf, 0, k),
+            Mat::rows(&bbuf, 0, n),
+            0.0,
+            Out {
+                buf: &cbuf,
+                off: 0,
+                rs: n,
+            },
+            None,
+        )
+        .unwrap();
+        outs.push((av, bv, cbuf));
+    }
+    let held = ctx.pipelines.gemm_scratch.lock().unwrap().clone().unwrap();
+    rec.submit().unwrap();
+    for (&(m, n, k), (av, bv, cbuf)) in shapes.iter().zip(&outs) {
+        let got = buffers::read_f32(&ctx, &[(cbuf, 0, m * n)])
+            .unwrap()
+            .remove(0);
+        for r in 0..m {
+            for j in 0..n {
+                let want: f64 = (0..k)
+                    .map(|q| f64::from(av[r * k + q]) * f64::from(bv[q * n + j]))
+                    .sum();
+                let g = f64::from(got[r * n + j]);
+                assert!(
+                    (g - want).abs() <= 1e-4 * want.abs().max(1.0),
+                    "{m}x{n}: {g} vs {want}"
+                );
+            }
+        }
+    }
+    // The largest product (70·50 floats × its slices) sized it; a smaller one reuses it.
+    let again = gemm_tile::plan((40, 30, 600), gemm_tile::Force::SplitK, usize::MAX).slices;
+    assert!(held.size() >= (again * 40 * 30 * 4) as u64);
+    let mut rec = Recorder::new(&ctx);
+    let (av, bv, cbuf) = &outs[0];
+    let (abuf, bbuf) = (
+        buffers::upload(&ctx, "a", av).unwrap(),
+        buffers::upload(&ctx, "b", bv).unwrap(),
+    );
+    record_with(
+        &mut rec,
+        GemmKernel::SplitK,
+        (40, 30, 600),
+        1.0,
+        Mat::rows(&abuf, 0, 600),
+        Mat::rows(&bbuf, 0, 30),
+        0.0,
+        Out {
+            buf: cbuf,
+            off: 0,
+            rs: 30,
+        },
+        None,
+    )
+    .unwrap();
+    let now = ctx.pipelines.gemm_scratch.lock().unwrap().clone().unwrap();
+    assert!(
+        now == held,
+        "a smaller split-K product must reuse the scratch buffer"
+    );
+    rec.submit().unwrap();
 }

@@ -45,19 +45,17 @@ const BINDINGS: &[Access] = &[
     Access::ReadWrite,
 ];
 
-const fn def(entry: &'static str, bindings: usize) -> KernelDef {
+const fn def(entry: &'static str) -> KernelDef {
     KernelDef {
         shader: Shader::GemmTile,
         entry,
-        storage: BINDINGS.split_at(bindings).0,
+        storage: BINDINGS,
         params_size: std::mem::size_of::<Params>() as u64,
     }
 }
-const T128: KernelDef = def("gemm_t128", 4);
-const T128_PART: KernelDef = def("gemm_t128_part", 5);
-const T64: KernelDef = def("gemm_t64", 4);
-const T64_PART: KernelDef = def("gemm_t64_part", 5);
-const REDUCE: KernelDef = def("gemm_reduce", 5);
+const T128: KernelDef = def("gemm_t128");
+const T64: KernelDef = def("gemm_t64");
+const REDUCE: KernelDef = def("gemm_reduce");
 
 /// Workgroup memory of every tile entry (two double-buffered k-major tiles) and its size.
 const WG_BYTES: u32 = 16 * 1024;
@@ -156,6 +154,24 @@ pub(crate) fn plan((m, n, k): (usize, usize, usize), force: Force, max_floats: u
     Plan { tile, slices }
 }
 
+/// The split-K scratch buffer, at least `floats` long: one per context, grown on demand and
+/// reused, so repeated calls keep their bind groups (a workspace's inference reuse). Sharing
+/// it between GEMMs is safe: each split-K product writes every partial it then reads, and
+/// wgpu orders dispatches (and submissions) that write the same buffer.
+fn scratch(ctx: &crate::context::Context, floats: usize) -> Result<wgpu::Buffer> {
+    let mut slot = ctx
+        .pipelines
+        .gemm_scratch
+        .lock()
+        .map_err(|_| Error::Device("gemm scratch lock poisoned".into()))?;
+    if let Some(b) = slot.as_ref().filter(|b| b.size() >= floats as u64 * 4) {
+        return Ok(b.clone());
+    }
+    let b = buffers::zeros(ctx, "gemm split-K partials", floats)?;
+    *slot = Some(b.clone());
+    Ok(b)
+}
+
 fn check_device(rec: &Recorder<'_>) -> Result<()> {
     let l = &rec.ctx().limits;
     if l.max_compute_workgroup_storage_size < WG_BYTES {
@@ -219,26 +235,24 @@ pub(crate) fn record(
         _pad: 0,
     };
     let bias_buf = bias.map_or(a.buf, |x| x.0);
-    if pl.slices > 1 {
-        let kt = pl.tile.k_tile();
-        let k_slice = k.div_ceil(pl.slices).div_ceil(kt) * kt;
-        let part = buffers::zeros(rec.ctx(), "gemm split-K partials", pl.slices * m * n)?;
-        prm.k_end = u32_of(k, "k")?;
-        prm.slices = u32_of(pl.slices, "slices")?;
-        prm.k_slice = u32_of(k_slice, "k slice")?;
-        let entry = match pl.tile {
-            Tile::T128 => &T128_PART,
-            Tile::T64 => &T64_PART,
-        };
-        let bufs = [a.buf, b.buf, bias_buf, c.buf, &part];
-        rec.dispatch(entry, &prm, &bufs, u32_of(tiles * pl.slices, "tile count")?)?;
-        let groups = u32_of((m * n).div_ceil(256), "reduce workgroups")?;
-        return rec.dispatch(&REDUCE, &prm, &bufs, groups);
-    }
-    let entry = match pl.tile {
+    let def = match pl.tile {
         Tile::T128 => &T128,
         Tile::T64 => &T64,
     };
+    if pl.slices > 1 {
+        let kt = pl.tile.k_tile();
+        let k_slice = k.div_ceil(pl.slices).div_ceil(kt) * kt;
+        let part = scratch(rec.ctx(), pl.slices * m * n)?;
+        prm.k_end = u32_of(k, "k")?;
+        prm.slices = u32_of(pl.slices, "slices")?;
+        prm.k_slice = u32_of(k_slice, "k slice")?;
+        let bufs = [a.buf, b.buf, bias_buf, c.buf, &part];
+        rec.dispatch(def, &prm, &bufs, u32_of(tiles * pl.slices, "tile count")?)?;
+        let groups = u32_of((m * n).div_ceil(256), "reduce workgroups")?;
+        return rec.dispatch(&REDUCE, &prm, &bufs, groups);
+    }
+    // S = 1 writes C directly; the (unused) partials binding gets the scratch buffer.
+    let part = scratch(rec.ctx(), 1)?;
     let groups = u32_of(tiles, "tile count")?;
     // K in chunks under the loop budget: beta = 1 and no bias after the first, the
     // activation on the last only (the chunks accumulate pre-activation sums in C).
@@ -250,7 +264,7 @@ pub(crate) fn record(
         prm.k_end = u32_of(k_end, "k")?;
         prm.k_slice = u32_of(k_end - k_begin, "k")?;
         prm.act = if last { act } else { ACT_NONE };
-        rec.dispatch(entry, &prm, &[a.buf, b.buf, bias_buf, c.buf], groups)?;
+        rec.dispatch(def, &prm, &[a.buf, b.buf, bias_buf, c.buf, &part], groups)?;
         prm.beta = 1.0;
         prm.has_bias = 0;
         if last {

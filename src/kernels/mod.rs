@@ -415,6 +415,8 @@ pub(crate) struct Pipe {
 pub(crate) struct Pipelines {
     modules: Mutex<HashMap<Shader, wgpu::ShaderModule>>,
     pipes: Mutex<HashMap<PipeKey, Arc<Pipe>>>,
+    /// The split-K GEMM's partial sums (`gemm_tile`), grown on demand and reused.
+    pub(crate) gemm_scratch: Mutex<Option<wgpu::Buffer>>,
 }
 
 /// Pipeline-overridable constants of one pipeline (WGSL `override` name and value).
