@@ -63,8 +63,8 @@ fn shapes(custom: &[(usize, usize, usize)], quick: bool) -> Vec<Shape> {
     DEFAULT_SHAPES.iter().take(n).copied().collect()
 }
 
-/// The kernels `impls` names (`gemm_plain16`, `gemm_tiled64`, ...), or by default the plain
-/// baseline, the tiled kernel and the register-blocked one.
+/// The kernels `impls` names (`gemm_plain16`, `gemm_tiled64`, `gemm_regblock`, `gemm_gpu`,
+/// `gemm_tile128`, `gemm_tile64`, `gemm_splitk`), or by default every one.
 pub(super) fn kernels(impls: &[String]) -> Vec<GemmKernel> {
     let named: Vec<GemmKernel> = GemmKernel::ALL
         .into_iter()
@@ -90,7 +90,7 @@ fn run_once(
     s: &Shape,
     bufs: &[wgpu::Buffer; 4],
     gpu_timed: bool,
-) -> Result<(f64, bool, f64)> {
+) -> Result<(f64, bool, f64, usize)> {
     let [a, b, bias, c] = bufs;
     let t0 = std::time::Instant::now();
     let mut rec = Recorder::new(ctx);
@@ -120,8 +120,8 @@ fn run_once(
         .map_err(|e| Error::Device(format!("poll failed: {e}")))?;
     let wall = t0.elapsed().as_secs_f64() * 1e3;
     Ok(match (gpu_timed, stats.gpu_ms) {
-        (true, Some(ms)) => (ms, true, wall),
-        _ => (wall, false, wall),
+        (true, Some(ms)) => (ms, true, wall, stats.dispatches),
+        _ => (wall, false, wall, stats.dispatches),
     })
 }
 
@@ -144,9 +144,11 @@ pub(super) fn run(
         let mut times = vec![Vec::with_capacity(runs); kernels.len()];
         let mut walls = vec![Vec::with_capacity(runs); kernels.len()];
         let mut all_gpu = vec![gpu_timed; kernels.len()];
+        let mut dispatches = vec![1; kernels.len()];
         for round in 0..=runs {
             for (i, &kern) in kernels.iter().enumerate() {
-                let (ms, on_gpu, wall) = run_once(ctx, kern, s, &bufs, gpu_timed)?;
+                let (ms, on_gpu, wall, n) = run_once(ctx, kern, s, &bufs, gpu_timed)?;
+                dispatches[i] = n;
                 if round > 0 {
                     times[i].push(ms);
                     walls[i].push(wall);
@@ -177,7 +179,7 @@ pub(super) fn run(
                 encode_ms: None,
                 wall_ms: Some(median(&mut walls[i]).0),
                 gflops: flops / med / 1e6,
-                dispatches: 1,
+                dispatches: dispatches[i],
                 submits: 1,
                 timing: if all_gpu[i] { "gpu_timestamps" } else { "wall" }.into(),
             });

@@ -59,7 +59,8 @@ enum Cmd {
         #[arg(long, default_value_t = 5)]
         runs: usize,
         /// Implementations, comma-separated: persistent, stepwise, resident, grid, unfused, cpu; for
-        /// the gemm cell gemm_plain16, gemm_tiled64, gemm_regblock (default: all three).
+        /// the gemm cell gemm_plain16, gemm_tiled64, gemm_regblock, gemm_gpu, gemm_tile128,
+        /// gemm_tile64, gemm_splitk (default: all).
         #[arg(long, default_value = "persistent,stepwise,resident,grid,unfused,cpu")]
         impls: String,
         /// Recurrent shapes instead of the defaults: "B,T,I,H;B,T,I,H".

@@ -1,8 +1,11 @@
 //! Launcher for the GEMM kernels: strided C = alpha·A·B + beta·C (+ bias row), by one of
-//! `shaders/gemm.wgsl` (64×64 shared-memory tiles, real GPUs), `shaders/gemm_regblock.wgsl`
-//! (barrier-free register blocks, CPU adapters) or `shaders/gemm_plain.wgsl` (textbook
-//! 16×16 tiles, benchmark baseline only). [`GemmKernel::for_adapter`] picks one per adapter.
+//! `shaders/gemm_tile.wgsl` (real GPUs: 128×128 / 64×64 register-blocked tiles and split-K,
+//! chosen per shape in [`super::gemm_tile::plan`]), `shaders/gemm_regblock.wgsl`
+//! (barrier-free register blocks, CPU adapters), `shaders/gemm.wgsl` (the earlier 64×64
+//! tiled kernel) or `shaders/gemm_plain.wgsl` (textbook 16×16 tiles, benchmark baseline).
+//! [`GemmKernel::for_adapter`] picks one per adapter.
 
+use super::gemm_tile::{self, ACT_NONE, Force, Tile};
 use super::{Access, KernelDef, Recorder, Shader};
 use crate::error::{Error, Result};
 
@@ -67,14 +70,26 @@ pub(crate) enum GemmKernel {
     Tiled64,
     /// Barrier-free 16×16 register blocks, vec4 loads where the strides allow: CPU adapters.
     RegBlock,
+    /// `gemm_tile.wgsl`, its tile and split chosen per shape ([`gemm_tile::plan`]): GPUs.
+    Gpu,
+    /// `gemm_tile.wgsl` forced to the 128×128 tile, no split (benchmarks, tests).
+    Tile128,
+    /// `gemm_tile.wgsl` forced to the 64×64 tile, no split (benchmarks, tests).
+    Tile64,
+    /// `gemm_tile.wgsl` forced to split K (≥ 2 slices, tile per shape) (benchmarks, tests).
+    SplitK,
 }
 
 impl GemmKernel {
     /// Every variant (tests run each against the CPU).
-    pub(crate) const ALL: [GemmKernel; 3] = [
+    pub(crate) const ALL: [GemmKernel; 7] = [
         GemmKernel::Plain16,
         GemmKernel::Tiled64,
         GemmKernel::RegBlock,
+        GemmKernel::Gpu,
+        GemmKernel::Tile128,
+        GemmKernel::Tile64,
+        GemmKernel::SplitK,
     ];
 
     /// The one place the production GEMM is chosen, per adapter. CPU adapters get the
@@ -84,8 +99,10 @@ impl GemmKernel {
     /// because llvmpipe executes each storage/workgroup load as a per-lane loop and each
     /// barrier as a coroutine switch, so loads per multiply-add decide. GPUs keep the tiled
     /// kernel: shared-memory tiles are what they are built for, and a 16×16 register block
-    /// per invocation would spill there. `WGPU_RNN_GEMM=plain16|tiled64|regblock` overrides
-    /// the choice (benchmarks, A/B runs).
+    /// per invocation would spill there. GPUs get `Gpu`: `gemm_tile.wgsl` with its tile and
+    /// split-K chosen per shape ([`gemm_tile::plan`]; not yet timed on a GPU from this
+    /// branch, BENCHMARKS.md). `WGPU_RNN_GEMM=plain16|tiled64|regblock|gpu|tile128|tile64|
+    /// splitk` overrides the choice (benchmarks, A/B runs).
     pub(crate) fn for_adapter(software: bool) -> Self {
         if let Some(k) = std::env::var(GEMM_ENV)
             .ok()
@@ -96,7 +113,7 @@ impl GemmKernel {
         if software {
             GemmKernel::RegBlock
         } else {
-            GemmKernel::Tiled64
+            GemmKernel::Gpu
         }
     }
 
@@ -106,6 +123,10 @@ impl GemmKernel {
             GemmKernel::Plain16 => "gemm_plain16",
             GemmKernel::Tiled64 => "gemm_tiled64",
             GemmKernel::RegBlock => "gemm_regblock",
+            GemmKernel::Gpu => "gemm_gpu",
+            GemmKernel::Tile128 => "gemm_tile128",
+            GemmKernel::Tile64 => "gemm_tile64",
+            GemmKernel::SplitK => "gemm_splitk",
         }
     }
 
@@ -113,7 +134,19 @@ impl GemmKernel {
         &self.name()[5..]
     }
 
-    /// The entry point for these operands and the (rows, cols) of C one workgroup computes.
+    /// `gemm_tile.wgsl`'s forcing for the tile variants, None for the others.
+    fn tile_force(self) -> Option<Force> {
+        match self {
+            GemmKernel::Gpu => Some(Force::Auto),
+            GemmKernel::Tile128 => Some(Force::Tile(Tile::T128)),
+            GemmKernel::Tile64 => Some(Force::Tile(Tile::T64)),
+            GemmKernel::SplitK => Some(Force::SplitK),
+            _ => None,
+        }
+    }
+
+    /// The entry point for these operands and the (rows, cols) of C one workgroup computes
+    /// (the kernels with a `gemm.wgsl`-style Params block).
     fn def(
         self,
         a: &Mat<'_>,
@@ -122,7 +155,6 @@ impl GemmKernel {
     ) -> (&'static KernelDef, usize, usize) {
         match self {
             GemmKernel::Plain16 => (&PLAIN16, 16, 16),
-            GemmKernel::Tiled64 => (&TILED64, 64, 64),
             GemmKernel::RegBlock => {
                 let entry = match vec4_layout(a, b, n, k) {
                     Some(Vec4Layout::Kk) => &RB_KK,
@@ -131,11 +163,13 @@ impl GemmKernel {
                 };
                 (entry, RB_ROWS, RB_COLS)
             }
+            _ => (&TILED64, 64, 64),
         }
     }
 }
 
-/// Environment variable overriding the GEMM kernel: plain16, tiled64 or regblock.
+/// Environment variable overriding the GEMM kernel: plain16, tiled64, regblock, gpu,
+/// tile128, tile64 or splitk.
 pub const GEMM_ENV: &str = "WGPU_RNN_GEMM";
 
 /// How the register-blocked kernel may read its operands as vec4s.
@@ -169,7 +203,7 @@ fn vec4_layout(a: &Mat<'_>, b: &Mat<'_>, n: usize, k: usize) -> Option<Vec4Layou
 /// K handled by one dispatch: ~22 loop iterations per 16-wide K tile per invocation keeps
 /// an invocation well under the loop budget (DESIGN.md §5); the register-blocked kernel runs
 /// one iteration per k (scalar) or per 4 k. A multiple of 4, so vec4 loads stay aligned.
-const K_CHUNK: usize = 16_384;
+pub(crate) const K_CHUNK: usize = 16_384;
 
 /// A strided read-only matrix operand: element (r, c) at `off + r*rs + c*cs` (in f32s).
 #[derive(Clone, Copy)]
@@ -209,7 +243,7 @@ pub(crate) struct Out<'a> {
     pub rs: usize,
 }
 
-fn u32_of(v: usize, what: &str) -> Result<u32> {
+pub(crate) fn u32_of(v: usize, what: &str) -> Result<u32> {
     u32::try_from(v).map_err(|_| Error::Limit(format!("gemm {what} = {v} exceeds u32 indexing")))
 }
 
@@ -245,6 +279,9 @@ pub(crate) fn record_with(
 ) -> Result<()> {
     if m == 0 || n == 0 {
         return Ok(());
+    }
+    if let Some(force) = kernel.tile_force() {
+        return gemm_tile::record(rec, force, (m, n, k), alpha, a, b, beta, c, bias, ACT_NONE);
     }
     let (def, tm, tn) = kernel.def(&a, &b, (n, k));
     let groups = u32_of(m.div_ceil(tm) * n.div_ceil(tn), "tile count")?;

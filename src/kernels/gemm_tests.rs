@@ -337,3 +337,244 @@ fn long_k_is_chunked() {
         bias: false,
     });
 }
+
+#[test]
+fn k_of_one_and_tiles_in_both_directions() {
+    // K = 1 (a rank-1 update), and M, N spanning two 128 tiles with ragged edges.
+    all(&Case {
+        mnk: (130, 131, 1),
+        a: Spec::row(1, 3),
+        b: Spec::tr(2, 1),
+        alpha: 1.0,
+        beta: 0.0,
+        bias: true,
+    });
+    all(&Case {
+        mnk: (131, 129, 37),
+        a: Spec::tr(3, 140),
+        b: Spec::row(1, 133),
+        alpha: 0.75,
+        beta: 1.0,
+        bias: false,
+    });
+}
+
+/// C = act(alpha·A·B + bias + beta·C) through `gemm_tile` with every forcing, against f64.
+#[test]
+fn tile_kernels_apply_the_activation_after_bias_and_beta() {
+    let ctx = ctx();
+    let (m, n, k) = (70, 37, 45);
+    let (a_spec, b_spec) = (Spec::row(2, 47), Spec::tr(1, 45));
+    let av = data(a_spec.len(m, k), 11);
+    let bv = data(b_spec.len(k, n), 12);
+    let biasv = data(n, 13);
+    let cv = data(m * n, 14);
+    let abuf = buffers::upload(&ctx, "a", &av).unwrap();
+    let bbuf = buffers::upload(&ctx, "b", &bv).unwrap();
+    let biasbuf = buffers::upload(&ctx, "bias", &biasv).unwrap();
+    // Activation codes of activations.wgsl: 1 relu, 2 sigmoid, 0 tanh.
+    type Act = (u32, fn(f64) -> f64);
+    let acts: [Act; 3] = [
+        (1, |x| x.max(0.0)),
+        (2, |x| 1.0 / (1.0 + (-x).exp())),
+        (0, f64::tanh),
+    ];
+    let forces = [
+        gemm_tile::Force::Auto,
+        gemm_tile::Force::Tile(Tile::T128),
+        gemm_tile::Force::Tile(Tile::T64),
+        gemm_tile::Force::SplitK,
+    ];
+    for (code, f) in acts {
+        for force in forces {
+            let cbuf = buffers::upload(&ctx, "c", &cv).unwrap();
+            let mut rec = Recorder::new(&ctx);
+            let mat = |buf, s: Spec| {
+                let (rs, cs) = s.strides();
+                Mat {
+                    buf,
+                    off: s.off,
+                    rs,
+                    cs,
+                }
+            };
+            gemm_tile::record(
+                &mut rec,
+                force,
+                (m, n, k),
+                1.25,
+                mat(&abuf, a_spec),
+                mat(&bbuf, b_spec),
+                0.5,
+                Out {
+                    buf: &cbuf,
+                    off: 0,
+                    rs: n,
+                },
+                Some((&biasbuf, 0)),
+                code,
+            )
+            .unwrap();
+            rec.submit().unwrap();
+            let got = buffers::read_f32(&ctx, &[(&cbuf, 0, m * n)])
+                .unwrap()
+                .remove(0);
+            let (ars, acs) = a_spec.strides();
+            let (brs, bcs) = b_spec.strides();
+            for r in 0..m {
+                for j in 0..n {
+                    let dot: f64 = (0..k)
+                        .map(|q| {
+                            f64::from(av[a_spec.off + r * ars + q * acs])
+                                * f64::from(bv[b_spec.off + q * brs + j * bcs])
+                        })
+                        .sum();
+                    let pre = 1.25 * dot + f64::from(biasv[j]) + 0.5 * f64::from(cv[r * n + j]);
+                    let want = f(pre);
+                    let g = f64::from(got[r * n + j]);
+                    assert!(
+                        (g - want).abs() <= 1e-5 + 1e-4 * want.abs(),
+                        "act {code} {force:?}: C[{r},{j}] = {g}, want {want}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn the_tile_plan_follows_its_rule() {
+    use gemm_tile::{Plan, TARGET_GROUPS, plan};
+    let big = usize::MAX;
+    let p = |tile, slices| Plan { tile, slices };
+    let auto = gemm_tile::Force::Auto;
+    // The LSTM input projection: 64-tile (13·8 = 104 workgroups), K too short to split.
+    assert_eq!(plan((800, 512, 128), auto, big), p(Tile::T64, 1));
+    // 512³: 64 tiles of 64, split in 2 (K/256 = 2).
+    assert_eq!(plan((512, 512, 512), auto, big), p(Tile::T64, 2));
+    // 2048³: 256 tiles of 128, no split.
+    assert_eq!(plan((2048, 2048, 2048), auto, big), p(Tile::T128, 1));
+    // dW_ih at B256 T50 H512: M 2048, N 512, K 12800: 64 tiles of 128, split in 2.
+    assert_eq!(plan((2048, 512, 12_800), auto, big), p(Tile::T128, 2));
+    // A tiny dW (one tile) with long K: split to TARGET_GROUPS/1 capped at 16.
+    assert_eq!(plan((16, 16, 100_000), auto, big), p(Tile::T128, 16));
+    // Forced split-K keeps ≥ 2 slices even for tiny K; forced tiles never split.
+    assert_eq!(plan((5, 6, 3), gemm_tile::Force::SplitK, big).slices, 2);
+    assert_eq!(
+        plan((16, 16, 100_000), gemm_tile::Force::Tile(Tile::T64), big),
+        p(Tile::T64, 1)
+    );
+    // Scratch limited to 3·M·N floats: at most 3 slices; below 2 no split at all.
+    assert_eq!(plan((16, 16, 40_000), auto, 3 * 256).slices, 3);
+    assert_eq!(plan((16, 16, 10_000), auto, 256).slices, 1);
+    // Slices never exceed what gives TARGET_GROUPS workgroups (9 tiles → 15 slices)...
+    let q = plan((300, 300, 100_000), auto, big);
+    assert!(q.slices * 9 <= TARGET_GROUPS + 9, "{q:?}");
+    // ... unless K needs more to keep every slice within one dispatch's K budget.
+    assert_eq!(plan((300, 300, 1 << 20), auto, big).slices, 64);
+}
+
+#[test]
+fn the_generated_tile_shader_is_up_to_date() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = std::process::Command::new("python3")
+        .arg(format!("{root}/scripts/gen_gemm_tile.py"))
+        .arg("--stdout")
+        .output()
+        .expect("python3 runs scripts/gen_gemm_tile.py");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let want = String::from_utf8(out.stdout).unwrap();
+    let have = std::fs::read_to_string(format!("{root}/shaders/gemm_tile.wgsl")).unwrap();
+    assert!(
+        want == have,
+        "shaders/gemm_tile.wgsl differs from scripts/gen_gemm_tile.py's output: rerun it"
+    );
+}
+
+/// Split-K products recorded back to back share one scratch buffer (grown once, then kept),
+/// and each still reads only its own partial sums.
+#[test]
+fn split_k_products_in_one_recording_share_the_scratch() {
+    let ctx = ctx();
+    let shapes = [(40, 30, 600), (70, 50, 520), (40, 30, 600)];
+    let mut rec = Recorder::new(&ctx);
+    let mut outs = Vec::new();
+    for (i, &(m, n, k)) in shapes.iter().enumerate() {
+        let av = data(m * k, 20 + i as u32);
+        let bv = data(k * n, 30 + i as u32);
+        let abuf = buffers::upload(&ctx, "a", &av).unwrap();
+        let bbuf = buffers::upload(&ctx, "b", &bv).unwrap();
+        let cbuf = buffers::zeros(&ctx, "c", m * n).unwrap();
+        record_with(
+            &mut rec,
+            GemmKernel::SplitK,
+            (m, n, k),
+            1.0,
+            Mat::rows(&abuf, 0, k),
+            Mat::rows(&bbuf, 0, n),
+            0.0,
+            Out {
+                buf: &cbuf,
+                off: 0,
+                rs: n,
+            },
+            None,
+        )
+        .unwrap();
+        outs.push((av, bv, cbuf));
+    }
+    let held = ctx.pipelines.gemm_scratch.lock().unwrap().clone().unwrap();
+    rec.submit().unwrap();
+    for (&(m, n, k), (av, bv, cbuf)) in shapes.iter().zip(&outs) {
+        let got = buffers::read_f32(&ctx, &[(cbuf, 0, m * n)])
+            .unwrap()
+            .remove(0);
+        for r in 0..m {
+            for j in 0..n {
+                let want: f64 = (0..k)
+                    .map(|q| f64::from(av[r * k + q]) * f64::from(bv[q * n + j]))
+                    .sum();
+                let g = f64::from(got[r * n + j]);
+                assert!(
+                    (g - want).abs() <= 1e-4 * want.abs().max(1.0),
+                    "{m}x{n}: {g} vs {want}"
+                );
+            }
+        }
+    }
+    // The largest product (70·50 floats × its slices) sized it; a smaller one reuses it.
+    let again = gemm_tile::plan((40, 30, 600), gemm_tile::Force::SplitK, usize::MAX).slices;
+    assert!(held.size() >= (again * 40 * 30 * 4) as u64);
+    let mut rec = Recorder::new(&ctx);
+    let (av, bv, cbuf) = &outs[0];
+    let (abuf, bbuf) = (
+        buffers::upload(&ctx, "a", av).unwrap(),
+        buffers::upload(&ctx, "b", bv).unwrap(),
+    );
+    record_with(
+        &mut rec,
+        GemmKernel::SplitK,
+        (40, 30, 600),
+        1.0,
+        Mat::rows(&abuf, 0, 600),
+        Mat::rows(&bbuf, 0, 30),
+        0.0,
+        Out {
+            buf: cbuf,
+            off: 0,
+            rs: 30,
+        },
+        None,
+    )
+    .unwrap();
+    let now = ctx.pipelines.gemm_scratch.lock().unwrap().clone().unwrap();
+    assert!(
+        now == held,
+        "a smaller split-K product must reuse the scratch buffer"
+    );
+    rec.submit().unwrap();
+}

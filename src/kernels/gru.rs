@@ -9,6 +9,7 @@ use super::rec::{
     bwd, check_step_budget, forward_chunks, fwd, per_inv, persistent_plan, step_groups, u32_of,
 };
 use super::resident::{self, Cell};
+use super::step_tiled::{self, TiledCell};
 use crate::algorithm::Algorithm;
 use crate::error::Result;
 
@@ -83,13 +84,15 @@ pub(crate) fn record_forward(
     }
     check_step_budget(3 * h, "Stepwise GRU forward")?;
     let groups = step_groups(s.b * h)?;
+    let cell = TiledCell::Gru { reset_before };
+    let (step_def, step_n) = step_tiled::forward(rec, cell, s)?.unwrap_or((&FWD_STEP, groups));
     for step in 0..s.t {
         prm.s_begin = step as u32;
         if reset_before {
             rec.dispatch(&FWD_STEP_RZ, &prm, &list, groups)?;
             rec.dispatch(&FWD_STEP_N, &prm, &list, groups)?;
         } else {
-            rec.dispatch(&FWD_STEP, &prm, &list, groups)?;
+            rec.dispatch(step_def, &prm, &list, step_n)?;
         }
     }
     Ok(())
@@ -127,13 +130,16 @@ pub(crate) fn record_backward(
         )?;
         backward_chunks(rec, &BWD_PERSISTENT, &mut prm, &list, plan, s.t)?;
     } else {
+        let cell = TiledCell::Gru { reset_before };
+        let (fused, fused_groups) =
+            step_tiled::backward(rec, cell, s)?.unwrap_or((&BWD_FUSED, groups));
         for step in (0..s.t).rev() {
             prm.s_begin = step as u32;
             if reset_before {
                 rec.dispatch(&BWD_PHASE_A, &prm, &list, groups)?;
                 rec.dispatch(&BWD_PHASE_B, &prm, &list, groups)?;
             } else {
-                rec.dispatch(&BWD_FUSED, &prm, &list, groups)?;
+                rec.dispatch(fused, &prm, &list, fused_groups)?;
             }
         }
     }

@@ -9,6 +9,7 @@ use super::rec::{
     bwd, check_step_budget, forward_chunks, fwd, per_inv, persistent_plan, step_groups, u32_of,
 };
 use super::resident::{self, Cell};
+use super::step_tiled::{self, TiledCell};
 use crate::algorithm::Algorithm;
 use crate::error::Result;
 
@@ -87,7 +88,9 @@ pub(crate) fn record_forward(
             Ok("b4") => true,
             _ => rec.ctx().software,
         };
-    let (step_def, cells) = if blocked {
+    let (step_def, cells) = if let Some(tiled) = step_tiled::forward(rec, TiledCell::Lstm, s)? {
+        tiled
+    } else if blocked {
         (&FWD_STEP_B4, step_groups(s.b.div_ceil(4) * s.h)?)
     } else {
         (&FWD_STEP, step_groups(s.b * s.h)?)
@@ -140,14 +143,17 @@ pub(crate) fn record_backward(
         )?;
         backward_chunks(rec, &BWD_PERSISTENT, &mut prm, &list, plan, s.t)?;
     } else {
-        let cells = step_groups(s.b * s.h)?;
+        let (fused, cells) = match step_tiled::backward(rec, TiledCell::Lstm, s)? {
+            Some(tiled) => tiled,
+            None => (&BWD_FUSED, step_groups(s.b * s.h)?),
+        };
         for step in (0..s.t).rev() {
             prm.s_begin = step as u32;
             if s.proj {
                 rec.dispatch(&BWD_RECUR, &prm, &list, recur_groups)?;
                 rec.dispatch(&BWD_GATES, &prm, &list, cells)?;
             } else {
-                rec.dispatch(&BWD_FUSED, &prm, &list, cells)?;
+                rec.dispatch(fused, &prm, &list, cells)?;
             }
         }
     }

@@ -12,6 +12,7 @@ pub(crate) mod convlstm;
 pub(crate) mod dropout;
 pub(crate) mod embedding;
 pub(crate) mod gemm;
+pub(crate) mod gemm_tile;
 pub(crate) mod grid;
 pub(crate) mod gru;
 pub(crate) mod keras_loss;
@@ -26,6 +27,7 @@ pub(crate) mod recorder;
 pub(crate) mod resident;
 pub(crate) mod rnn;
 pub(crate) mod seq_mask;
+pub(crate) mod step_tiled;
 pub(crate) mod tensor_ops;
 pub(crate) mod timing;
 pub(crate) mod unfused;
@@ -42,6 +44,7 @@ use crate::error::{Error, Result};
 pub(crate) enum Shader {
     Gemm,
     GemmPlain,
+    GemmTile,
     GemmRbAny,
     GemmRbKk,
     GemmRbKn,
@@ -70,12 +73,19 @@ pub(crate) enum Shader {
     KerasLoss,
     Regularize,
     RecDropout,
+    LstmTiledForward,
+    LstmTiledBackward,
+    GruTiledForward,
+    GruTiledBackward,
+    RnnTiledForward,
+    RnnTiledBackward,
 }
 
 impl Shader {
-    const ALL: [Shader; 30] = [
+    const ALL: [Shader; 37] = [
         Shader::Gemm,
         Shader::GemmPlain,
+        Shader::GemmTile,
         Shader::GemmRbAny,
         Shader::GemmRbKk,
         Shader::GemmRbKn,
@@ -104,6 +114,12 @@ impl Shader {
         Shader::KerasLoss,
         Shader::Regularize,
         Shader::RecDropout,
+        Shader::LstmTiledForward,
+        Shader::LstmTiledBackward,
+        Shader::GruTiledForward,
+        Shader::GruTiledBackward,
+        Shader::RnnTiledForward,
+        Shader::RnnTiledBackward,
     ];
 
     /// The WGSL module: recurrent cells get `rnn_common.wgsl` prepended (WGSL has no include).
@@ -111,6 +127,10 @@ impl Shader {
         match self {
             Shader::Gemm => include_str!("../../shaders/gemm.wgsl"),
             Shader::GemmPlain => include_str!("../../shaders/gemm_plain.wgsl"),
+            Shader::GemmTile => concat!(
+                include_str!("../../shaders/activations.wgsl"),
+                include_str!("../../shaders/gemm_tile.wgsl")
+            ),
             Shader::GemmRbAny => concat!(
                 include_str!("../../shaders/gemm_regblock.wgsl"),
                 include_str!("../../shaders/gemm_rb_any.wgsl")
@@ -152,6 +172,48 @@ impl Shader {
                 include_str!("../../shaders/activations.wgsl"),
                 include_str!("../../shaders/rnn_common.wgsl"),
                 include_str!("../../shaders/rnn_backward.wgsl")
+            ),
+            Shader::LstmTiledForward => concat!(
+                include_str!("../../shaders/activations.wgsl"),
+                include_str!("../../shaders/rnn_common.wgsl"),
+                include_str!("../../shaders/lstm_forward.wgsl"),
+                include_str!("../../shaders/step_tiled_forward.wgsl"),
+                include_str!("../../shaders/lstm_tiled_forward.wgsl")
+            ),
+            Shader::LstmTiledBackward => concat!(
+                include_str!("../../shaders/activations.wgsl"),
+                include_str!("../../shaders/rnn_common.wgsl"),
+                include_str!("../../shaders/lstm_backward.wgsl"),
+                include_str!("../../shaders/step_tiled_backward.wgsl"),
+                include_str!("../../shaders/lstm_tiled_backward.wgsl")
+            ),
+            Shader::GruTiledForward => concat!(
+                include_str!("../../shaders/activations.wgsl"),
+                include_str!("../../shaders/rnn_common.wgsl"),
+                include_str!("../../shaders/gru_forward.wgsl"),
+                include_str!("../../shaders/step_tiled_forward.wgsl"),
+                include_str!("../../shaders/gru_tiled_forward.wgsl")
+            ),
+            Shader::GruTiledBackward => concat!(
+                include_str!("../../shaders/activations.wgsl"),
+                include_str!("../../shaders/rnn_common.wgsl"),
+                include_str!("../../shaders/gru_backward.wgsl"),
+                include_str!("../../shaders/step_tiled_backward.wgsl"),
+                include_str!("../../shaders/gru_tiled_backward.wgsl")
+            ),
+            Shader::RnnTiledForward => concat!(
+                include_str!("../../shaders/activations.wgsl"),
+                include_str!("../../shaders/rnn_common.wgsl"),
+                include_str!("../../shaders/rnn_forward.wgsl"),
+                include_str!("../../shaders/step_tiled_forward.wgsl"),
+                include_str!("../../shaders/rnn_tiled_forward.wgsl")
+            ),
+            Shader::RnnTiledBackward => concat!(
+                include_str!("../../shaders/activations.wgsl"),
+                include_str!("../../shaders/rnn_common.wgsl"),
+                include_str!("../../shaders/rnn_backward.wgsl"),
+                include_str!("../../shaders/step_tiled_backward.wgsl"),
+                include_str!("../../shaders/rnn_tiled_backward.wgsl")
             ),
             Shader::Conv => include_str!("../../shaders/conv.wgsl"),
             Shader::Unfused => include_str!("../../shaders/unfused.wgsl"),
@@ -215,6 +277,7 @@ impl Shader {
         match self {
             Shader::Gemm => &["gemm.wgsl"],
             Shader::GemmPlain => &["gemm_plain.wgsl"],
+            Shader::GemmTile => &["activations.wgsl", "gemm_tile.wgsl"],
             Shader::GemmRbAny => &["gemm_regblock.wgsl", "gemm_rb_any.wgsl"],
             Shader::GemmRbKk => &["gemm_regblock.wgsl", "gemm_rb_kk.wgsl"],
             Shader::GemmRbKn => &["gemm_regblock.wgsl", "gemm_rb_kn.wgsl"],
@@ -224,6 +287,48 @@ impl Shader {
             Shader::GruBackward => &["activations.wgsl", "rnn_common.wgsl", "gru_backward.wgsl"],
             Shader::RnnForward => &["activations.wgsl", "rnn_common.wgsl", "rnn_forward.wgsl"],
             Shader::RnnBackward => &["activations.wgsl", "rnn_common.wgsl", "rnn_backward.wgsl"],
+            Shader::LstmTiledForward => &[
+                "activations.wgsl",
+                "rnn_common.wgsl",
+                "lstm_forward.wgsl",
+                "step_tiled_forward.wgsl",
+                "lstm_tiled_forward.wgsl",
+            ],
+            Shader::LstmTiledBackward => &[
+                "activations.wgsl",
+                "rnn_common.wgsl",
+                "lstm_backward.wgsl",
+                "step_tiled_backward.wgsl",
+                "lstm_tiled_backward.wgsl",
+            ],
+            Shader::GruTiledForward => &[
+                "activations.wgsl",
+                "rnn_common.wgsl",
+                "gru_forward.wgsl",
+                "step_tiled_forward.wgsl",
+                "gru_tiled_forward.wgsl",
+            ],
+            Shader::GruTiledBackward => &[
+                "activations.wgsl",
+                "rnn_common.wgsl",
+                "gru_backward.wgsl",
+                "step_tiled_backward.wgsl",
+                "gru_tiled_backward.wgsl",
+            ],
+            Shader::RnnTiledForward => &[
+                "activations.wgsl",
+                "rnn_common.wgsl",
+                "rnn_forward.wgsl",
+                "step_tiled_forward.wgsl",
+                "rnn_tiled_forward.wgsl",
+            ],
+            Shader::RnnTiledBackward => &[
+                "activations.wgsl",
+                "rnn_common.wgsl",
+                "rnn_backward.wgsl",
+                "step_tiled_backward.wgsl",
+                "rnn_tiled_backward.wgsl",
+            ],
             Shader::Conv => &["conv.wgsl"],
             Shader::Unfused => &["unfused.wgsl"],
             Shader::Loss => &["loss.wgsl"],
@@ -330,6 +435,8 @@ pub(crate) struct Pipe {
 pub(crate) struct Pipelines {
     modules: Mutex<HashMap<Shader, wgpu::ShaderModule>>,
     pipes: Mutex<HashMap<PipeKey, Arc<Pipe>>>,
+    /// The split-K GEMM's partial sums (`gemm_tile`), grown on demand and reused.
+    pub(crate) gemm_scratch: Mutex<Option<wgpu::Buffer>>,
 }
 
 /// Pipeline-overridable constants of one pipeline (WGSL `override` name and value).

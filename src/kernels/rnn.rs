@@ -9,6 +9,7 @@ use super::rec::{
     check_step_budget, forward_chunks, fwd, per_inv, persistent_plan, step_groups, u32_of,
 };
 use super::resident::{self, Cell};
+use super::step_tiled::{self, TiledCell};
 use crate::algorithm::Algorithm;
 use crate::error::Result;
 
@@ -64,9 +65,11 @@ pub(crate) fn record_forward(
     }
     check_step_budget(h, "Stepwise RNN forward")?;
     let groups = step_groups(s.b * h)?;
+    let (step_def, step_n) =
+        step_tiled::forward(rec, TiledCell::Rnn, s)?.unwrap_or((&FWD_STEP, groups));
     for step in 0..s.t {
         prm.s_begin = step as u32;
-        rec.dispatch(&FWD_STEP, &prm, &list, groups)?;
+        rec.dispatch(step_def, &prm, &list, step_n)?;
     }
     Ok(())
 }
@@ -101,9 +104,11 @@ pub(crate) fn record_backward(
         )?;
         backward_chunks(rec, &BWD_PERSISTENT, &mut prm, &list, plan, s.t)?;
     } else {
+        let (fused, fused_groups) =
+            step_tiled::backward(rec, TiledCell::Rnn, s)?.unwrap_or((&BWD_FUSED, groups));
         for step in (0..s.t).rev() {
             prm.s_begin = step as u32;
-            rec.dispatch(&BWD_FUSED, &prm, &list, groups)?;
+            rec.dispatch(fused, &prm, &list, fused_groups)?;
         }
     }
     prm.flags = flags | FINAL;
