@@ -8,12 +8,14 @@
 //! `load_data` options the way Keras does: a start token and an `index_from` offset, a
 //! `maxlen` filter, and `num_words`/`skip_top` with the out-of-vocabulary id.
 //!
-//! Unlike Keras it does not shuffle (Keras shuffles with numpy's RNG, seed 113): the
-//! reviews keep the file's order; the trainer shuffles batches anyway.
+//! The file keeps the reviews grouped by label; like Keras, the loader shuffles each set
+//! with numpy's legacy `RandomState(seed)` (MT19937; `seed = 113` by default), so the
+//! reviews come in Keras' own order and a prefix of either set holds both classes.
 
 use std::io::{Cursor, Read, Seek};
 use std::path::Path;
 
+use super::mt19937::Mt19937;
 use super::{npy, pickle};
 use crate::error::{Error, Result};
 use crate::limits;
@@ -35,6 +37,9 @@ pub struct ImdbOptions {
     pub oov_char: Option<u32>,
     /// Added to every word rank in the file (default 3).
     pub index_from: u32,
+    /// Seed of Keras' shuffle (default `Some(113)`, Keras' default); `None` keeps the
+    /// file's order.
+    pub seed: Option<u32>,
 }
 
 impl Default for ImdbOptions {
@@ -46,6 +51,7 @@ impl Default for ImdbOptions {
             start_char: Some(1),
             oov_char: Some(2),
             index_from: 3,
+            seed: Some(113),
         }
     }
 }
@@ -102,7 +108,30 @@ fn load_from<R: Read + Seek>(r: R, opts: &ImdbOptions, source: &str) -> Result<I
             )));
         }
     }
+    let (x_train, y_train, x_test, y_test) = match opts.seed {
+        // One generator for both sets, train first, as in Keras.
+        Some(seed) => {
+            let mut mt = Mt19937::new(seed);
+            let train = mt.permutation(y_train.len());
+            let test = mt.permutation(y_test.len());
+            let (a, b) = permute(x_train, y_train, &train);
+            let (c, d) = permute(x_test, y_test, &test);
+            (a, b, c, d)
+        }
+        None => (x_train, y_train, x_test, y_test),
+    };
     apply_options(x_train, y_train, x_test, y_test, opts, source)
+}
+
+/// `(x[perm], y[perm])`.
+fn permute(x: Vec<Vec<i64>>, y: Vec<i64>, perm: &[usize]) -> (Vec<Vec<i64>>, Vec<i64>) {
+    let mut slots: Vec<Option<Vec<i64>>> = x.into_iter().map(Some).collect();
+    let xs = perm
+        .iter()
+        .map(|&i| slots[i].take().unwrap_or_default())
+        .collect();
+    let ys = perm.iter().map(|&i| y[i]).collect();
+    (xs, ys)
 }
 
 /// The bytes of member `name` (or `name.npy`), checked against the host-memory cap by its

@@ -14,6 +14,17 @@ use crate::data::pickle::tests::{Flavor, numpy_object_pickle};
 
 /// A version 1.0 `.npy` header as numpy writes it: the dict, spaces, a newline, the whole
 /// prefix padded to a multiple of 64 bytes.
+/// Keras' options without the shuffle, so expectations follow the file's order.
+const FILE_ORDER: ImdbOptions = ImdbOptions {
+    num_words: None,
+    skip_top: 0,
+    maxlen: None,
+    start_char: Some(1),
+    oov_char: Some(2),
+    index_from: 3,
+    seed: None,
+};
+
 fn npy_header(dict: &str) -> Vec<u8> {
     let mut h = dict.to_string();
     while !(10 + h.len() + 1).is_multiple_of(64) {
@@ -76,7 +87,7 @@ fn imdb_npz(flavor: Flavor, method: CompressionMethod) -> Vec<u8> {
 fn default_options_add_start_and_offset_and_oov_the_largest_id_like_keras() {
     for flavor in [Flavor::Py2Proto2, Flavor::Proto3, Flavor::Proto4] {
         for method in [CompressionMethod::Stored, CompressionMethod::Deflated] {
-            let d = imdb_from_bytes(&imdb_npz(flavor, method), &ImdbOptions::default()).unwrap();
+            let d = imdb_from_bytes(&imdb_npz(flavor, method), &FILE_ORDER).unwrap();
             // [1] + [w + 3]; num_words = max id (1003), and ids >= num_words become 2.
             assert_eq!(
                 d.x_train,
@@ -96,7 +107,7 @@ fn num_words_maxlen_skip_top_and_no_oov_follow_keras() {
     let o = ImdbOptions {
         num_words: Some(10),
         maxlen: Some(5),
-        ..ImdbOptions::default()
+        ..FILE_ORDER
     };
     let d = imdb_from_bytes(&bytes, &o).unwrap();
     // Lengths with the start token: 4, 7, 2 | 3, 3; maxlen keeps len < 5.
@@ -109,7 +120,7 @@ fn num_words_maxlen_skip_top_and_no_oov_follow_keras() {
         oov_char: None,
         start_char: None,
         index_from: 0,
-        ..ImdbOptions::default()
+        ..FILE_ORDER
     };
     let d = imdb_from_bytes(&bytes, &o).unwrap();
     assert_eq!(d.x_train, vec![vec![11, 13], vec![5, 6], vec![]]);
@@ -118,7 +129,7 @@ fn num_words_maxlen_skip_top_and_no_oov_follow_keras() {
         &bytes,
         &ImdbOptions {
             maxlen: Some(2),
-            ..ImdbOptions::default()
+            ..FILE_ORDER
         },
     )
     .unwrap_err();
@@ -132,10 +143,10 @@ fn a_file_on_disk_loads_and_a_directory_is_refused() {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("imdb.npz");
     std::fs::write(&path, imdb_npz(Flavor::Proto4, CompressionMethod::Deflated)).unwrap();
-    let d = load_imdb(&path, &ImdbOptions::default()).unwrap();
+    let d = load_imdb(&path, &FILE_ORDER).unwrap();
     assert_eq!(d.x_train.len(), 3);
     assert_eq!(d.x_test[0], vec![1, 10, 10]);
-    let e = load_imdb(&dir, &ImdbOptions::default()).unwrap_err();
+    let e = load_imdb(&dir, &FILE_ORDER).unwrap_err();
     assert!(e.to_string().contains("is a directory"), "{e}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -257,7 +268,7 @@ fn files_numpy_itself_wrote_load_like_keras() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("tests/data")
             .join(name);
-        let d = load_imdb(&path, &ImdbOptions::default()).unwrap();
+        let d = load_imdb(&path, &FILE_ORDER).unwrap();
         assert_eq!(
             d.x_train,
             vec![
@@ -274,7 +285,7 @@ fn files_numpy_itself_wrote_load_like_keras() {
         let o = ImdbOptions {
             num_words: Some(20),
             maxlen: Some(10),
-            ..ImdbOptions::default()
+            ..FILE_ORDER
         };
         let d = load_imdb(&path, &o).unwrap();
         assert_eq!(
@@ -284,4 +295,27 @@ fn files_numpy_itself_wrote_load_like_keras() {
         assert_eq!(d.y_train, vec![1, 0, 1]);
         assert_eq!(d.x_test, vec![vec![1, 10, 10], vec![1, 6, 2], vec![1]]);
     }
+}
+
+#[test]
+fn the_default_seed_shuffles_in_keras_order() {
+    // numpy 2.4.6: r = np.random.RandomState(113); r.shuffle(np.arange(4)) -> [3, 2, 0, 1],
+    // then r.shuffle(np.arange(3)) -> [1, 0, 2], as keras.datasets.imdb.load_data does.
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/imdb_numpy_savez.npz");
+    let plain = load_imdb(&path, &FILE_ORDER).unwrap();
+    let keras = load_imdb(&path, &ImdbOptions::default()).unwrap();
+    let pick = |v: &[Vec<u32>], p: &[usize]| -> Vec<Vec<u32>> {
+        p.iter().map(|&i| v[i].clone()).collect()
+    };
+    assert_eq!(keras.x_train, pick(&plain.x_train, &[3, 2, 0, 1]));
+    assert_eq!(keras.y_train, vec![0, 1, 1, 0]);
+    assert_eq!(keras.x_test, pick(&plain.x_test, &[1, 0, 2]));
+    assert_eq!(keras.y_test, vec![1, 0, 1]);
+    // Another seed, another order (numpy: RandomState(2) shuffles arange(4) to [2, 3, 1, 0]).
+    let other = ImdbOptions {
+        seed: Some(2),
+        ..ImdbOptions::default()
+    };
+    let d = load_imdb(&path, &other).unwrap();
+    assert_eq!(d.x_train, pick(&plain.x_train, &[2, 3, 1, 0]));
 }

@@ -24,6 +24,7 @@ pub mod forecast_plot;
 mod glyphs;
 pub mod imdb;
 pub mod moving_digits;
+mod mt19937;
 pub mod npy;
 mod pickle;
 #[cfg(feature = "render")]

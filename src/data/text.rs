@@ -490,9 +490,14 @@ pub fn generate_reviews(cfg: &ReviewConfig) -> Result<Reviews> {
         }
         let used: usize = units.iter().map(Vec::len).sum();
         for _ in used..body {
-            // Skewed towards the low (common) neutral ids, like word frequencies.
-            let r = rng.below(neutral.len());
-            units.push(vec![neutral[rng.below(r + 1)]]);
+            // Mostly the common real words (the first ids), sometimes any filler, so a
+            // decoded review reads like text with rare words in it.
+            let pool = if rng.chance(0.7) {
+                NEUTRAL.len()
+            } else {
+                neutral.len()
+            };
+            units.push(vec![neutral[rng.below(pool)]]);
         }
         rng.shuffle(&mut units);
         let mut seq = Vec::with_capacity(len);
