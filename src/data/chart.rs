@@ -63,7 +63,7 @@ impl RgbImage {
 /// plotters as "sans-serif" so no system font is ever looked up.
 static FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans-ascii.ttf");
 
-fn register_font() -> Result<()> {
+pub(crate) fn register_font() -> Result<()> {
     static REGISTERED: OnceLock<bool> = OnceLock::new();
     let ok = *REGISTERED.get_or_init(|| {
         plotters::style::register_font("sans-serif", FontStyle::Normal, FONT).is_ok()
