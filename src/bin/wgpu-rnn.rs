@@ -38,7 +38,8 @@ enum Cmd {
         /// Where to run.
         #[arg(long, value_enum, default_value = "gpu")]
         backend: BackendArg,
-        /// Recurrence algorithm forced on the GPU: auto, persistent, stepwise, resident or grid.
+        /// Recurrence algorithm forced on the GPU: auto, persistent, stepwise, resident, grid or
+        /// tiled (ConvLSTM2D; the recurrent cells run their auto choice for it).
         #[arg(long, default_value = "auto")]
         algorithm: String,
     },

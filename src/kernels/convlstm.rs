@@ -112,8 +112,20 @@ impl CellShape {
     }
 }
 
+/// The environment variable that forces the ConvLSTM2D algorithm wherever a layer asks for
+/// [`Algorithm::Auto`] (`auto`, `persistent`, `stepwise` or `tiled`), so benches, examples
+/// and tests can exercise each variant without code changes.
+pub const ALGORITHM_ENV: &str = "WGPU_RNN_CONVLSTM_ALGORITHM";
+
 /// The caller's algorithm when it can run (else an error naming the limit), or the heuristic.
-/// Persistent holds one sequence's h frame twice in the workgroup pool; backward is Stepwise.
+/// Persistent holds one sequence's h frame twice in the workgroup pool (its backward runs
+/// Stepwise); Tiled needs its tile limits (`convlstm_tiled::fits`: kernel width ≤ 8, halo).
+///
+/// Auto (after [`ALGORITHM_ENV`]): GPUs take Tiled wherever it fits (DESIGN.md §8: the
+/// recurrent conv is an implicit GEMM of M = B·Ho·Wo, N = 4F, K = kh·kw·F that needs tiles
+/// and on-chip reuse), else Persistent when the batch alone fills the device and the frame
+/// fits, else Stepwise. Software adapters (llvmpipe) take whatever measured faster there
+/// (BENCHMARKS.md, "ConvLSTM2D variants"): Tiled where it fits, else Stepwise.
 pub(crate) fn resolve(ctx: &Context, algo: Algorithm, s: &CellShape) -> Result<Algorithm> {
     let need = 2 * s.frame();
     let fits = || -> Result<()> {
@@ -136,16 +148,27 @@ pub(crate) fn resolve(ctx: &Context, algo: Algorithm, s: &CellShape) -> Result<A
         }
         Ok(())
     };
+    let algo = match algo {
+        Algorithm::Auto => match std::env::var(ALGORITHM_ENV) {
+            Ok(v) if !v.is_empty() => v.parse::<Algorithm>().map_err(|_| {
+                Error::Config(format!(
+                    "{ALGORITHM_ENV}={v:?}: expected auto, persistent, stepwise or tiled"
+                ))
+            })?,
+            _ => Algorithm::Auto,
+        },
+        other => other,
+    };
     match algo {
         Algorithm::Persistent => fits().map(|_| Algorithm::Persistent),
         Algorithm::Stepwise => Ok(Algorithm::Stepwise),
+        Algorithm::Tiled => super::convlstm_tiled::fits(ctx, s).map(|_| Algorithm::Tiled),
         // ConvLSTM2D has no Resident or Grid kernel (its recurrent weights are a convolution, not a
         // matrix a workgroup can hold): a Resident or Grid request runs the Auto choice below.
-        // One workgroup per sequence leaves a GPU mostly idle for small batches, and software
-        // adapters measured Stepwise faster for the other cells: prefer Stepwise unless the
-        // batch alone fills the device and the frame fits.
         Algorithm::Auto | Algorithm::Resident | Algorithm::Grid => {
-            Ok(if !ctx.software && s.b >= 32 && fits().is_ok() {
+            Ok(if super::convlstm_tiled::fits(ctx, s).is_ok() {
+                Algorithm::Tiled
+            } else if !ctx.software && s.b >= 32 && fits().is_ok() {
                 Algorithm::Persistent
             } else {
                 Algorithm::Stepwise
@@ -172,6 +195,9 @@ pub(crate) fn record_forward(
     slots: usize,
     b: &FwdBufs<'_>,
 ) -> Result<()> {
+    if algo == Algorithm::Tiled {
+        return super::convlstm_tiled::record_forward(rec, s, train, slots, b);
+    }
     let mut prm = s.params(slots, if train { TRAIN } else { 0 })?;
     let list = [b.zx, b.rk, b.hseq, b.cseq, b.out];
     if s.taps() > LOOP_BUDGET as usize {
@@ -214,12 +240,17 @@ pub(crate) struct BwdBufs<'a> {
 }
 
 /// Records the reversed loop (one fused dispatch per step) and the dh0 pass. `state` holds
-/// dy_h_n then dy_c_n and ends as dh0 then dc0.
+/// dy_h_n then dy_c_n and ends as dh0 then dc0. `algo` is the forward's resolved algorithm:
+/// Tiled runs the tiled reversed step, the others the Stepwise one.
 pub(crate) fn record_backward(
     rec: &mut Recorder<'_>,
     s: &CellShape,
+    algo: Algorithm,
     b: &BwdBufs<'_>,
 ) -> Result<()> {
+    if algo == Algorithm::Tiled {
+        return super::convlstm_tiled::record_backward(rec, s, b);
+    }
     let mut prm = s.params(s.t + 1, 0)?;
     let list = [b.gates, b.rk, b.cseq, b.dy, b.dgates, b.state];
     let per = s.kernel.0 * (1 + s.kernel.1 * (1 + 4 * s.filters));

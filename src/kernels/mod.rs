@@ -9,6 +9,7 @@
 pub(crate) mod buffers;
 pub(crate) mod conv;
 pub(crate) mod convlstm;
+pub(crate) mod convlstm_tiled;
 pub(crate) mod dropout;
 pub(crate) mod embedding;
 pub(crate) mod gemm;
@@ -52,6 +53,9 @@ pub(crate) enum Shader {
     Conv,
     ConvLstmForward,
     ConvLstmBackward,
+    ConvLstmTiledForward,
+    ConvLstmTiledBackward,
+    ConvLstmPack,
     Unfused,
     NnAct,
     Loss,
@@ -68,7 +72,7 @@ pub(crate) enum Shader {
 }
 
 impl Shader {
-    const ALL: [Shader; 27] = [
+    const ALL: [Shader; 30] = [
         Shader::Gemm,
         Shader::GemmPlain,
         Shader::GemmRbAny,
@@ -83,6 +87,9 @@ impl Shader {
         Shader::Conv,
         Shader::ConvLstmForward,
         Shader::ConvLstmBackward,
+        Shader::ConvLstmTiledForward,
+        Shader::ConvLstmTiledBackward,
+        Shader::ConvLstmPack,
         Shader::Unfused,
         Shader::NnAct,
         Shader::Loss,
@@ -162,6 +169,17 @@ impl Shader {
                 include_str!("../../shaders/activations.wgsl"),
                 include_str!("../../shaders/convlstm_backward.wgsl")
             ),
+            Shader::ConvLstmTiledForward => concat!(
+                include_str!("../../shaders/activations.wgsl"),
+                include_str!("../../shaders/convlstm_tile.wgsl"),
+                include_str!("../../shaders/convlstm_tiled_forward.wgsl")
+            ),
+            Shader::ConvLstmTiledBackward => concat!(
+                include_str!("../../shaders/activations.wgsl"),
+                include_str!("../../shaders/convlstm_tile.wgsl"),
+                include_str!("../../shaders/convlstm_tiled_backward.wgsl")
+            ),
+            Shader::ConvLstmPack => include_str!("../../shaders/convlstm_pack.wgsl"),
             Shader::NnAct => concat!(
                 include_str!("../../shaders/activations.wgsl"),
                 include_str!("../../shaders/nn_act.wgsl")
@@ -218,6 +236,17 @@ impl Shader {
             Shader::Dropout => &["dropout.wgsl"],
             Shader::ConvLstmForward => &["activations.wgsl", "convlstm_forward.wgsl"],
             Shader::ConvLstmBackward => &["activations.wgsl", "convlstm_backward.wgsl"],
+            Shader::ConvLstmTiledForward => &[
+                "activations.wgsl",
+                "convlstm_tile.wgsl",
+                "convlstm_tiled_forward.wgsl",
+            ],
+            Shader::ConvLstmTiledBackward => &[
+                "activations.wgsl",
+                "convlstm_tile.wgsl",
+                "convlstm_tiled_backward.wgsl",
+            ],
+            Shader::ConvLstmPack => &["convlstm_pack.wgsl"],
             Shader::NnAct => &["activations.wgsl", "nn_act.wgsl"],
             Shader::ResidentForward => &[
                 "activations.wgsl",
