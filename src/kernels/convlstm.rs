@@ -115,7 +115,26 @@ impl CellShape {
 /// The environment variable that forces the ConvLSTM2D algorithm wherever a layer asks for
 /// [`Algorithm::Auto`] (`auto`, `persistent`, `stepwise` or `tiled`), so benches, examples
 /// and tests can exercise each variant without code changes.
-pub const ALGORITHM_ENV: &str = "WGPU_RNN_CONVLSTM_ALGORITHM";
+pub(crate) const ALGORITHM_ENV: &str = "WGPU_RNN_CONVLSTM_ALGORITHM";
+
+/// The algorithm [`ALGORITHM_ENV`]'s value forces (unset or empty: Auto); any other name than
+/// ConvLSTM2D's algorithms is an `Error::Config` naming the variable.
+fn forced(value: Option<&str>) -> Result<Algorithm> {
+    match value.map(str::trim) {
+        None | Some("") => Ok(Algorithm::Auto),
+        Some(v) => match v.parse::<Algorithm>() {
+            Ok(
+                a @ (Algorithm::Auto
+                | Algorithm::Persistent
+                | Algorithm::Stepwise
+                | Algorithm::Tiled),
+            ) => Ok(a),
+            _ => Err(Error::Config(format!(
+                "{ALGORITHM_ENV}={v:?}: expected auto, persistent, stepwise or tiled"
+            ))),
+        },
+    }
+}
 
 /// The caller's algorithm when it can run (else an error naming the limit), or the heuristic.
 /// Persistent holds one sequence's h frame twice in the workgroup pool (its backward runs
@@ -149,14 +168,7 @@ pub(crate) fn resolve(ctx: &Context, algo: Algorithm, s: &CellShape) -> Result<A
         Ok(())
     };
     let algo = match algo {
-        Algorithm::Auto => match std::env::var(ALGORITHM_ENV) {
-            Ok(v) if !v.is_empty() => v.parse::<Algorithm>().map_err(|_| {
-                Error::Config(format!(
-                    "{ALGORITHM_ENV}={v:?}: expected auto, persistent, stepwise or tiled"
-                ))
-            })?,
-            _ => Algorithm::Auto,
-        },
+        Algorithm::Auto => forced(std::env::var(ALGORITHM_ENV).ok().as_deref())?,
         other => other,
     };
     match algo {
@@ -266,4 +278,22 @@ pub(crate) fn record_backward(
     }
     prm.s_begin = 0;
     rec.dispatch(&BWD_RECUR, &prm, &list, groups)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_environment_forces_only_convlstm_algorithms() {
+        assert_eq!(forced(None).unwrap(), Algorithm::Auto);
+        assert_eq!(forced(Some(" ")).unwrap(), Algorithm::Auto);
+        assert_eq!(forced(Some("tiled")).unwrap(), Algorithm::Tiled);
+        assert_eq!(forced(Some("stepwise")).unwrap(), Algorithm::Stepwise);
+        assert_eq!(forced(Some("persistent")).unwrap(), Algorithm::Persistent);
+        for bad in ["grid", "resident", "fast"] {
+            let e = forced(Some(bad)).unwrap_err().to_string();
+            assert!(e.contains(ALGORITHM_ENV) && e.contains(bad), "{e}");
+        }
+    }
 }
