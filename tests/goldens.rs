@@ -48,7 +48,7 @@ fn check_all(backend: &Backend, algo: Algorithm) {
 fn check_files(files: &[PathBuf], backend: &Backend, algo: Algorithm) -> usize {
     let mut failures = Vec::new();
     let mut compared = 0;
-    for f in &files {
+    for f in files {
         let g = Golden::load(f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
         let reports =
             run_case_with(&g, backend, algo).unwrap_or_else(|e| panic!("{}: {e}", g.case));
