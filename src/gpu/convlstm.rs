@@ -159,8 +159,9 @@ impl GpuConvLstm {
 pub(crate) struct ConvTape {
     b: usize,
     t: usize,
-    /// The forward's resolved algorithm (Tiled runs a tiled backward).
-    algo: Algorithm,
+    /// The backward's algorithm (`kcell::backward_algorithm`): Tiled runs the tiled reversed
+    /// step and, where it fits, the tiled dX.
+    bwd: Algorithm,
     x: wgpu::Buffer,
     gates: wgpu::Buffer,
     hseq: wgpu::Buffer,
@@ -239,7 +240,9 @@ impl GpuConvLstm {
         train: bool,
     ) -> Result<LayerRun> {
         let s = self.shape(b, t)?;
+        let requested = algo;
         let algo = kcell::resolve(ctx, algo, &s)?;
+        let bwd = kcell::backward_algorithm(ctx, requested, algo);
         let f = self.dims.filters;
         let frame = s.rows * s.cols * f;
         let zx = buffers::zeros(ctx, "gates", b * t * s.rows * s.cols * 4 * f)?;
@@ -286,7 +289,7 @@ impl GpuConvLstm {
         let tape = train.then(|| ConvTape {
             b,
             t,
-            algo,
+            bwd,
             x: x.clone(),
             gates: zx,
             hseq,
@@ -332,7 +335,7 @@ impl GpuConvLstm {
             state: &g.state,
         };
         rec.set_phase(Phase::Recurrence);
-        kcell::record_backward(rec, &s, tape.algo, &bufs)?;
+        kcell::record_backward(rec, &s, tape.bwd, &bufs)?;
         rec.set_phase(Phase::Dense);
         // After the loop: every weight gradient in one pass over all T·B frames.
         let xmap = FrameMap {
@@ -361,10 +364,10 @@ impl GpuConvLstm {
             0.0,
         )?;
         conv::wgrad(rec, &grec, &hmap, 4 * f, &tape.hseq, &dgates, &g.drk, 0.0)?;
-        // dX: a tiled gather convolution where the forward ran Tiled and the input conv has
-        // stride 1 (within the tile limits); otherwise (strides, or the other algorithms)
-        // the one-invocation-per-element gather.
-        if tape.algo == Algorithm::Tiled && ktiled::dgrad_fits(ctx, &gin, b * t, 4 * f) {
+        // dX: a tiled gather convolution where the backward runs Tiled and the input conv
+        // has stride 1 and ≥ 16 input channels (ktiled::dgrad_fits); otherwise the
+        // one-invocation-per-element gather.
+        if tape.bwd == Algorithm::Tiled && ktiled::dgrad_fits(ctx, &gin, b * t, 4 * f) {
             ktiled::dgrad(rec, &gin, b * t, 4 * f, &dgates, &self.kernel, &g.dx)?;
         } else {
             conv::dgrad(rec, &gin, &xmap, 4 * f, &dgates, &self.kernel, &g.dx, 0.0)?;

@@ -140,11 +140,12 @@ fn forced(value: Option<&str>) -> Result<Algorithm> {
 /// Persistent holds one sequence's h frame twice in the workgroup pool (its backward runs
 /// Stepwise); Tiled needs its tile limits (`convlstm_tiled::fits`: kernel width ≤ 8, halo).
 ///
-/// Auto (after [`ALGORITHM_ENV`]): GPUs take Tiled wherever it fits (DESIGN.md §8: the
-/// recurrent conv is an implicit GEMM of M = B·Ho·Wo, N = 4F, K = kh·kw·F that needs tiles
-/// and on-chip reuse), else Persistent when the batch alone fills the device and the frame
-/// fits, else Stepwise. Software adapters (llvmpipe) take whatever measured faster there
-/// (BENCHMARKS.md, "ConvLSTM2D variants"): Tiled where it fits, else Stepwise.
+/// Auto (after [`ALGORITHM_ENV`]): Tiled wherever it fits, else Persistent on GPUs when the
+/// batch alone fills the device and the frame fits, else Stepwise. GPUs (unmeasured, by
+/// DESIGN.md §8: the recurrent conv is an implicit GEMM of M = B·Ho·Wo, N = 4F,
+/// K = kh·kw·F that needs tiles and on-chip reuse); software adapters by measurement
+/// (BENCHMARKS.md, "ConvLSTM2D variants": the tiled forward step was the faster there; the
+/// backward then runs Stepwise, see [`backward_algorithm`]).
 pub(crate) fn resolve(ctx: &Context, algo: Algorithm, s: &CellShape) -> Result<Algorithm> {
     let need = 2 * s.frame();
     let fits = || -> Result<()> {
@@ -186,6 +187,33 @@ pub(crate) fn resolve(ctx: &Context, algo: Algorithm, s: &CellShape) -> Result<A
                 Algorithm::Stepwise
             })
         }
+    }
+}
+
+/// The backward loop's algorithm for a forward that resolved to `forward` from the caller's
+/// `requested` one: Tiled when Tiled was asked for (by the caller or [`ALGORITHM_ENV`]); for
+/// an Auto forward that became Tiled, Tiled on GPUs and Stepwise on software adapters, where
+/// the tiled reversed step measured slower (BENCHMARKS.md, "ConvLSTM2D variants": llvmpipe,
+/// B2 T10 32×32×1 F16, backward loop ~1.55 s tiled vs ~1.15 s Stepwise; its 4-channel vec
+/// columns leave half of each 8-column tile idle at F = 16); otherwise Stepwise.
+pub(crate) fn backward_algorithm(
+    ctx: &Context,
+    requested: Algorithm,
+    forward: Algorithm,
+) -> Algorithm {
+    if forward != Algorithm::Tiled {
+        return Algorithm::Stepwise;
+    }
+    let requested = match requested {
+        Algorithm::Auto => {
+            forced(std::env::var(ALGORITHM_ENV).ok().as_deref()).unwrap_or(requested)
+        }
+        other => other,
+    };
+    if requested == Algorithm::Tiled || !ctx.software {
+        Algorithm::Tiled
+    } else {
+        Algorithm::Stepwise
     }
 }
 
@@ -294,6 +322,29 @@ mod tests {
         for bad in ["grid", "resident", "fast"] {
             let e = forced(Some(bad)).unwrap_err().to_string();
             assert!(e.contains(ALGORITHM_ENV) && e.contains(bad), "{e}");
+        }
+    }
+
+    /// A forced Tiled forward keeps a tiled backward; the other forwards run Stepwise
+    /// backward; an Auto forward that became Tiled backs off to Stepwise on software adapters.
+    #[test]
+    fn the_backward_follows_the_forward() {
+        let ctx = Context::new().expect("a wgpu adapter (lavapipe in CI) is required");
+        let tiled = Algorithm::Tiled;
+        assert_eq!(backward_algorithm(&ctx, tiled, tiled), tiled);
+        for fwd in [Algorithm::Stepwise, Algorithm::Persistent] {
+            assert_eq!(
+                backward_algorithm(&ctx, Algorithm::Auto, fwd),
+                Algorithm::Stepwise
+            );
+        }
+        if std::env::var(ALGORITHM_ENV).is_err() {
+            let want = if ctx.software {
+                Algorithm::Stepwise
+            } else {
+                tiled
+            };
+            assert_eq!(backward_algorithm(&ctx, Algorithm::Auto, tiled), want);
         }
     }
 }
