@@ -137,8 +137,9 @@ proptest! {
 /// kernels see, go_backwards and last-step outputs.
 #[test]
 fn tiled_matches_cpu_on_odd_shapes() {
-    let cases: &[(usize, usize, usize, usize, (usize, usize))] = &[
-        // rows, cols, cin, filters, kernel
+    // rows, cols, cin, filters, kernel
+    type Shape = (usize, usize, usize, usize, (usize, usize));
+    let cases: &[Shape] = &[
         (11, 13, 3, 5, (3, 3)),
         (9, 10, 5, 9, (3, 3)),
         (7, 9, 2, 6, (1, 1)),
