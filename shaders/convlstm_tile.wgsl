@@ -19,15 +19,17 @@
 //   1 wt  storage r  vec4<f32>[kh·kw·Q·nvp]   packed weights (see above)
 // Memory plan: per Q chunk of KC = 8 channels, the src tile plus its halo
 // [(TH + (kh-1)·dil_y) × (TW + (kw-1)·dil_x) × KC] is staged in workgroup memory `halo`
-// (≤ 2048 floats), then per kernel row a the weight tile [kw × KC × TV] vec4 in `wtile`
-// (≤ 512 vec4); each src and weight element is read from storage once per workgroup.
+// (pixel stride KCP = 9 floats, so the two pixel groups of a row, 4 pixels apart, read
+// different banks; ≤ 2304 floats), then per kernel row a the weight tile [kw × KC × TV] vec4
+// in `wtile` (≤ 512 vec4); each src and weight element is read from storage once per
+// workgroup.
 // Registers: 4 vec4 accumulators (4 pixels × one vec column).
 // Workgroup layout: 128 invocations: v = lid % 8 (vec column), pixel group lid / 8 → row
 // ty = pg / 2, columns tx0 = (pg % 2)·4 .. +4. Grid (flattened 2-D): n × tiles_y × tiles_x ×
 // vec tiles, vec tile fastest (neighbouring workgroups share the halo in cache).
-// Limits (host-checked, kernels/convlstm_tiled.rs): halo ≤ 2048 floats, kw·KC·TV ≤ 512
-// vec4 (kw ≤ 8), loop iterations per invocation under the llvmpipe budget (DESIGN.md §5),
-// u32 indexing. 12 KiB of workgroup memory. Barriers in uniform control flow only (every
+// Limits (host-checked, kernels/convlstm_tiled.rs): halo pixels·KCP ≤ 2304 floats,
+// kw·KC·TV ≤ 512 vec4 (kw ≤ 8), loop iterations per invocation under the llvmpipe budget
+// (DESIGN.md §5), u32 indexing. 17 KiB of workgroup memory. Barriers in uniform control flow only (every
 // loop bound comes from the uniform block).
 // Caveats: f32 accumulation in a different order than the CPU reference (rounding only).
 
@@ -66,8 +68,9 @@ const TH: u32 = 8u;
 const TW: u32 = 8u;
 const TV: u32 = 8u;
 const KC: u32 = 8u;
+const KCP: u32 = 9u;
 const WG: u32 = 128u;
-const HALO: u32 = 2048u;
+const HALO: u32 = 2304u;
 const WT: u32 = 512u;
 
 var<workgroup> halo: array<f32, HALO>;
@@ -136,7 +139,7 @@ fn tile_conv(lid: u32, t: Tile) -> array<vec4<f32>, 4> {
             if (q0 + cc < p.q && y >= 0 && x >= 0 && y < i32(p.sr) && x < i32(p.sc)) {
                 v = src_value(((frame * p.sr + u32(y)) * p.sc + u32(x)) * p.q + q0 + cc);
             }
-            halo[e] = v;
+            halo[(py * hx + px) * KCP + cc] = v;
         }
         for (var a = 0u; a < p.kh; a++) {
             if (a > 0u) {
@@ -159,10 +162,10 @@ fn tile_conv(lid: u32, t: Tile) -> array<vec4<f32>, 4> {
                 let col = row + c * p.dil_x;
                 for (var cc = 0u; cc < KC; cc++) {
                     let w = wtile[(c * KC + cc) * TV + t.v];
-                    acc0 += halo[col * KC + cc] * w;
-                    acc1 += halo[(col + 1u) * KC + cc] * w;
-                    acc2 += halo[(col + 2u) * KC + cc] * w;
-                    acc3 += halo[(col + 3u) * KC + cc] * w;
+                    acc0 += halo[col * KCP + cc] * w;
+                    acc1 += halo[(col + 1u) * KCP + cc] * w;
+                    acc2 += halo[(col + 2u) * KCP + cc] * w;
+                    acc3 += halo[(col + 3u) * KCP + cc] * w;
                 }
             }
         }

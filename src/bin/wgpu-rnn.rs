@@ -59,9 +59,13 @@ enum Cmd {
         /// Timed runs per measurement (median reported; at least 5).
         #[arg(long, default_value_t = 5)]
         runs: usize,
-        /// Implementations, comma-separated: persistent, stepwise, resident, grid, unfused, cpu; for
-        /// the gemm cell gemm_plain16, gemm_tiled64, gemm_regblock (default: all three).
-        #[arg(long, default_value = "persistent,stepwise,resident,grid,unfused,cpu")]
+        /// Implementations, comma-separated: persistent, stepwise, resident, grid, tiled
+        /// (ConvLSTM2D), unfused, cpu; for the gemm cell gemm_plain16, gemm_tiled64,
+        /// gemm_regblock (default: all three).
+        #[arg(
+            long,
+            default_value = "persistent,stepwise,resident,grid,tiled,unfused,cpu"
+        )]
         impls: String,
         /// Recurrent shapes instead of the defaults: "B,T,I,H;B,T,I,H".
         #[arg(long)]

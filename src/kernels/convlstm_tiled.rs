@@ -16,8 +16,10 @@ const TH: usize = 8;
 const TW: usize = 8;
 const TV: usize = 8;
 const KC: usize = 8;
+/// Floats per halo pixel (KC padded by one against bank conflicts).
+const KCP: usize = 9;
 const WG: usize = 128;
-const HALO: usize = 2048;
+const HALO: usize = 2304;
 const WT: usize = 512;
 /// Bytes of workgroup memory the tiled kernels declare (halo f32s + weight vec4s).
 const WG_BYTES: usize = HALO * 4 + WT * 16;
@@ -160,16 +162,16 @@ impl TileGeom {
             )));
         }
         let (hy, hx) = self.halo();
-        if hy * hx * KC > HALO || self.kernel.1 * KC * TV > WT {
+        if hy * hx * KCP > HALO || self.kernel.1 * KC * TV > WT {
             return Err(Error::Limit(format!(
-                "the tiled ConvLSTM2D kernels stage ({TH}+({}-1)*{}) x ({TW}+({}-1)*{}) x {KC} \
+                "the tiled ConvLSTM2D kernels stage ({TH}+({}-1)*{}) x ({TW}+({}-1)*{}) x {KCP} \
                  = {} floats of halo (limit {HALO}) and {} x {KC} x {TV} = {} weight vec4s \
                  (limit {WT}, i.e. kernel width <= {}); use Algorithm::Stepwise",
                 self.kernel.0,
                 self.dil.0,
                 self.kernel.1,
                 self.dil.1,
-                hy * hx * KC,
+                hy * hx * KCP,
                 self.kernel.1,
                 self.kernel.1 * KC * TV,
                 WT / (KC * TV)
