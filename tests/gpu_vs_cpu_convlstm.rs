@@ -217,9 +217,15 @@ fn the_next_frame_example_shape_matches_cpu() {
 }
 
 /// The Keras next-frame model's shape of stack (5×5, 3×3, 1×1, same) on the GPU equals the
-/// CPU reference, forward and backward, in one submit each way.
+/// CPU reference, forward and backward, in one submit each way: with Auto and with every
+/// layer forced to the tiled kernels (Cin 3 → dX runs the direct gather behind them).
 #[test]
 fn stacked_layers_match_cpu_without_host_copies() {
+    stacked_layers_match_cpu(Algorithm::Auto);
+    stacked_layers_match_cpu(Algorithm::Tiled);
+}
+
+fn stacked_layers_match_cpu(algo: Algorithm) {
     use wgpu_rnn::ConvLstm2dStack;
     let build = |backend: Backend| {
         let mut layers = Vec::new();
@@ -233,7 +239,9 @@ fn stacked_layers_match_cpu_without_host_copies() {
                 Activation::Tanh
             };
             cfg.go_backwards = k == 0;
-            layers.push(ConvLstm2d::new(cfg, backend.clone(), 30 + k as u64).unwrap());
+            let mut l = ConvLstm2d::new(cfg, backend.clone(), 30 + k as u64).unwrap();
+            l.set_algorithm(algo);
+            layers.push(l);
         }
         ConvLstm2dStack::new(layers).unwrap()
     };
