@@ -1,8 +1,9 @@
 // convlstm_tile.wgsl — the tiled implicit-GEMM core of the ConvLSTM2D "Tiled" kernels (prelude of
 // convlstm_tiled_forward.wgsl and convlstm_tiled_backward.wgsl, which define `src_value`).
 //
-// One workgroup computes a tile of TH×TW = 8×8 output pixels of one frame n × TV = 8 vec4
-// columns, as an implicit GEMM (M = pixels, N = 4·vec columns, K = kh·kw·Q):
+// One workgroup computes a tile of TH×TW output pixels of one frame n × TV vec4 columns
+// (8×8 × 8, or 8×16 × 4: TV is a pipeline constant), as an implicit GEMM (M = pixels,
+// N = 4·vec columns, K = kh·kw·Q):
 //   acc[y, x, v] = Σ_{a<kh, c<kw, q<Q} src[n, y0 + off_y + (y-y0) + a·dil_y,
 //                                          x0 + off_x + (x-x0) + c·dil_x, q] · wt[a, c, q, v]
 // (src is 0 outside its sr×sc frame). The including file picks what that is:
@@ -24,11 +25,12 @@
 // in `wtile` (≤ 512 vec4); each src and weight element is read from storage once per
 // workgroup.
 // Registers: 4 vec4 accumulators (4 pixels × one vec column).
-// Workgroup layout: 128 invocations: v = lid % 8 (vec column), pixel group lid / 8 → row
-// ty = pg / 2, columns tx0 = (pg % 2)·4 .. +4. Grid (flattened 2-D): n × tiles_y × tiles_x ×
-// vec tiles, vec tile fastest (neighbouring workgroups share the halo in cache).
+// Workgroup layout: 128 invocations: v = lid % TV (vec column), pixel group pg = lid / TV →
+// row ty = pg / (TW/4), columns tx0 = (pg % (TW/4))·4 .. +4. Grid (flattened 2-D): n ×
+// tiles_y × tiles_x × vec tiles, vec tile fastest (neighbouring workgroups share the halo
+// in cache).
 // Limits (host-checked, kernels/convlstm_tiled.rs): halo pixels·KCP ≤ 2304 floats,
-// kw·KC·TV ≤ 512 vec4 (kw ≤ 8), loop iterations per invocation under the llvmpipe budget
+// kw·KC·TV ≤ 512 vec4 (kw ≤ 8 at TV = 8, ≤ 16 at TV = 4), loop iterations per invocation under the llvmpipe budget
 // (DESIGN.md §5), u32 indexing. 17 KiB of workgroup memory. Barriers in uniform control flow only (every
 // loop bound comes from the uniform block).
 // Caveats: f32 accumulation in a different order than the CPU reference (rounding only).
@@ -65,8 +67,10 @@ struct TileParams {
 @group(0) @binding(1) var<storage, read> wt: array<vec4<f32>>;
 
 const TH: u32 = 8u;
-const TW: u32 = 8u;
-const TV: u32 = 8u;
+// Vec columns per workgroup, 8 or 4 (a pipeline constant the host picks to leave fewer
+// columns idle); the pixel tile is TH × TW with TW = 64 / TV (8 or 16) so that 128
+// invocations always own 4 pixels × 1 vec column each.
+override TV: u32 = 8u;
 const KC: u32 = 8u;
 const KCP: u32 = 9u;
 const WG: u32 = 128u;
@@ -89,27 +93,29 @@ struct Tile {
 
 fn tile_of(lid: u32, wid: vec3<u32>, nwg: vec3<u32>) -> Tile {
     let flat = wid.y * nwg.x + wid.x;
+    let tw = 64u / TV;
     let vt = (p.nv + TV - 1u) / TV;
-    let tx = (p.dc + TW - 1u) / TW;
+    let tx = (p.dc + tw - 1u) / tw;
     let ty = (p.dr + TH - 1u) / TH;
     var t: Tile;
     t.v0 = (flat % vt) * TV;
     let r = flat / vt;
-    t.x0 = (r % tx) * TW;
+    t.x0 = (r % tx) * tw;
     t.y0 = ((r / tx) % ty) * TH;
     // Past the last frame (a rounded-up grid): clamp, and the epilogue masks it out.
     t.n = min(r / (tx * ty), p.frames - 1u);
     t.v = lid % TV;
     let pg = lid / TV;
-    t.ty = pg / 2u;
-    t.tx0 = (pg % 2u) * 4u;
+    t.ty = pg / (tw / 4u);
+    t.tx0 = (pg % (tw / 4u)) * 4u;
     return t;
 }
 
 // Whether the workgroup lies inside the dispatch (a rounded-up grid has spare workgroups).
 fn tile_live(wid: vec3<u32>, nwg: vec3<u32>) -> bool {
+    let tw = 64u / TV;
     let vt = (p.nv + TV - 1u) / TV;
-    let tiles = vt * ((p.dc + TW - 1u) / TW) * ((p.dr + TH - 1u) / TH);
+    let tiles = vt * ((p.dc + tw - 1u) / tw) * ((p.dr + TH - 1u) / TH);
     return wid.y * nwg.x + wid.x < tiles * p.frames;
 }
 
@@ -117,7 +123,7 @@ fn tile_live(wid: vec3<u32>, nwg: vec3<u32>) -> bool {
 // tx0 + j). Every invocation of the workgroup must call it (barriers inside).
 fn tile_conv(lid: u32, t: Tile) -> array<vec4<f32>, 4> {
     let hy = TH + (p.kh - 1u) * p.dil_y;
-    let hx = TW + (p.kw - 1u) * p.dil_x;
+    let hx = 64u / TV + (p.kw - 1u) * p.dil_x;
     let nh = hy * hx * KC;
     let nw = p.kw * KC * TV;
     let frame = p.src_off + t.n * p.src_sb;

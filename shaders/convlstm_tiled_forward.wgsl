@@ -22,7 +22,7 @@
 // Entry point `step`: one step; workgroups of 128 (see convlstm_tile.wgsl for the tile).
 // Memory: h tile + halo and the weight tile in workgroup memory (convlstm_tile.wgsl);
 // 16 accumulators and the epilogue in registers; rk read once per workgroup per step.
-// Limits: those of convlstm_tile.wgsl (kw ≤ 8, halo ≤ 2304 floats); slots ≥ 2.
+// Limits: those of convlstm_tile.wgsl (kw ≤ 8, or 16 when TV = 4; halo ≤ 2304 floats).
 // Caveats: one dependent dispatch per step (the recurrent conv needs the neighbours' h).
 
 @group(0) @binding(2) var<storage, read_write> zx: array<f32>;

@@ -176,18 +176,22 @@ fn tiled_matches_cpu_on_odd_shapes() {
     }
 }
 
-/// A kernel wider than the tiled weight tile (8 columns) is refused by name when forced, and
-/// Auto falls back to a kernel that runs it.
+/// A kernel wider than the tiled weight tile (8 × 8 × 8 or 16 × 8 × 4 vec4s: width 16 at
+/// most) is refused by name when forced, and Auto falls back to a kernel that runs it; one
+/// of width 9 runs tiled with the narrow (4-column) tile.
 #[test]
 fn tiled_refuses_a_kernel_wider_than_its_tile() {
-    let mut cfg = ConvLstm2dConfig::new(4, 12, 1, 2, (1, 9));
+    let mut cfg = ConvLstm2dConfig::new(4, 20, 1, 2, (1, 17));
     cfg.padding = Padding::Same;
     let mut l = ConvLstm2d::new(cfg, common::gpu(), 1).unwrap();
     l.set_algorithm(Algorithm::Tiled);
-    let x = rand5((1, 2, 4, 12, 1), 3);
+    let x = rand5((1, 2, 4, 20, 1), 3);
     let e = l.forward(x.view(), None).unwrap_err();
-    assert!(e.to_string().contains("kernel width <= 8"), "{e}");
+    assert!(e.to_string().contains("kernel width <= 16"), "{e}");
     check(cfg, 1, 2, 9, Algorithm::Auto);
+    let mut nine = ConvLstm2dConfig::new(4, 12, 1, 2, (1, 9));
+    nine.padding = Padding::Same;
+    check(nine, 1, 2, 9, Algorithm::Tiled);
 }
 
 #[test]

@@ -13,8 +13,8 @@ use crate::kernels::rec::u32_of;
 
 /// Tile sizes and workgroup-memory pools of `convlstm_tile.wgsl` (must match the shader).
 const TH: usize = 8;
-const TW: usize = 8;
-const TV: usize = 8;
+/// Pixel-tile width × vec columns per workgroup = 64 (the `TV` pipeline constant: 8 or 4).
+const TW_TV: usize = 64;
 const KC: usize = 8;
 /// Floats per halo pixel (KC padded by one against bank conflicts).
 const KCP: usize = 9;
@@ -125,18 +125,49 @@ struct TileGeom {
     off: (isize, isize),
     /// Vec4 columns.
     nv: usize,
+    /// Vec columns per workgroup (`TV`), from [`TileGeom::with_tv`].
+    tv: usize,
 }
 
 impl TileGeom {
+    /// Picks the vec columns per workgroup: 4 (a 8×16 pixel tile) where that leaves fewer
+    /// columns idle than 8 (8×8 pixels; e.g. the backward at F = 16 or 40: 4 or 10 vec
+    /// columns) and its wider halo fits, else 8.
+    fn with_tv(mut self) -> Self {
+        self.tv = 4;
+        let narrow_fits = self.halo_floats() <= HALO;
+        let idle = |tv: usize| self.nv.div_ceil(tv) * tv - self.nv;
+        self.tv = if narrow_fits && idle(4) < idle(8) {
+            4
+        } else {
+            8
+        };
+        self
+    }
+
+    fn tw(&self) -> usize {
+        TW_TV / self.tv
+    }
+
     fn nvp(&self) -> usize {
-        self.nv.div_ceil(TV) * TV
+        self.nv.div_ceil(self.tv) * self.tv
     }
 
     fn halo(&self) -> (usize, usize) {
         (
             TH + (self.kernel.0 - 1) * self.dil.0,
-            TW + (self.kernel.1 - 1) * self.dil.1,
+            self.tw() + (self.kernel.1 - 1) * self.dil.1,
         )
+    }
+
+    fn halo_floats(&self) -> usize {
+        let (hy, hx) = self.halo();
+        hy * hx * KCP
+    }
+
+    /// The pipeline constant of the tile kernels.
+    fn spec(&self) -> [(&'static str, u32); 1] {
+        [("TV", self.tv as u32)]
     }
 
     /// Loop iterations of one invocation (staging, multiply-adds, epilogue), the figure
@@ -144,7 +175,7 @@ impl TileGeom {
     fn loops(&self) -> usize {
         let (hy, hx) = self.halo();
         let (kh, kw) = self.kernel;
-        let per_row = (kw * KC * TV).div_ceil(WG) + 1 + kw * (1 + KC);
+        let per_row = (kw * KC * self.tv).div_ceil(WG) + 1 + kw * (1 + KC);
         self.src.2.div_ceil(KC) * ((hy * hx * KC).div_ceil(WG) + 1 + kh * (per_row + 1)) + 32
     }
 
@@ -161,20 +192,21 @@ impl TileGeom {
                 l.max_compute_workgroup_storage_size, l.max_compute_invocations_per_workgroup
             )));
         }
-        let (hy, hx) = self.halo();
-        if hy * hx * KCP > HALO || self.kernel.1 * KC * TV > WT {
+        if self.halo_floats() > HALO || self.kernel.1 * KC * self.tv > WT {
             return Err(Error::Limit(format!(
-                "the tiled ConvLSTM2D kernels stage ({TH}+({}-1)*{}) x ({TW}+({}-1)*{}) x {KCP} \
-                 = {} floats of halo (limit {HALO}) and {} x {KC} x {TV} = {} weight vec4s \
+                "the tiled ConvLSTM2D kernels stage ({TH}+({}-1)*{}) x ({}+({}-1)*{}) x {KCP} \
+                 = {} floats of halo (limit {HALO}) and {} x {KC} x {} = {} weight vec4s \
                  (limit {WT}, i.e. kernel width <= {}); use Algorithm::Stepwise",
                 self.kernel.0,
                 self.dil.0,
+                self.tw(),
                 self.kernel.1,
                 self.dil.1,
-                hy * hx * KCP,
+                self.halo_floats(),
                 self.kernel.1,
-                self.kernel.1 * KC * TV,
-                WT / (KC * TV)
+                self.tv,
+                self.kernel.1 * KC * self.tv,
+                WT / (KC * self.tv)
             )));
         }
         if self.loops() > LOOP_BUDGET as usize {
@@ -189,7 +221,8 @@ impl TileGeom {
     }
 
     fn groups(&self) -> Result<u32> {
-        let tiles = self.dst.0.div_ceil(TH) * self.dst.1.div_ceil(TW) * self.nv.div_ceil(TV);
+        let tiles =
+            self.dst.0.div_ceil(TH) * self.dst.1.div_ceil(self.tw()) * self.nv.div_ceil(self.tv);
         let n = tiles
             .checked_mul(self.frames)
             .ok_or_else(|| Error::Limit("tiled ConvLSTM2D workgroups overflow".into()))?;
@@ -231,7 +264,9 @@ fn forward_geom(s: &CellShape) -> TileGeom {
         dil: (1, 1),
         off: (-(((kh - 1) / 2) as isize), -(((kw - 1) / 2) as isize)),
         nv: s.filters,
+        tv: 8,
     }
+    .with_tv()
 }
 
 /// The transposed recurrent convolution of a reversed step (dZ → R, 4 channels per vec4).
@@ -248,7 +283,9 @@ fn backward_geom(s: &CellShape) -> TileGeom {
             ((kw - 1) / 2) as isize - (kw - 1) as isize,
         ),
         nv: s.filters.div_ceil(4),
+        tv: 8,
     }
+    .with_tv()
 }
 
 /// The input gradient of the input convolution as a gather (stride 1 only).
@@ -265,7 +302,9 @@ fn dgrad_geom(g: &ConvGeom, frames: usize, cout: usize) -> TileGeom {
             g.pad.1 as isize - ((kw - 1) * g.dilation.1) as isize,
         ),
         nv: g.cin.div_ceil(4),
+        tv: 8,
     }
+    .with_tv()
 }
 
 /// Whether the tiled forward and backward steps can run `s` on `ctx` (else `Error::Limit`).
@@ -350,7 +389,7 @@ pub(crate) fn record_forward(
     for t in 0..s.t {
         prm.t = t as u32;
         prm.src_off = u32_of((t % slots) * s.b, "frame")?;
-        rec.dispatch(&FWD_STEP, &prm, &list, groups)?;
+        rec.dispatch_spec(&FWD_STEP, &g.spec(), &prm, &list, groups)?;
     }
     Ok(())
 }
@@ -389,12 +428,12 @@ pub(crate) fn record_backward(
         let next = t + 1 < s.t;
         prm.flags = if next { HAS_NEXT } else { 0 };
         prm.src_off = if next { t as u32 + 1 } else { 0 };
-        rec.dispatch(&BWD_STEP, &prm, &list, groups)?;
+        rec.dispatch_spec(&BWD_STEP, &g.spec(), &prm, &list, groups)?;
     }
     prm.t = 0;
     prm.flags = 0;
     prm.src_off = 0;
-    rec.dispatch(&BWD_RECUR, &prm, &list, groups)
+    rec.dispatch_spec(&BWD_RECUR, &g.spec(), &prm, &list, groups)
 }
 
 /// dX (frames, rows, cols, cin) of the input convolution `g` from the gate gradients
@@ -428,7 +467,13 @@ pub(crate) fn dgrad(
     prm.t_len = 1;
     prm.slots = 1;
     prm.batch = prm.frames;
-    rec.dispatch(&BWD_DGRAD, &prm, &[&wt, w, w, w, grad, dst], tg.groups()?)
+    rec.dispatch_spec(
+        &BWD_DGRAD,
+        &tg.spec(),
+        &prm,
+        &[&wt, w, w, w, grad, dst],
+        tg.groups()?,
+    )
 }
 
 #[cfg(test)]
