@@ -240,9 +240,8 @@ impl GpuConvLstm {
         train: bool,
     ) -> Result<LayerRun> {
         let s = self.shape(b, t)?;
-        let requested = algo;
         let algo = kcell::resolve(ctx, algo, &s)?;
-        let bwd = kcell::backward_algorithm(ctx, requested, algo);
+        let bwd = kcell::backward_algorithm(algo);
         let f = self.dims.filters;
         let frame = s.rows * s.cols * f;
         let zx = buffers::zeros(ctx, "gates", b * t * s.rows * s.cols * 4 * f)?;

@@ -144,8 +144,8 @@ fn forced(value: Option<&str>) -> Result<Algorithm> {
 /// batch alone fills the device and the frame fits, else Stepwise. GPUs (unmeasured, by
 /// DESIGN.md §8: the recurrent conv is an implicit GEMM of M = B·Ho·Wo, N = 4F,
 /// K = kh·kw·F that needs tiles and on-chip reuse); software adapters by measurement
-/// (BENCHMARKS.md, "ConvLSTM2D variants": the tiled forward step was the faster there; the
-/// backward then runs Stepwise, see [`backward_algorithm`]).
+/// (BENCHMARKS.md, "ConvLSTM2D variants": the tiled steps, forward and backward, were the
+/// faster there).
 pub(crate) fn resolve(ctx: &Context, algo: Algorithm, s: &CellShape) -> Result<Algorithm> {
     let need = 2 * s.frame();
     let fits = || -> Result<()> {
@@ -190,27 +190,12 @@ pub(crate) fn resolve(ctx: &Context, algo: Algorithm, s: &CellShape) -> Result<A
     }
 }
 
-/// The backward loop's algorithm for a forward that resolved to `forward` from the caller's
-/// `requested` one: Tiled when Tiled was asked for (by the caller or [`ALGORITHM_ENV`]); for
-/// an Auto forward that became Tiled, Tiled on GPUs and Stepwise on software adapters, where
-/// the tiled reversed step measured slower (BENCHMARKS.md, "ConvLSTM2D variants": llvmpipe,
-/// B2 T10 32×32×1 F16, backward loop ~1.55 s tiled vs ~1.15 s Stepwise; its 4-channel vec
-/// columns leave half of each 8-column tile idle at F = 16); otherwise Stepwise.
-pub(crate) fn backward_algorithm(
-    ctx: &Context,
-    requested: Algorithm,
-    forward: Algorithm,
-) -> Algorithm {
-    if forward != Algorithm::Tiled {
-        return Algorithm::Stepwise;
-    }
-    let requested = match requested {
-        Algorithm::Auto => {
-            forced(std::env::var(ALGORITHM_ENV).ok().as_deref()).unwrap_or(requested)
-        }
-        other => other,
-    };
-    if requested == Algorithm::Tiled || !ctx.software {
+/// The backward loop's algorithm for a forward that resolved to `forward`: the tiled
+/// reversed step after a Tiled forward (on llvmpipe too: BENCHMARKS.md, "ConvLSTM2D
+/// variants", B2 T10 32×32×1 F16, backward loop ≈ 0.28 s tiled vs ≈ 0.52 s Stepwise),
+/// Stepwise after the others (Persistent has no backward kernel of its own).
+pub(crate) fn backward_algorithm(forward: Algorithm) -> Algorithm {
+    if forward == Algorithm::Tiled {
         Algorithm::Tiled
     } else {
         Algorithm::Stepwise
@@ -325,26 +310,12 @@ mod tests {
         }
     }
 
-    /// A forced Tiled forward keeps a tiled backward; the other forwards run Stepwise
-    /// backward; an Auto forward that became Tiled backs off to Stepwise on software adapters.
+    /// A Tiled forward keeps a tiled backward; the other forwards run Stepwise backward.
     #[test]
     fn the_backward_follows_the_forward() {
-        let ctx = Context::new().expect("a wgpu adapter (lavapipe in CI) is required");
-        let tiled = Algorithm::Tiled;
-        assert_eq!(backward_algorithm(&ctx, tiled, tiled), tiled);
+        assert_eq!(backward_algorithm(Algorithm::Tiled), Algorithm::Tiled);
         for fwd in [Algorithm::Stepwise, Algorithm::Persistent] {
-            assert_eq!(
-                backward_algorithm(&ctx, Algorithm::Auto, fwd),
-                Algorithm::Stepwise
-            );
-        }
-        if std::env::var(ALGORITHM_ENV).is_err() {
-            let want = if ctx.software {
-                Algorithm::Stepwise
-            } else {
-                tiled
-            };
-            assert_eq!(backward_algorithm(&ctx, Algorithm::Auto, tiled), want);
+            assert_eq!(backward_algorithm(fwd), Algorithm::Stepwise);
         }
     }
 }

@@ -228,7 +228,7 @@ impl ConvLstm2d {
     }
 
     /// Forces the time-loop algorithm (GPU only): Persistent and Stepwise forwards run a
-    /// Stepwise backward, a forced Tiled runs the tiled backward too (see
+    /// Stepwise backward, a Tiled forward the tiled backward (see
     /// [`Algorithm::Tiled`]); Auto picks per shape and adapter (README, ConvLSTM2D).
     pub fn set_algorithm(&mut self, algorithm: Algorithm) {
         self.runner.algorithm = algorithm;
