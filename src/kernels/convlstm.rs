@@ -117,6 +117,9 @@ impl CellShape {
 /// and tests can exercise each variant without code changes.
 pub(crate) const ALGORITHM_ENV: &str = "WGPU_RNN_CONVLSTM_ALGORITHM";
 
+/// Filters from which Auto takes Tiled on software adapters (see [`resolve`]).
+const SOFTWARE_TILED_MIN_FILTERS: usize = 16;
+
 /// The algorithm [`ALGORITHM_ENV`]'s value forces (unset or empty: Auto); any other name than
 /// ConvLSTM2D's algorithms is an `Error::Config` naming the variable.
 fn forced(value: Option<&str>) -> Result<Algorithm> {
@@ -140,12 +143,11 @@ fn forced(value: Option<&str>) -> Result<Algorithm> {
 /// Persistent holds one sequence's h frame twice in the workgroup pool (its backward runs
 /// Stepwise); Tiled needs its tile limits (`convlstm_tiled::fits`: kernel width ≤ 8, halo).
 ///
-/// Auto (after [`ALGORITHM_ENV`]): Tiled wherever it fits, else Persistent on GPUs when the
-/// batch alone fills the device and the frame fits, else Stepwise. GPUs (unmeasured, by
-/// DESIGN.md §8: the recurrent conv is an implicit GEMM of M = B·Ho·Wo, N = 4F,
-/// K = kh·kw·F that needs tiles and on-chip reuse); software adapters by measurement
-/// (BENCHMARKS.md, "ConvLSTM2D variants": the tiled steps, forward and backward, were the
-/// faster there).
+/// Auto (after [`ALGORITHM_ENV`]): Tiled wherever it fits (software adapters: from 16
+/// filters), else Persistent on GPUs when the batch alone fills the device and the frame
+/// fits, else Stepwise. GPUs unmeasured, by DESIGN.md §8: the recurrent conv is an implicit
+/// GEMM of M = B·Ho·Wo, N = 4F, K = kh·kw·F that needs tiles and on-chip reuse; software
+/// adapters by measurement (BENCHMARKS.md, "ConvLSTM2D variants").
 pub(crate) fn resolve(ctx: &Context, algo: Algorithm, s: &CellShape) -> Result<Algorithm> {
     let need = 2 * s.frame();
     let fits = || -> Result<()> {
@@ -179,13 +181,19 @@ pub(crate) fn resolve(ctx: &Context, algo: Algorithm, s: &CellShape) -> Result<A
         // ConvLSTM2D has no Resident or Grid kernel (its recurrent weights are a convolution, not a
         // matrix a workgroup can hold): a Resident or Grid request runs the Auto choice below.
         Algorithm::Auto | Algorithm::Resident | Algorithm::Grid => {
-            Ok(if super::convlstm_tiled::fits(ctx, s).is_ok() {
-                Algorithm::Tiled
-            } else if !ctx.software && s.b >= 32 && fits().is_ok() {
-                Algorithm::Persistent
-            } else {
-                Algorithm::Stepwise
-            })
+            // Software adapters: Tiled measured faster at F = 16 (B2 T10 32×32, fwd+bwd 1151
+            // vs 1419 ms) and a little slower at F = 8 (the next-frame example's --quick, 16×16:
+            // 2.1–2.3 vs 2.3–2.5 sequences/s), so there it needs F ≥ 16.
+            let tiled_pays = !ctx.software || s.filters >= SOFTWARE_TILED_MIN_FILTERS;
+            Ok(
+                if tiled_pays && super::convlstm_tiled::fits(ctx, s).is_ok() {
+                    Algorithm::Tiled
+                } else if !ctx.software && s.b >= 32 && fits().is_ok() {
+                    Algorithm::Persistent
+                } else {
+                    Algorithm::Stepwise
+                },
+            )
         }
     }
 }
