@@ -359,6 +359,8 @@ fn run(args: Args) -> Result<()> {
         before.bce, before.mse_model, before.mse_copy_last, before.mse_blank
     );
     let (mut train_loss, mut held_loss) = (Vec::new(), Vec::new());
+    // Training throughput per epoch (the train steps alone, host batching included).
+    let mut rates = Vec::new();
     // load_data guarantees at least one whole batch, so every reported loss was computed.
     let batches = train.dim().0 / p.batch;
     let mut order: Vec<usize> = (0..train.dim().0).collect();
@@ -393,6 +395,7 @@ fn run(args: Args) -> Result<()> {
         }
         bar.finish();
         let secs = t0.elapsed().as_secs_f64();
+        rates.push((batches * p.batch) as f64 / secs);
         train_loss.push(sum / batches as f64);
         last = evaluate(&mut model, &held, p.batch)?;
         held_loss.push(last.bce);
@@ -404,7 +407,7 @@ fn run(args: Args) -> Result<()> {
             last.mse_model,
             last.mse_copy_last,
             last.mse_blank,
-            (batches * p.batch) as f64 / secs
+            rates[epoch]
         );
     }
     // Rollout: the first half of each shown sequence as context, then the model feeds on its
@@ -444,6 +447,19 @@ fn run(args: Args) -> Result<()> {
     )?;
     model.save(&args.out.join("weights.safetensors"))?;
     let seconds = started.elapsed().as_secs_f64();
+    let mut sorted = rates.clone();
+    sorted.sort_by(f64::total_cmp);
+    let rate = sorted.get(sorted.len() / 2).copied().unwrap_or(0.0);
+    // WGPU_RNN_CONVLSTM_ALGORITHM=stepwise|persistent|tiled forces the layers' Auto choice.
+    let algorithm = std::env::var("WGPU_RNN_CONVLSTM_ALGORITHM").unwrap_or_else(|_| "auto".into());
+    println!(
+        "training ({} config, batch {}, ConvLSTM2D algorithm {algorithm}): {rate:.1} sequences/s \
+         (median of {} epochs) on {}",
+        p.name,
+        p.batch,
+        rates.len(),
+        adapter.name
+    );
     let metrics = serde_json::json!({
         "config": p.name,
         "data": source,
@@ -465,6 +481,9 @@ fn run(args: Args) -> Result<()> {
         "adapter": adapter.name,
         "device_type": adapter.device_type,
         "seconds": seconds,
+        "train_sequences_per_s": rate,
+        "train_sequences_per_s_per_epoch": rates,
+        "convlstm_algorithm": algorithm,
     });
     let path = args.out.join("metrics.json");
     std::fs::write(

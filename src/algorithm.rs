@@ -24,6 +24,12 @@ pub enum Algorithm {
     /// remaining steps to a fallback in the same submit, with the same results; it never
     /// hangs. LSTM projection and GRU reset-before take two barriers per step.
     Grid,
+    /// ConvLSTM2D only: each step's recurrent convolution as a tiled implicit GEMM (a
+    /// workgroup computes 8×8 pixels × 8 filters, or 8×16 × 4, × 4 gates with the h tile,
+    /// its halo and the weight tile in workgroup memory) with the cell update as its epilogue; the
+    /// backward's transposed convolution and dX the same way. The recurrent cells (LSTM,
+    /// GRU, SimpleRNN) have no such kernel: for them it means [`Algorithm::Auto`].
+    Tiled,
 }
 
 impl Algorithm {
@@ -35,6 +41,7 @@ impl Algorithm {
             Algorithm::Stepwise => "stepwise",
             Algorithm::Resident => "resident",
             Algorithm::Grid => "grid",
+            Algorithm::Tiled => "tiled",
         }
     }
 }
@@ -48,8 +55,9 @@ impl std::str::FromStr for Algorithm {
             "stepwise" => Ok(Algorithm::Stepwise),
             "resident" => Ok(Algorithm::Resident),
             "grid" => Ok(Algorithm::Grid),
+            "tiled" => Ok(Algorithm::Tiled),
             other => Err(crate::Error::Config(format!(
-                "algorithm {other:?}: expected auto, persistent, stepwise, resident or grid"
+                "algorithm {other:?}: expected auto, persistent, stepwise, resident, grid or tiled"
             ))),
         }
     }

@@ -25,7 +25,8 @@ use crate::algorithm::Algorithm;
 use crate::error::{Error, Result};
 use crate::kernels::RecordStats;
 use crate::layers::Backend;
-use crate::layers::convlstm::{ConvLstm2d, ConvLstm2dConfig, Padding};
+use crate::layers::convlstm::{Activation, ConvLstm2d, ConvLstm2dConfig, Padding};
+use crate::layers::convlstm_stack::ConvLstm2dStack;
 use crate::layers::gru::{Gru, GruConfig};
 use crate::layers::lstm::{Lstm, LstmConfig};
 use crate::layers::simple_rnn::{SimpleRnn, SimpleRnnConfig};
@@ -57,6 +58,10 @@ pub struct BenchResult {
     pub frame: Option<[usize; 3]>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub filters: Option<usize>,
+    /// ConvLSTM2D: the kernel size of each stacked layer (`[3]`: one 3×3 layer; `[5, 3, 1]`:
+    /// the Keras next-frame example's three layers), all "same", `filters` each.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kernels: Option<Vec<usize>>,
     /// GEMM rows: C is M×N, the inner dimension K (B = T = 1).
     #[serde(rename = "M", skip_serializing_if = "Option::is_none")]
     pub m: Option<usize>,
@@ -147,6 +152,7 @@ struct Case {
     h: Option<usize>,
     frame: Option<[usize; 3]>,
     filters: Option<usize>,
+    kernels: Option<Vec<usize>>,
     /// Forward FLOPs (DESIGN.md §6); forward+backward counts 3×.
     flops: f64,
 }
@@ -169,27 +175,71 @@ fn recurrent_cases(cell: &'static str, gates: usize, opts: &BenchOptions) -> Vec
             h: Some(h),
             frame: None,
             filters: None,
+            kernels: None,
             flops: 2.0 * (t * b * (i + h) * gates * h) as f64,
         })
         .collect()
 }
 
-fn convlstm_case(quick: bool) -> Case {
-    let (b, t, side, f) = if quick {
-        (2, 10, 32, 16)
+/// ConvLSTM2D shapes (issue 12, `bench/pytorch_convlstm.py` times the same): `--quick` the
+/// small one (B2 T10 32×32×1 F16 3×3); otherwise that one, the Moving-MNIST model's layer (B8
+/// T10 64×64×1 F40 3×3) and the Keras next-frame example's stack (B8 T10 64×64×1, three layers of
+/// 64 filters, 5×5 / 3×3 / 1×1). All "same", return_sequences.
+fn convlstm_cases(quick: bool) -> Vec<Case> {
+    let shapes: &[(usize, usize, usize, usize, &[usize])] = if quick {
+        &[(2, 10, 32, 16, &[3])]
     } else {
-        (8, 10, 64, 40)
+        &[
+            (2, 10, 32, 16, &[3]),
+            (8, 10, 64, 40, &[3]),
+            (8, 10, 64, 64, &[5, 3, 1]),
+        ]
     };
-    Case {
-        cell: "convlstm2d",
-        b,
-        t,
-        i: None,
-        h: None,
-        frame: Some([side, side, 1]),
-        filters: Some(f),
-        flops: 2.0 * (b * t * side * side * 4 * f * 9 * (1 + f)) as f64,
+    shapes
+        .iter()
+        .map(|&(b, t, side, f, kernels)| {
+            // Forward FLOPs: 2·B·T·Ho·Wo·4F·k²·(Cin + F) per layer.
+            let mut cin = 1;
+            let mut flops = 0.0;
+            for &k in kernels {
+                flops += 2.0 * (b * t * side * side * 4 * f * k * k * (cin + f)) as f64;
+                cin = f;
+            }
+            Case {
+                cell: "convlstm2d",
+                b,
+                t,
+                i: None,
+                h: None,
+                frame: Some([side, side, 1]),
+                filters: Some(f),
+                kernels: Some(kernels.to_vec()),
+                flops,
+            }
+        })
+        .collect()
+}
+
+/// The layers of a ConvLSTM2D bench case: "same", return_sequences; a stack uses relu as the
+/// Keras example does.
+fn convlstm_layers(case: &Case, backend: &Backend, algo: Algorithm) -> Result<Vec<ConvLstm2d>> {
+    let [rows, cols, mut cin] = case.frame.unwrap_or([1, 1, 1]);
+    let f = case.filters.unwrap_or(1);
+    let kernels = case.kernels.clone().unwrap_or_else(|| vec![3]);
+    let mut layers = Vec::new();
+    for (n, &k) in kernels.iter().enumerate() {
+        let mut cfg = ConvLstm2dConfig::new(rows, cols, cin, f, (k, k));
+        cfg.padding = Padding::Same;
+        cfg.return_sequences = true;
+        if kernels.len() > 1 {
+            cfg.activation = Activation::Relu;
+        }
+        let mut l = ConvLstm2d::new(cfg, backend.clone(), 1 + n as u64)?;
+        l.set_algorithm(algo);
+        layers.push(l);
+        cin = f;
     }
+    Ok(layers)
 }
 
 /// Two closures per implementation: forward, and forward+backward.
@@ -262,7 +312,7 @@ pub fn run(opts: &BenchOptions, gpu: &Backend) -> Result<BenchReport> {
             "lstm" => recurrent_cases("lstm", 4, opts),
             "gru" => recurrent_cases("gru", 3, opts),
             "rnn" => recurrent_cases("rnn", 1, opts),
-            "convlstm2d" => vec![convlstm_case(opts.quick)],
+            "convlstm2d" => convlstm_cases(opts.quick),
             other => {
                 return Err(Error::Config(format!(
                     "unknown cell {other:?}: expected one of {}",
@@ -277,9 +327,11 @@ pub fn run(opts: &BenchOptions, gpu: &Backend) -> Result<BenchReport> {
                     Impl::Cpu => (Backend::Cpu, Algorithm::Auto),
                     Impl::Unfused => continue,
                 };
-                // ConvLSTM2D has no Resident or Grid kernel (it would time its Auto choice).
+                // ConvLSTM2D has no Resident or Grid kernel and the recurrent cells no Tiled
+                // one (either would time its Auto choice under another name).
                 let alt = name == "resident" || name == "grid";
-                if !opts.wants(name) || (alt && case.cell == "convlstm2d") {
+                let conv = case.cell == "convlstm2d";
+                if !opts.wants(name) || (alt && conv) || (name == "tiled" && !conv) {
                     continue;
                 }
                 let on_gpu = matches!(backend, Backend::Gpu(_));
@@ -358,7 +410,7 @@ fn bench_case(
     runs: usize,
     gpu_timed: bool,
 ) -> Result<Vec<BenchResult>> {
-    let (mut l1, mut l2, mut l3, mut l4);
+    let (mut l1, mut l2, mut l3, l4);
     let x3 = Array3::from_shape_fn((case.t, case.b, case.i.unwrap_or(1)), |(t, b, i)| {
         ((t * 31 + b * 7 + i) as f32 * 0.01).sin()
     });
@@ -403,21 +455,17 @@ fn bench_case(
         }
         _ => {
             let [rows, cols, cin] = case.frame.unwrap_or([1, 1, 1]);
-            let mut cfg = ConvLstm2dConfig::new(rows, cols, cin, case.filters.unwrap_or(1), (3, 3));
-            cfg.padding = Padding::Same;
-            cfg.return_sequences = true;
-            l4 = ConvLstm2d::new(cfg, backend, 1)?;
-            l4.set_algorithm(algo);
+            l4 = ConvLstm2dStack::new(convlstm_layers(case, &backend, algo)?)?;
             let x5 = Array5::from_shape_fn((case.b, case.t, rows, cols, cin), |(b, t, y, x, _)| {
                 ((b + t * 3 + y * x) as f32 * 0.05).sin()
             });
             let l = &l4;
             let x5b = x5.clone();
-            let fwd = boxed(move || l.forward(x5.view(), None).map(|_| vec![l.last_stats()]));
+            let fwd = boxed(move || l.forward(x5.view()).map(|_| vec![l.last_stats()]));
             let fb = boxed(move || {
-                let (y, tr) = l.forward_train(x5b.view(), None)?;
+                let (y, tr) = l.forward_train(x5b.view())?;
                 let s1 = l.last_stats();
-                l.backward(&tr, y.out.view(), None)
+                l.backward(&tr, y.out.view())
                     .map(|_| vec![s1, l.last_stats()])
             });
             (fwd, fb)
@@ -461,6 +509,7 @@ fn summarize(
         h: case.h,
         frame: case.frame,
         filters: case.filters,
+        kernels: case.kernels.clone(),
         m: None,
         k: None,
         n: None,

@@ -39,9 +39,16 @@ fn check_all(backend: &Backend, algo: Algorithm) {
         files.len() >= 17,
         "expected 7 LSTM, 5 GRU, 1 RNN and 4 ConvLSTM2D goldens, found {files:?}"
     );
+    let compared = check_files(&files, backend, algo);
+    assert!(compared >= 180, "only {compared} tensors compared");
+}
+
+/// Runs `files` with `algo`; fails naming every tensor out of tolerance; returns how many
+/// tensors were compared.
+fn check_files(files: &[PathBuf], backend: &Backend, algo: Algorithm) -> usize {
     let mut failures = Vec::new();
     let mut compared = 0;
-    for f in &files {
+    for f in files {
         let g = Golden::load(f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
         let reports =
             run_case_with(&g, backend, algo).unwrap_or_else(|e| panic!("{}: {e}", g.case));
@@ -62,8 +69,8 @@ fn check_all(backend: &Backend, algo: Algorithm) {
             }
         }
     }
-    assert!(compared >= 180, "only {compared} tensors compared");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+    compared
 }
 
 #[test]
@@ -86,6 +93,22 @@ fn goldens_pass_on_gpu_grid() {
     // On lavapipe a grid of more than one workgroup always ends in the fallback (DESIGN.md
     // §2); these small goldens plan a single slice, so this checks the grid path itself.
     check_all(&common::gpu(), Algorithm::Grid);
+}
+
+#[test]
+fn convlstm_goldens_pass_on_gpu_tiled() {
+    // The recurrent cells have no Tiled kernel (they would run their Auto choice, covered
+    // below): the ConvLSTM2D goldens alone, forward and every gradient.
+    let files: Vec<PathBuf> = goldens()
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains("keras_convlstm2d_"))
+        .collect();
+    assert!(
+        files.len() >= 4,
+        "expected 4 ConvLSTM2D goldens, found {files:?}"
+    );
+    let compared = check_files(&files, &common::gpu(), Algorithm::Tiled);
+    assert!(compared >= 4 * 8, "only {compared} tensors compared");
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! ConvLSTM2D GPU against the CPU reference on random small shapes (proptest): kernel 1/3/5,
-//! stride 1/2, same/valid, dilation 1/2, non-square frames, activations, go_backwards, both
-//! forward algorithms, forward and backward, `|gpu - cpu| ≤ 1e-5 + 1e-4·|cpu|`.
+//! stride 1/2, same/valid, dilation 1/2, non-square frames, activations, go_backwards, every
+//! algorithm (Persistent, Stepwise, Tiled), forward and backward (dx, dh0, dc0 and every weight
+//! gradient), `|gpu - cpu| ≤ 1e-5 + 1e-4·|cpu|`; and the tiled kernels forced on odd shapes.
 
 mod common;
 
@@ -123,9 +124,74 @@ proptest! {
     })]
 
     #[test]
-    fn gpu_matches_cpu((cfg, b, t, seed) in config(), persistent in any::<bool>()) {
-        check(cfg, b, t, seed, if persistent { Algorithm::Persistent } else { Algorithm::Stepwise });
+    fn gpu_matches_cpu((cfg, b, t, seed) in config(), which in 0usize..3) {
+        let algo = [Algorithm::Persistent, Algorithm::Stepwise, Algorithm::Tiled][which];
+        check(cfg, b, t, seed, algo);
     }
+}
+
+/// The tiled kernels forced on shapes that do not fill their tiles: frames not multiples of
+/// the 8×8 pixel tile, F not a multiple of 4 or of the 8-filter tile (and above it), 1×1 /
+/// 2×4 / 3×3 / 5×5 kernels, strides and Cin < 16 (dX then runs the direct gather), Cin ≥ 16
+/// with valid padding and dilation (dX tiled, with a dilated halo), every activation code the
+/// kernels see, go_backwards and last-step outputs.
+#[test]
+fn tiled_matches_cpu_on_odd_shapes() {
+    // rows, cols, cin, filters, kernel
+    type Shape = (usize, usize, usize, usize, (usize, usize));
+    let cases: &[Shape] = &[
+        (11, 13, 3, 5, (3, 3)),
+        (9, 10, 5, 9, (3, 3)),
+        (7, 9, 2, 6, (1, 1)),
+        (10, 9, 17, 3, (5, 5)),
+        (6, 11, 16, 17, (2, 4)),
+    ];
+    for (k, &(rows, cols, cin, f, kernel)) in cases.iter().enumerate() {
+        let mut cfg = ConvLstm2dConfig::new(rows, cols, cin, f, kernel);
+        match k {
+            0 => cfg.padding = Padding::Same,
+            1 => {
+                cfg.padding = Padding::Valid;
+                cfg.activation = Activation::Relu;
+                cfg.go_backwards = true;
+            }
+            2 => {
+                cfg.strides = (2, 3);
+                cfg.padding = Padding::Same;
+                cfg.recurrent_activation = Activation::HardSigmoid;
+            }
+            3 => {
+                cfg.padding = Padding::Same;
+                cfg.dilation_rate = (2, 2);
+                cfg.return_sequences = true;
+            }
+            _ => {
+                cfg.padding = Padding::Valid;
+                cfg.dilation_rate = (1, 2);
+                cfg.return_sequences = true;
+                cfg.activation = Activation::Sigmoid;
+            }
+        }
+        check(cfg, 2, 3, 100 + k as u64, Algorithm::Tiled);
+    }
+}
+
+/// A kernel wider than the tiled weight tile (8 × 8 × 8 or 16 × 8 × 4 vec4s: width 16 at
+/// most) is refused by name when forced, and Auto falls back to a kernel that runs it; one
+/// of width 9 runs tiled with the narrow (4-column) tile.
+#[test]
+fn tiled_refuses_a_kernel_wider_than_its_tile() {
+    let mut cfg = ConvLstm2dConfig::new(4, 20, 1, 2, (1, 17));
+    cfg.padding = Padding::Same;
+    let mut l = ConvLstm2d::new(cfg, common::gpu(), 1).unwrap();
+    l.set_algorithm(Algorithm::Tiled);
+    let x = rand5((1, 2, 4, 20, 1), 3);
+    let e = l.forward(x.view(), None).unwrap_err();
+    assert!(e.to_string().contains("kernel width <= 16"), "{e}");
+    check(cfg, 1, 2, 9, Algorithm::Auto);
+    let mut nine = ConvLstm2dConfig::new(4, 12, 1, 2, (1, 9));
+    nine.padding = Padding::Same;
+    check(nine, 1, 2, 9, Algorithm::Tiled);
 }
 
 #[test]
@@ -138,6 +204,7 @@ fn the_next_frame_example_shape_matches_cpu() {
     // Weight gradients here sum B·T·Ho·Wo = 20480 products in f32 on both sides (in different
     // orders): allow that reduction's rounding, 1e-4 absolute.
     check_tol(cfg, 2, 10, 7, Algorithm::Stepwise, (1e-4, RTOL));
+    check_tol(cfg, 2, 10, 7, Algorithm::Tiled, (1e-4, RTOL));
     let mut l = ConvLstm2d::new(cfg, common::gpu(), 1).unwrap();
     l.set_algorithm(Algorithm::Persistent);
     let x = Array5::<f32>::zeros((1, 2, 32, 32, 1));
@@ -154,9 +221,15 @@ fn the_next_frame_example_shape_matches_cpu() {
 }
 
 /// The Keras next-frame model's shape of stack (5×5, 3×3, 1×1, same) on the GPU equals the
-/// CPU reference, forward and backward, in one submit each way.
+/// CPU reference, forward and backward, in one submit each way: with Auto and with every
+/// layer forced to the tiled kernels (Cin 3 → dX runs the direct gather behind them).
 #[test]
 fn stacked_layers_match_cpu_without_host_copies() {
+    stacked_layers_match_cpu(Algorithm::Auto);
+    stacked_layers_match_cpu(Algorithm::Tiled);
+}
+
+fn stacked_layers_match_cpu(algo: Algorithm) {
     use wgpu_rnn::ConvLstm2dStack;
     let build = |backend: Backend| {
         let mut layers = Vec::new();
@@ -170,7 +243,9 @@ fn stacked_layers_match_cpu_without_host_copies() {
                 Activation::Tanh
             };
             cfg.go_backwards = k == 0;
-            layers.push(ConvLstm2d::new(cfg, backend.clone(), 30 + k as u64).unwrap());
+            let mut l = ConvLstm2d::new(cfg, backend.clone(), 30 + k as u64).unwrap();
+            l.set_algorithm(algo);
+            layers.push(l);
         }
         ConvLstm2dStack::new(layers).unwrap()
     };

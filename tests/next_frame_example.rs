@@ -45,6 +45,7 @@ fn next_frame_quick_writes_metrics_gif_and_chart() {
         "heldout_mse_copy_last",
         "heldout_mse_blank",
         "seconds",
+        "train_sequences_per_s",
     ] {
         let v = m[key].as_f64().unwrap_or(f64::NAN);
         assert!(v.is_finite() && v > 0.0, "{key} = {v}");
@@ -54,6 +55,23 @@ fn next_frame_quick_writes_metrics_gif_and_chart() {
     assert!(m["heldout_mse_model"].as_f64().unwrap_or(2.0) <= 1.0);
     assert_eq!(m["rollout_mse"].as_array().map(Vec::len), Some(10));
     assert_eq!(m["train_loss"].as_array().map(Vec::len), Some(1));
+    // Training throughput (issue 12): the 16 training sequences took at most the whole run,
+    // so rate·seconds ≥ 16; one epoch, one rate; and the log says it.
+    let rate = m["train_sequences_per_s"].as_f64().unwrap_or(0.0);
+    assert!(
+        rate * m["seconds"].as_f64().unwrap_or(0.0) >= 16.0,
+        "{rate} sequences/s"
+    );
+    assert_eq!(
+        m["train_sequences_per_s_per_epoch"]
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+    assert!(
+        log.contains("sequences/s (median of 1 epochs)"),
+        "no training throughput line:\n{log}"
+    );
     for key in ["backend", "adapter"] {
         assert!(m[key].as_str().is_some_and(|s| !s.is_empty()), "{key}");
     }

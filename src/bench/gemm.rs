@@ -168,6 +168,7 @@ pub(super) fn run(
                 h: None,
                 frame: None,
                 filters: None,
+                kernels: None,
                 m: Some(s.m),
                 k: Some(s.k),
                 n: Some(s.n),

@@ -14,8 +14,8 @@ pub struct BenchOptions {
     pub cells: Vec<String>,
     /// Timed runs per measurement (at least 5; the median is reported).
     pub runs: usize,
-    /// Implementations to run: any of persistent, stepwise, resident, grid, unfused, cpu
-    /// (empty: all).
+    /// Implementations to run: any of persistent, stepwise, resident, grid, tiled, unfused,
+    /// cpu (empty: all).
     pub impls: Vec<String>,
     /// Recurrent-cell shapes (B, T, I, H) replacing the defaults (empty: `quick` decides).
     pub shapes: Vec<(usize, usize, usize, usize)>,
@@ -89,6 +89,7 @@ pub const IMPLS: &[(&str, Impl)] = &[
     ("stepwise", Impl::Gpu(Algorithm::Stepwise)),
     ("resident", Impl::Gpu(Algorithm::Resident)),
     ("grid", Impl::Gpu(Algorithm::Grid)),
+    ("tiled", Impl::Gpu(Algorithm::Tiled)),
     ("unfused", Impl::Unfused),
     ("cpu", Impl::Cpu),
 ];

@@ -29,7 +29,13 @@ pub fn table(r: &BenchReport) -> String {
         let shape = match (x.i, x.h, x.frame, x.filters) {
             _ if x.m.is_some() => gemm_shape(x.m, x.k, x.n),
             (Some(i), Some(h), _, _) => format!("B{} T{} I{} H{}", x.b, x.t, i, h),
-            (_, _, Some([rr, cc, ch]), Some(f)) => format!("B{} T{} {rr}x{cc}x{ch} F{f}", x.b, x.t),
+            (_, _, Some([rr, cc, ch]), Some(f)) => {
+                let k = x.kernels.as_ref().map_or(String::new(), |k| {
+                    let k: Vec<String> = k.iter().map(|k| k.to_string()).collect();
+                    format!(" k{}", k.join("/"))
+                });
+                format!("B{} T{} {rr}x{cc}x{ch} F{f}{k}", x.b, x.t)
+            }
             _ => format!("B{} T{}", x.b, x.t),
         };
         let opt = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.2}"));
@@ -77,7 +83,11 @@ fn row_key(r: &serde_json::Value) -> String {
         g("T"),
         match (r.get("I"), r.get("H")) {
             (Some(i), Some(h)) => format!("I{i} H{h}"),
-            _ => format!("frame {} F{}", g("frame"), g("filters")),
+            // ConvLSTM2D: the stacked layers' kernel sizes join the key where a row has them.
+            _ => match r.get("kernels") {
+                Some(k) => format!("frame {} F{} kernels {k}", g("frame"), g("filters")),
+                None => format!("frame {} F{}", g("frame"), g("filters")),
+            },
         }
     )
 }
@@ -214,6 +224,27 @@ mod tests {
         let s = compare(&ours, &torch).unwrap();
         assert!(s.contains("stepwise 4.00, resident 3.00"), "{s}");
         assert!(s.contains("b/a 2.00"), "{s}");
+        // ConvLSTM2D rows join on frame, filters and the stacked kernel sizes.
+        let conv = |imp: &str, kernels: serde_json::Value, wall: f64| {
+            serde_json::json!({"cell": "convlstm2d", "pass": "forward", "B": 8, "T": 10,
+                "frame": [64, 64, 1], "filters": 64, "kernels": kernels, "impl": imp,
+                "median_ms": wall, "wall_ms": wall})
+        };
+        let ours = report(serde_json::json!([
+            conv("tiled", serde_json::json!([5, 3, 1]), 10.0),
+            conv("tiled", serde_json::json!([3]), 2.0)
+        ]));
+        let torch = report(serde_json::json!([conv(
+            "torch-concat-fp32",
+            serde_json::json!([5, 3, 1]),
+            30.0
+        )]));
+        let s = compare(&ours, &torch).unwrap();
+        assert!(
+            s.contains("kernels [5,3,1]: a [tiled 10.00] | b [torch-concat-fp32 30.00] | b/a 3.00"),
+            "{s}"
+        );
+        assert!(!s.contains("kernels [3]"), "{s}");
         let bad = report(serde_json::json!([row("stepwise", 1.0, Some(-1.0))]));
         let e = compare(&bad, &torch).unwrap_err().to_string();
         assert!(e.contains("wall_ms = -1.0"), "{e}");

@@ -38,7 +38,8 @@ enum Cmd {
         /// Where to run.
         #[arg(long, value_enum, default_value = "gpu")]
         backend: BackendArg,
-        /// Recurrence algorithm forced on the GPU: auto, persistent, stepwise, resident or grid.
+        /// Recurrence algorithm forced on the GPU: auto, persistent, stepwise, resident, grid or
+        /// tiled (ConvLSTM2D; the recurrent cells run their auto choice for it).
         #[arg(long, default_value = "auto")]
         algorithm: String,
     },
@@ -58,10 +59,13 @@ enum Cmd {
         /// Timed runs per measurement (median reported; at least 5).
         #[arg(long, default_value_t = 5)]
         runs: usize,
-        /// Implementations, comma-separated: persistent, stepwise, resident, grid, unfused, cpu; for
-        /// the gemm cell gemm_plain16, gemm_tiled64, gemm_regblock, gemm_gpu, gemm_tile128,
-        /// gemm_tile64, gemm_splitk (default: all).
-        #[arg(long, default_value = "persistent,stepwise,resident,grid,unfused,cpu")]
+        /// Implementations, comma-separated: persistent, stepwise, resident, grid, tiled
+        /// (ConvLSTM2D), unfused, cpu; for the gemm cell gemm_plain16, gemm_tiled64,
+        /// gemm_regblock, gemm_gpu, gemm_tile128, gemm_tile64, gemm_splitk (default: all).
+        #[arg(
+            long,
+            default_value = "persistent,stepwise,resident,grid,tiled,unfused,cpu"
+        )]
         impls: String,
         /// Recurrent shapes instead of the defaults: "B,T,I,H;B,T,I,H".
         #[arg(long)]

@@ -11,6 +11,7 @@ use crate::cpu::convlstm::{ConvLstmDims, ConvLstmParams};
 use crate::error::{Error, Result};
 use crate::kernels::conv::{self, ConvGeom, FrameMap};
 use crate::kernels::convlstm::{self as kcell, BwdBufs, CellShape, FwdBufs};
+use crate::kernels::convlstm_tiled as ktiled;
 use crate::kernels::{Phase, RecordStats, Recorder, buffers};
 
 /// A layer's weights on the device (Keras layouts, flattened row-major).
@@ -158,6 +159,9 @@ impl GpuConvLstm {
 pub(crate) struct ConvTape {
     b: usize,
     t: usize,
+    /// The backward's algorithm (`kcell::backward_algorithm`): Tiled runs the tiled reversed
+    /// step and, where it fits, the tiled dX.
+    bwd: Algorithm,
     x: wgpu::Buffer,
     gates: wgpu::Buffer,
     hseq: wgpu::Buffer,
@@ -237,6 +241,7 @@ impl GpuConvLstm {
     ) -> Result<LayerRun> {
         let s = self.shape(b, t)?;
         let algo = kcell::resolve(ctx, algo, &s)?;
+        let bwd = kcell::backward_algorithm(algo);
         let f = self.dims.filters;
         let frame = s.rows * s.cols * f;
         let zx = buffers::zeros(ctx, "gates", b * t * s.rows * s.cols * 4 * f)?;
@@ -283,6 +288,7 @@ impl GpuConvLstm {
         let tape = train.then(|| ConvTape {
             b,
             t,
+            bwd,
             x: x.clone(),
             gates: zx,
             hseq,
@@ -328,7 +334,7 @@ impl GpuConvLstm {
             state: &g.state,
         };
         rec.set_phase(Phase::Recurrence);
-        kcell::record_backward(rec, &s, &bufs)?;
+        kcell::record_backward(rec, &s, tape.bwd, &bufs)?;
         rec.set_phase(Phase::Dense);
         // After the loop: every weight gradient in one pass over all T·B frames.
         let xmap = FrameMap {
@@ -357,7 +363,14 @@ impl GpuConvLstm {
             0.0,
         )?;
         conv::wgrad(rec, &grec, &hmap, 4 * f, &tape.hseq, &dgates, &g.drk, 0.0)?;
-        conv::dgrad(rec, &gin, &xmap, 4 * f, &dgates, &self.kernel, &g.dx, 0.0)?;
+        // dX: a tiled gather convolution where the backward runs Tiled and the input conv
+        // has stride 1 and ≥ 16 input channels (ktiled::dgrad_fits); otherwise the
+        // one-invocation-per-element gather.
+        if tape.bwd == Algorithm::Tiled && ktiled::dgrad_fits(ctx, &gin, b * t, 4 * f) {
+            ktiled::dgrad(rec, &gin, b * t, 4 * f, &dgates, &self.kernel, &g.dx)?;
+        } else {
+            conv::dgrad(rec, &gin, &xmap, 4 * f, &dgates, &self.kernel, &g.dx, 0.0)?;
+        }
         Ok(g)
     }
 

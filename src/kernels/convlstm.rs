@@ -112,8 +112,42 @@ impl CellShape {
     }
 }
 
+/// The environment variable that forces the ConvLSTM2D algorithm wherever a layer asks for
+/// [`Algorithm::Auto`] (`auto`, `persistent`, `stepwise` or `tiled`), so benches, examples
+/// and tests can exercise each variant without code changes.
+pub(crate) const ALGORITHM_ENV: &str = "WGPU_RNN_CONVLSTM_ALGORITHM";
+
+/// Filters from which Auto takes Tiled on software adapters (see [`resolve`]).
+const SOFTWARE_TILED_MIN_FILTERS: usize = 16;
+
+/// The algorithm [`ALGORITHM_ENV`]'s value forces (unset or empty: Auto); any other name than
+/// ConvLSTM2D's algorithms is an `Error::Config` naming the variable.
+fn forced(value: Option<&str>) -> Result<Algorithm> {
+    match value.map(str::trim) {
+        None | Some("") => Ok(Algorithm::Auto),
+        Some(v) => match v.parse::<Algorithm>() {
+            Ok(
+                a @ (Algorithm::Auto
+                | Algorithm::Persistent
+                | Algorithm::Stepwise
+                | Algorithm::Tiled),
+            ) => Ok(a),
+            _ => Err(Error::Config(format!(
+                "{ALGORITHM_ENV}={v:?}: expected auto, persistent, stepwise or tiled"
+            ))),
+        },
+    }
+}
+
 /// The caller's algorithm when it can run (else an error naming the limit), or the heuristic.
-/// Persistent holds one sequence's h frame twice in the workgroup pool; backward is Stepwise.
+/// Persistent holds one sequence's h frame twice in the workgroup pool (its backward runs
+/// Stepwise); Tiled needs its tile limits (`convlstm_tiled::fits`: kernel width ≤ 8, halo).
+///
+/// Auto (after [`ALGORITHM_ENV`]): Tiled wherever it fits (software adapters: from 16
+/// filters), else Persistent on GPUs when the batch alone fills the device and the frame
+/// fits, else Stepwise. GPUs unmeasured, by DESIGN.md §8: the recurrent conv is an implicit
+/// GEMM of M = B·Ho·Wo, N = 4F, K = kh·kw·F that needs tiles and on-chip reuse; software
+/// adapters by measurement (BENCHMARKS.md, "ConvLSTM2D variants").
 pub(crate) fn resolve(ctx: &Context, algo: Algorithm, s: &CellShape) -> Result<Algorithm> {
     let need = 2 * s.frame();
     let fits = || -> Result<()> {
@@ -136,21 +170,43 @@ pub(crate) fn resolve(ctx: &Context, algo: Algorithm, s: &CellShape) -> Result<A
         }
         Ok(())
     };
+    let algo = match algo {
+        Algorithm::Auto => forced(std::env::var(ALGORITHM_ENV).ok().as_deref())?,
+        other => other,
+    };
     match algo {
         Algorithm::Persistent => fits().map(|_| Algorithm::Persistent),
         Algorithm::Stepwise => Ok(Algorithm::Stepwise),
+        Algorithm::Tiled => super::convlstm_tiled::fits(ctx, s).map(|_| Algorithm::Tiled),
         // ConvLSTM2D has no Resident or Grid kernel (its recurrent weights are a convolution, not a
         // matrix a workgroup can hold): a Resident or Grid request runs the Auto choice below.
-        // One workgroup per sequence leaves a GPU mostly idle for small batches, and software
-        // adapters measured Stepwise faster for the other cells: prefer Stepwise unless the
-        // batch alone fills the device and the frame fits.
         Algorithm::Auto | Algorithm::Resident | Algorithm::Grid => {
-            Ok(if !ctx.software && s.b >= 32 && fits().is_ok() {
-                Algorithm::Persistent
-            } else {
-                Algorithm::Stepwise
-            })
+            // Software adapters: Tiled measured faster at F = 16 (B2 T10 32×32, fwd+bwd 1151
+            // vs 1419 ms) and a little slower at F = 8 (the next-frame example's --quick, 16×16:
+            // 2.1–2.3 vs 2.3–2.5 sequences/s), so there it needs F ≥ 16.
+            let tiled_pays = !ctx.software || s.filters >= SOFTWARE_TILED_MIN_FILTERS;
+            Ok(
+                if tiled_pays && super::convlstm_tiled::fits(ctx, s).is_ok() {
+                    Algorithm::Tiled
+                } else if !ctx.software && s.b >= 32 && fits().is_ok() {
+                    Algorithm::Persistent
+                } else {
+                    Algorithm::Stepwise
+                },
+            )
         }
+    }
+}
+
+/// The backward loop's algorithm for a forward that resolved to `forward`: the tiled
+/// reversed step after a Tiled forward (on llvmpipe too: BENCHMARKS.md, "ConvLSTM2D
+/// variants", B2 T10 32×32×1 F16, backward loop ≈ 0.28 s tiled vs ≈ 0.52 s Stepwise),
+/// Stepwise after the others (Persistent has no backward kernel of its own).
+pub(crate) fn backward_algorithm(forward: Algorithm) -> Algorithm {
+    if forward == Algorithm::Tiled {
+        Algorithm::Tiled
+    } else {
+        Algorithm::Stepwise
     }
 }
 
@@ -172,6 +228,9 @@ pub(crate) fn record_forward(
     slots: usize,
     b: &FwdBufs<'_>,
 ) -> Result<()> {
+    if algo == Algorithm::Tiled {
+        return super::convlstm_tiled::record_forward(rec, s, train, slots, b);
+    }
     let mut prm = s.params(slots, if train { TRAIN } else { 0 })?;
     let list = [b.zx, b.rk, b.hseq, b.cseq, b.out];
     if s.taps() > LOOP_BUDGET as usize {
@@ -214,12 +273,17 @@ pub(crate) struct BwdBufs<'a> {
 }
 
 /// Records the reversed loop (one fused dispatch per step) and the dh0 pass. `state` holds
-/// dy_h_n then dy_c_n and ends as dh0 then dc0.
+/// dy_h_n then dy_c_n and ends as dh0 then dc0. `algo` is the forward's resolved algorithm:
+/// Tiled runs the tiled reversed step, the others the Stepwise one.
 pub(crate) fn record_backward(
     rec: &mut Recorder<'_>,
     s: &CellShape,
+    algo: Algorithm,
     b: &BwdBufs<'_>,
 ) -> Result<()> {
+    if algo == Algorithm::Tiled {
+        return super::convlstm_tiled::record_backward(rec, s, b);
+    }
     let mut prm = s.params(s.t + 1, 0)?;
     let list = [b.gates, b.rk, b.cseq, b.dy, b.dgates, b.state];
     let per = s.kernel.0 * (1 + s.kernel.1 * (1 + 4 * s.filters));
@@ -235,4 +299,31 @@ pub(crate) fn record_backward(
     }
     prm.s_begin = 0;
     rec.dispatch(&BWD_RECUR, &prm, &list, groups)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_environment_forces_only_convlstm_algorithms() {
+        assert_eq!(forced(None).unwrap(), Algorithm::Auto);
+        assert_eq!(forced(Some(" ")).unwrap(), Algorithm::Auto);
+        assert_eq!(forced(Some("tiled")).unwrap(), Algorithm::Tiled);
+        assert_eq!(forced(Some("stepwise")).unwrap(), Algorithm::Stepwise);
+        assert_eq!(forced(Some("persistent")).unwrap(), Algorithm::Persistent);
+        for bad in ["grid", "resident", "fast"] {
+            let e = forced(Some(bad)).unwrap_err().to_string();
+            assert!(e.contains(ALGORITHM_ENV) && e.contains(bad), "{e}");
+        }
+    }
+
+    /// A Tiled forward keeps a tiled backward; the other forwards run Stepwise backward.
+    #[test]
+    fn the_backward_follows_the_forward() {
+        assert_eq!(backward_algorithm(Algorithm::Tiled), Algorithm::Tiled);
+        for fwd in [Algorithm::Stepwise, Algorithm::Persistent] {
+            assert_eq!(backward_algorithm(fwd), Algorithm::Stepwise);
+        }
+    }
 }

@@ -9,6 +9,7 @@
 pub(crate) mod buffers;
 pub(crate) mod conv;
 pub(crate) mod convlstm;
+pub(crate) mod convlstm_tiled;
 pub(crate) mod dropout;
 pub(crate) mod embedding;
 pub(crate) mod gemm;
@@ -57,6 +58,9 @@ pub(crate) enum Shader {
     Conv,
     ConvLstmForward,
     ConvLstmBackward,
+    ConvLstmTiledForward,
+    ConvLstmTiledBackward,
+    ConvLstmPack,
     Unfused,
     NnAct,
     Loss,
@@ -82,7 +86,7 @@ pub(crate) enum Shader {
 }
 
 impl Shader {
-    const ALL: [Shader; 37] = [
+    const ALL: [Shader; 40] = [
         Shader::Gemm,
         Shader::GemmPlain,
         Shader::GemmTile,
@@ -98,6 +102,9 @@ impl Shader {
         Shader::Conv,
         Shader::ConvLstmForward,
         Shader::ConvLstmBackward,
+        Shader::ConvLstmTiledForward,
+        Shader::ConvLstmTiledBackward,
+        Shader::ConvLstmPack,
         Shader::Unfused,
         Shader::NnAct,
         Shader::Loss,
@@ -241,6 +248,17 @@ impl Shader {
                 include_str!("../../shaders/activations.wgsl"),
                 include_str!("../../shaders/convlstm_backward.wgsl")
             ),
+            Shader::ConvLstmTiledForward => concat!(
+                include_str!("../../shaders/activations.wgsl"),
+                include_str!("../../shaders/convlstm_tile.wgsl"),
+                include_str!("../../shaders/convlstm_tiled_forward.wgsl")
+            ),
+            Shader::ConvLstmTiledBackward => concat!(
+                include_str!("../../shaders/activations.wgsl"),
+                include_str!("../../shaders/convlstm_tile.wgsl"),
+                include_str!("../../shaders/convlstm_tiled_backward.wgsl")
+            ),
+            Shader::ConvLstmPack => include_str!("../../shaders/convlstm_pack.wgsl"),
             Shader::NnAct => concat!(
                 include_str!("../../shaders/activations.wgsl"),
                 include_str!("../../shaders/nn_act.wgsl")
@@ -343,6 +361,17 @@ impl Shader {
             Shader::Regularize => &["regularize.wgsl"],
             Shader::ConvLstmForward => &["activations.wgsl", "convlstm_forward.wgsl"],
             Shader::ConvLstmBackward => &["activations.wgsl", "convlstm_backward.wgsl"],
+            Shader::ConvLstmTiledForward => &[
+                "activations.wgsl",
+                "convlstm_tile.wgsl",
+                "convlstm_tiled_forward.wgsl",
+            ],
+            Shader::ConvLstmTiledBackward => &[
+                "activations.wgsl",
+                "convlstm_tile.wgsl",
+                "convlstm_tiled_backward.wgsl",
+            ],
+            Shader::ConvLstmPack => &["convlstm_pack.wgsl"],
             Shader::NnAct => &["activations.wgsl", "nn_act.wgsl"],
             Shader::ResidentForward => &[
                 "activations.wgsl",

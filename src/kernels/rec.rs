@@ -216,7 +216,8 @@ pub(crate) fn resolve(
         // On software adapters (lavapipe, 2 cores) Stepwise measured 2-3x faster than
         // Persistent at every shape tried (B1-8, H64-128), so they get Stepwise unless
         // Resident applies (below).
-        Algorithm::Auto => {
+        // Tiled is ConvLSTM2D's kernel: the recurrent cells take their Auto choice.
+        Algorithm::Auto | Algorithm::Tiled => {
             let resident = if !plain {
                 false
             } else if ctx.software {

@@ -227,7 +227,9 @@ impl ConvLstm2d {
         &self.runner.backend
     }
 
-    /// Forces the forward algorithm (GPU only; the backward loop is always Stepwise).
+    /// Forces the time-loop algorithm (GPU only): Persistent and Stepwise forwards run a
+    /// Stepwise backward, a Tiled forward the tiled backward (see
+    /// [`Algorithm::Tiled`]); Auto picks per shape and adapter (README, ConvLSTM2D).
     pub fn set_algorithm(&mut self, algorithm: Algorithm) {
         self.runner.algorithm = algorithm;
     }
