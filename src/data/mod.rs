@@ -29,7 +29,7 @@ pub mod npy;
 mod pickle;
 #[cfg(feature = "render")]
 pub mod render;
-mod rng;
+pub(crate) mod rng;
 pub mod series;
 pub mod text;
 

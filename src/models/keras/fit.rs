@@ -231,21 +231,10 @@ pub(super) fn take_target(y: &Target, idx: &[usize]) -> Target {
     }
 }
 
-/// A seeded permutation of `0..n` (Fisher–Yates over splitmix64).
+/// A seeded permutation of `0..n` (Fisher–Yates over the data generators' splitmix64).
 fn permutation(n: usize, seed: u64) -> Vec<usize> {
-    let mut state = seed;
-    let mut next = || {
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    };
     let mut p: Vec<usize> = (0..n).collect();
-    for i in (1..n).rev() {
-        let j = (next() % (i as u64 + 1)) as usize;
-        p.swap(i, j);
-    }
+    crate::data::rng::SplitMix64::new(seed).shuffle(&mut p);
     p
 }
 

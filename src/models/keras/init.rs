@@ -8,32 +8,24 @@ use ndarray::{Array2, ArrayD, IxDyn};
 use super::spec::Init;
 use crate::error::{Error, Result};
 
-/// splitmix64 with uniform and normal draws.
-pub(crate) struct Rng(u64);
+/// splitmix64 with uniform and normal draws: the data generators' stream
+/// ([`SplitMix64`](crate::data::rng::SplitMix64)) started at the seed itself (no scramble), so a
+/// seed keeps the weights it always gave.
+pub(crate) struct Rng(crate::data::rng::SplitMix64);
 
 impl Rng {
     pub(crate) fn new(seed: u64) -> Self {
-        Self(seed)
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        Self(crate::data::rng::SplitMix64(seed))
     }
 
     /// Uniform in `[0, 1)`.
     pub(crate) fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+        self.0.unit()
     }
 
     /// Standard normal (Box–Muller).
     pub(crate) fn normal(&mut self) -> f64 {
-        let u1 = 1.0 - self.unit();
-        let u2 = self.unit();
-        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+        self.0.normal()
     }
 
     fn truncated(&mut self) -> f64 {
