@@ -10,10 +10,11 @@ use ndarray::{Array2, ArrayD, IxDyn};
 
 use super::backend::{CpuBackend, ModelBackend, ModelInput, Precision};
 use super::builder::SequentialBuilder;
-use super::fit::{EarlyStopping, FitOptions, Metric, keras_optimizer};
+use super::fit::{EarlyStopping, FitOptions, keras_optimizer};
 use super::gpu::GpuBackend;
 use super::init::Rng;
 use super::loss::{KerasLoss, Target};
+use super::metrics::Metric;
 use super::model::Sequential;
 use super::session::Session;
 use super::spec::{CellKind, DenseActivation, MergeMode, Regularizer};

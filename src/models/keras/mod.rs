@@ -41,6 +41,7 @@ mod gpu_layers;
 mod grad_tests;
 mod init;
 mod loss;
+mod metrics;
 mod model;
 mod plan;
 #[cfg(test)]
@@ -57,9 +58,10 @@ mod weights;
 pub use backend::{CpuBackend, Evaluation, ModelBackend, ModelInput, Precision, RnnStates};
 pub use builder::SequentialBuilder;
 pub use config::{ParsedConfig, parse as parse_config, parse_str as parse_config_str};
-pub use fit::{EarlyStopping, FitOptions, History, Metric, keras_optimizer};
+pub use fit::{EarlyStopping, FitOptions, History, keras_optimizer};
 pub use gpu::GpuBackend;
 pub use loss::{KerasLoss, Target, keras_loss, regularization};
+pub use metrics::Metric;
 pub use model::Sequential;
 pub use plan::{ModelSpec, PlannedLayer, fmt_shape};
 pub use spec::{
