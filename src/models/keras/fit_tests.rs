@@ -61,7 +61,12 @@ fn check_step(name: &str, model: &Sequential, x: &ModelInput, y: &Target, loss: 
         Some((3, OptimizerConfig::sgd(lr, 0.0, false))),
     )
     .expect(name);
+    let before = be.ctx().totals();
     let out = s.train_step(model, x, y, loss, true).expect(name);
+    // The whole step is one submit and one read-back (the row losses, the penalty partials
+    // and the prediction together).
+    let step = be.ctx().totals().since(&before);
+    assert_eq!((step.submits, step.read_backs), (1, 1), "{name}: {step:?}");
     close(out.loss, reference.loss, &format!("{name}: loss"));
     let pred = out.pred.expect("asked for the prediction");
     for (a, b) in pred.iter().zip(reference.pred.iter()) {
