@@ -240,10 +240,7 @@ fn score(
             .first()
             .ok_or_else(|| Error::Device("the model gave no output".into()))?;
         let shape = pred.shape().to_vec();
-        let w = row_weights(model, &xb, &shape)?;
-        let mask = super::gpu::host_mask(model, &xb)?
-            .filter(|m| shape.len() == 3 && m.shape() == &shape[..2])
-            .map(|m| m.into_dyn());
+        let mask = super::gpu::loss_mask(model, &xb, &shape)?;
         let (l, _) = keras_loss(
             loss,
             pred.mapv(f64::from).view(),
@@ -252,6 +249,7 @@ fn score(
         )?;
         loss_sum += l * idx.len() as f64;
         let t = dense_targets(loss, &yb, &shape)?;
+        let w = row_weights(t.nrows(), mask.as_ref());
         sums.add(metrics, loss, pred, &t, &w);
     }
     let mut out = vec![("loss".to_string(), loss_sum / n as f64 + reg)];
@@ -371,9 +369,7 @@ impl Sequential {
                 loss_sum += out.loss * idx.len() as f64;
                 seen += idx.len();
                 if let Some(p) = &out.pred {
-                    let t = dense_targets(opts.loss, &yb, p.shape())?;
-                    let w = row_weights(self, &xb, p.shape())?;
-                    sums.add(&opts.metrics, opts.loss, p, &t, &w);
+                    sums.add(&opts.metrics, opts.loss, p, &out.target, &out.weights);
                 }
                 pb.inc(idx.len() as u64);
                 let rate = seen as f64 / start.elapsed().as_secs_f64().max(1e-9);

@@ -47,7 +47,7 @@ impl GpuBackend {
 
 /// The host-side Keras mask `(B, T)` of the model input, when a layer makes one (the loss of
 /// a sequence prediction is averaged over its valid steps).
-pub(super) fn host_mask(model: &Sequential, x: &ModelInput) -> Result<Option<Array2<bool>>> {
+fn host_mask(model: &Sequential, x: &ModelInput) -> Result<Option<Array2<bool>>> {
     let mut mask = None;
     for l in &model.spec().layers {
         match (&l.spec.kind, x) {
@@ -70,6 +70,18 @@ pub(super) fn host_mask(model: &Sequential, x: &ModelInput) -> Result<Option<Arr
         }
     }
     Ok(mask)
+}
+
+/// The mask Keras puts on the loss of a prediction of `pred_shape`: the model's `(B, T)` mask
+/// when the prediction is a sequence it covers, else none.
+pub(super) fn loss_mask(
+    model: &Sequential,
+    x: &ModelInput,
+    pred_shape: &[usize],
+) -> Result<Option<ArrayD<bool>>> {
+    Ok(host_mask(model, x)?
+        .filter(|m| pred_shape.len() == 3 && m.shape() == &pred_shape[..2])
+        .map(|m| m.into_dyn()))
 }
 
 /// What one layer's forward left for its backward.
@@ -565,9 +577,7 @@ impl ModelBackend for GpuBackend {
         }
         let pred = read64(&self.ctx, &run.outputs[0])?;
         // Keras masks a sequence prediction's loss with the model's mask.
-        let mask = host_mask(model, x)?
-            .filter(|m| pred.ndim() == 3 && m.shape() == &pred.shape()[..2])
-            .map(|m| m.into_dyn());
+        let mask = loss_mask(model, x, pred.shape())?;
         let (mut value, dy) = keras_loss(loss, pred.view(), y, mask.as_ref().map(|m| m.view()))?;
         let dyt = DeviceTensor::from_array(&self.ctx, dy.mapv(|v| v as f32).view())?;
         let mut rec = Recorder::new(&self.ctx);

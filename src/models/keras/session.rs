@@ -10,7 +10,7 @@ use ndarray::{ArrayD, IxDyn};
 
 use super::backend::ModelInput;
 use super::device_params::{self, KerasParam};
-use super::gpu::{backward, forward, host_mask, upload_input};
+use super::gpu::{backward, forward, upload_input};
 use super::gpu_layers::{DevLayer, build};
 use super::loss::{KerasLoss, Target, dense_targets};
 use super::model::Sequential;
@@ -30,6 +30,10 @@ pub(super) struct StepOut {
     pub loss: f64,
     /// The prediction, when asked for.
     pub pred: Option<ArrayD<f32>>,
+    /// The targets as the loss read them, `(rows, classes)`.
+    pub target: ndarray::Array2<f32>,
+    /// The per-row loss weights.
+    pub weights: Vec<f32>,
 }
 
 /// A regularized weight: its index in the parameters, factors and partial-sum offset.
@@ -66,18 +70,10 @@ fn row_loss_kind(loss: KerasLoss) -> RowLoss {
     }
 }
 
-/// The per-row loss weights: `1/R`, or `1/valid` at the steps the model's mask keeps.
-pub(super) fn row_weights(
-    model: &Sequential,
-    x: &ModelInput,
-    pred_shape: &[usize],
-) -> Result<Vec<f32>> {
-    let rows: usize = pred_shape[..pred_shape.len().saturating_sub(1)]
-        .iter()
-        .product();
-    let mask =
-        host_mask(model, x)?.filter(|m| pred_shape.len() == 3 && m.shape() == &pred_shape[..2]);
-    Ok(match mask {
+/// The per-row loss weights of `rows` rows: `1/rows`, or `1/valid` at the steps the loss
+/// mask ([`loss_mask`](super::gpu::loss_mask)) keeps.
+pub(super) fn row_weights(rows: usize, mask: Option<&ArrayD<bool>>) -> Vec<f32> {
+    match mask {
         None => vec![1.0 / rows.max(1) as f32; rows],
         Some(m) => {
             let valid = m.iter().filter(|&&b| b).count();
@@ -91,7 +87,7 @@ pub(super) fn row_weights(
                 })
                 .collect()
         }
-    })
+    }
 }
 
 impl Session {
@@ -180,9 +176,9 @@ impl Session {
         let cols = *shape.last().unwrap_or(&1);
         let rows = pred.len() / cols.max(1);
         let target = dense_targets(loss, y, &shape)?;
-        let tv: Vec<f32> = target.iter().copied().collect();
-        let tgt = DeviceTensor::from_f32(&ctx, &[rows, cols], &tv)?;
-        let w = row_weights(model, x, &shape)?;
+        let tv = target.as_standard_layout();
+        let tgt = DeviceTensor::from_f32(&ctx, &[rows, cols], tv.as_slice().unwrap_or_default())?;
+        let w = row_weights(rows, super::gpu::loss_mask(model, x, &shape)?.as_ref());
         let wt = DeviceTensor::from_f32(&ctx, &[rows], &w)?;
         let dy = DeviceTensor::zeros(&ctx, &shape, DType::F32)?;
         let row_loss = DeviceTensor::zeros(&ctx, &[rows], DType::F32)?;
@@ -248,7 +244,12 @@ impl Session {
             ),
             _ => None,
         };
-        Ok(StepOut { loss: value, pred })
+        Ok(StepOut {
+            loss: value,
+            pred,
+            target,
+            weights: w,
+        })
     }
 
     /// The model's outputs on `x` in inference mode (every dropout an identity).
