@@ -4,8 +4,8 @@
 
 use crate::algorithm::Algorithm;
 use crate::error::Result;
-use crate::kernels::rec::{BwdBufs, FwdBufs, PoolNeed, RecShape};
-use crate::kernels::{Recorder, gru, lstm, rnn};
+use crate::kernels::rec::{BwdBufs, FwdBufs, Params, PoolNeed, RecShape};
+use crate::kernels::{Recorder, gru, lstm, resident, rnn};
 pub(crate) use crate::weights::CellWeights;
 
 /// The recurrent cell a GPU stack runs.
@@ -165,6 +165,57 @@ impl CellKind {
             }
             CellKind::Rnn { relu } => rnn::record_forward(rec, s, relu, algo, slots, out_at, bufs),
         }
+    }
+
+    /// Records both directions' forward recurrences of a bidirectional layer in one Resident
+    /// dispatch per chunk (`s` is direction 0's shape; the caller resolved both to Resident
+    /// and checked `resident::bi_ok`). The output row holds 2·P columns.
+    pub fn record_forward_bi(
+        self,
+        rec: &mut Recorder<'_>,
+        s: &RecShape,
+        train: bool,
+        slots: usize,
+        bufs: [&FwdBufs<'_>; 2],
+    ) -> Result<()> {
+        let at = (2 * s.p, 0);
+        let mut prm = match self {
+            CellKind::Lstm => lstm::fwd_params(s, train, slots, at)?,
+            CellKind::Gru { reset_before } => gru::fwd_params(s, reset_before, train, slots, at)?,
+            CellKind::Rnn { relu } => rnn::fwd_params(s, relu, slots, at)?,
+        };
+        let cell = self.pool_need(s).cell;
+        resident::record_forward_bi(rec, cell, s, &mut prm, bufs)
+    }
+
+    /// The backward counterpart of [`record_forward_bi`](Self::record_forward_bi): both
+    /// reversed loops in one dispatch per chunk, then each direction's dh0 pass.
+    pub fn record_backward_bi(
+        self,
+        rec: &mut Recorder<'_>,
+        s: [&RecShape; 2],
+        bufs: [&BwdBufs<'_>; 2],
+    ) -> Result<()> {
+        let p = s[0].p;
+        let params = |s: &RecShape, dir: usize| -> Result<Params> {
+            let at = (2 * p, dir * p);
+            match self {
+                CellKind::Lstm => lstm::bwd_params(s, at),
+                CellKind::Gru { reset_before } => gru::bwd_params(s, reset_before, at),
+                CellKind::Rnn { relu } => rnn::bwd_params(s, relu, at),
+            }
+        };
+        let mut prm = params(s[0], 0)?;
+        resident::record_backward_bi(rec, self.pool_need(s[0]).cell, s[0], &mut prm, bufs)?;
+        for dir in 0..2 {
+            let prm = params(s[dir], dir)?;
+            match self {
+                CellKind::Lstm => lstm::record_final(rec, s[dir], prm, bufs[dir])?,
+                CellKind::Gru { .. } => gru::record_final(rec, s[dir], prm, bufs[dir])?,
+                CellKind::Rnn { .. } => rnn::record_final(rec, s[dir], prm, bufs[dir])?,
+            }
+        }
+        Ok(())
     }
 
     /// Records one layer-direction's backward recurrence (and the dh0 pass).

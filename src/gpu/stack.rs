@@ -11,6 +11,7 @@ use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::kernels::gemm::{self, Mat, Out};
 use crate::kernels::rec::{self, FwdBufs, RecShape};
+use crate::kernels::resident;
 use crate::kernels::workspace::Alloc;
 use crate::kernels::{Phase, RecordStats, Recorder, buffers};
 
@@ -177,6 +178,9 @@ pub(crate) fn record_forward(
     for layer in 0..d.num_layers {
         let in_w = d.layer_input_size(layer);
         let out = al.zeros(rec, "out", t * b * dn * p)?;
+        // Per direction: the input projection and the state rings, then the recurrences
+        // (both directions in one dispatch when both run Resident), then the final states.
+        let mut pend = Vec::with_capacity(dn);
         for dir in 0..dn {
             let ci = layer * dn + dir;
             let cell = &w.cells[ci];
@@ -208,34 +212,69 @@ pub(crate) fn record_forward(
             let aux = al.zeros(rec, "aux", kind.forward_aux_len(&s, train))?;
             // State before the first processed step: slot (t_first + dir) % slots.
             let first = (if dir == 0 { 0 } else { t }) % slots;
-            let last = (if dir == 0 { t } else { 0 }) % slots;
             rec.copy(&h0_buf, by(ci * b * p), &hseq, by(first * b * p), by(b * p));
             if kind.has_c() {
                 rec.copy(&c0_buf, by(ci * b * h), &cseq, by(first * b * h), by(b * h));
             }
-            let bufs = FwdBufs {
-                gx: &gx,
-                w_rec: &cell.w_rec,
+            pend.push((
+                s,
+                CellTape {
+                    gates: gx,
+                    hseq,
+                    cseq,
+                    aux,
+                    algo,
+                },
+            ));
+        }
+        let bufs: Vec<FwdBufs<'_>> = pend
+            .iter()
+            .enumerate()
+            .map(|(dir, (_, c))| FwdBufs {
+                gx: &c.gates,
+                w_rec: &w.cells[layer * dn + dir].w_rec,
                 lens: &lens,
-                hseq: &hseq,
-                cseq: &cseq,
+                hseq: &c.hseq,
+                cseq: &c.cseq,
                 out: &out,
-                aux: &aux,
-            };
-            rec.set_phase(Phase::Recurrence);
-            kind.record_forward(rec, &s, algo, train, slots, (dn * p, dir * p), &bufs)?;
-            rec.set_phase(Phase::Dense);
-            rec.copy(&hseq, by(last * b * p), &hn_buf, by(ci * b * p), by(b * p));
-            if kind.has_c() {
-                rec.copy(&cseq, by(last * b * h), &cn_buf, by(ci * b * h), by(b * h));
+                aux: &c.aux,
+            })
+            .collect();
+        rec.set_phase(Phase::Recurrence);
+        if let [(s0, c0), (_, c1)] = &pend[..]
+            && c0.algo == Algorithm::Resident
+            && c1.algo == Algorithm::Resident
+            && resident::bi_ok(ctx)
+        {
+            kind.record_forward_bi(rec, s0, train, slots, [&bufs[0], &bufs[1]])?;
+        } else {
+            for (dir, (s, c)) in pend.iter().enumerate() {
+                let at = (dn * p, dir * p);
+                kind.record_forward(rec, s, c.algo, train, slots, at, &bufs[dir])?;
             }
-            cells.push(CellTape {
-                gates: gx,
-                hseq,
-                cseq,
-                aux,
-                algo,
-            });
+        }
+        rec.set_phase(Phase::Dense);
+        std::mem::drop(bufs);
+        for (dir, (_, c)) in pend.into_iter().enumerate() {
+            let ci = layer * dn + dir;
+            let last = (if dir == 0 { t } else { 0 }) % slots;
+            rec.copy(
+                &c.hseq,
+                by(last * b * p),
+                &hn_buf,
+                by(ci * b * p),
+                by(b * p),
+            );
+            if kind.has_c() {
+                rec.copy(
+                    &c.cseq,
+                    by(last * b * h),
+                    &cn_buf,
+                    by(ci * b * h),
+                    by(b * h),
+                );
+            }
+            cells.push(c);
         }
         if layer + 1 < d.num_layers {
             inputs.push(out);

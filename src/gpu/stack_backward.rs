@@ -6,12 +6,13 @@ use ndarray::{Array1, Array3, ArrayView3};
 
 use super::cell::{CellWeights, Rhs};
 use super::stack::{GpuGrads, GpuTape, GpuWeights, array2, array3, flat, mask_offset, shape_of};
+use crate::algorithm::Algorithm;
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::kernels::gemm::{self, Mat, Out};
 use crate::kernels::rec::{BwdBufs, u32_of};
-use crate::kernels::rec_dropout;
 use crate::kernels::{Phase, Recorder, buffers};
+use crate::kernels::{rec_dropout, resident};
 
 /// Device outputs of a recorded backward: dX `(T, B, I)`, dh0 `(L·D, B, P)`, dc0
 /// `(L·D, B, H)` (a placeholder without a cell state).
@@ -81,14 +82,14 @@ pub(crate) fn record_backward(
             zeros("d_layer_input", t * b * in_w)?
         };
         let input = &tape.inputs[layer];
+        // Per direction: the gradient buffers, then the reversed recurrences (both
+        // directions in one dispatch when both ran Resident), then the GEMMs.
+        let mut pend = Vec::with_capacity(dn);
         for dir in 0..dn {
             let ci = layer * dn + dir;
-            let (cell, ct) = (&w.cells[ci], &tape.cells[ci]);
-            let gr = &cell.grads;
             let mut s = shape_of(w, t, b, dir);
-            let moff = mask_offset(ci, (g, b, p));
             if tape.drop.is_some() {
-                s.rmask = u32_of(moff, "mask offset")?;
+                s.rmask = u32_of(mask_offset(ci, (g, b, p)), "mask offset")?;
             }
             let dgates = zeros("dgates", t * b * gd)?;
             let state = zeros("bwd state", b * p + c_state)?;
@@ -96,25 +97,53 @@ pub(crate) fn record_backward(
             let dhtot = if kind.has_c() {
                 zeros("dhtot", if s.proj { t * b * p } else { 1 })?
             } else {
-                ct.aux.clone()
+                tape.cells[ci].aux.clone()
             };
             rec.copy(&dyh, by(ci * b * p), &state, 0, by(b * p));
             if kind.has_c() {
                 rec.copy(&dyc, by(ci * b * h), &state, by(b * p), by(b * h));
             }
-            let bufs = BwdBufs {
-                gates: &ct.gates,
-                w_rec: &cell.w_rec,
-                lens: &tape.lens,
-                seq: if kind.has_c() { &ct.cseq } else { &ct.hseq },
-                dy: &d_out,
-                dgates: &dgates,
-                state: &state,
-                aux: &dhtot,
-            };
-            rec.set_phase(Phase::Recurrence);
-            kind.record_backward(rec, &s, ct.algo, (dn * p, dir * p), &bufs)?;
-            rec.set_phase(Phase::Dense);
+            pend.push((s, dgates, state, dhtot));
+        }
+        let bufs: Vec<BwdBufs<'_>> = pend
+            .iter()
+            .enumerate()
+            .map(|(dir, (_, dgates, state, dhtot))| {
+                let ci = layer * dn + dir;
+                let ct = &tape.cells[ci];
+                BwdBufs {
+                    gates: &ct.gates,
+                    w_rec: &w.cells[ci].w_rec,
+                    lens: &tape.lens,
+                    seq: if kind.has_c() { &ct.cseq } else { &ct.hseq },
+                    dy: &d_out,
+                    dgates,
+                    state,
+                    aux: dhtot,
+                }
+            })
+            .collect();
+        rec.set_phase(Phase::Recurrence);
+        let cts = &tape.cells[layer * dn..(layer + 1) * dn];
+        if let ([(s0, ..), (s1, ..)], [c0, c1]) = (&pend[..], cts)
+            && c0.algo == Algorithm::Resident
+            && c1.algo == Algorithm::Resident
+            && resident::bi_ok(ctx)
+        {
+            kind.record_backward_bi(rec, [s0, s1], [&bufs[0], &bufs[1]])?;
+        } else {
+            for (dir, (s, ..)) in pend.iter().enumerate() {
+                let at = (dn * p, dir * p);
+                kind.record_backward(rec, s, cts[dir].algo, at, &bufs[dir])?;
+            }
+        }
+        rec.set_phase(Phase::Dense);
+        std::mem::drop(bufs);
+        for (dir, (s, dgates, state, dhtot)) in pend.into_iter().enumerate() {
+            let ci = layer * dn + dir;
+            let (cell, ct) = (&w.cells[ci], &tape.cells[ci]);
+            let gr = &cell.grads;
+            let moff = mask_offset(ci, (g, b, p));
             rec.copy(&state, 0, &dh0, by(ci * b * p), by(b * p));
             if kind.has_c() {
                 rec.copy(&state, by(b * p), &dc0, by(ci * b * h), by(b * h));

@@ -5,8 +5,9 @@ use super::Recorder;
 use super::Shader::{GruBackward, GruForward};
 use super::grid;
 use super::rec::{
-    AUX_PER_T, BwdBufs, FINAL, FwdBufs, PoolNeed, RecShape, TRAIN, backward_chunks, base_params,
-    bwd, check_step_budget, forward_chunks, fwd, per_inv, persistent_plan, step_groups, u32_of,
+    AUX_PER_T, BwdBufs, FINAL, FwdBufs, Params, PoolNeed, RecShape, TRAIN, backward_chunks,
+    base_params, bwd, check_step_budget, forward_chunks, fwd, per_inv, persistent_plan,
+    step_groups, u32_of,
 };
 use super::resident::{self, Cell};
 use super::step_tiled::{self, TiledCell};
@@ -41,6 +42,49 @@ pub(crate) fn pool_need(s: &RecShape, reset_before: bool) -> PoolNeed {
     }
 }
 
+/// The forward kernels' parameter block, all but the per-dispatch fields.
+pub(crate) fn fwd_params(
+    s: &RecShape,
+    reset_before: bool,
+    train: bool,
+    slots: usize,
+    out_at: (usize, usize),
+) -> Result<Params> {
+    let mut flags = if train { TRAIN | AUX_PER_T } else { 0 };
+    if reset_before {
+        flags |= RESET_BEFORE;
+    }
+    let mut prm = base_params(s, slots, out_at, flags)?;
+    // W_hhᵀ follows W_hh and b_hn in w_rec (gpu::cell::CellKind::w_rec).
+    prm.wt_off = u32_of(3 * s.h * s.h + s.h, "weights")?;
+    Ok(prm)
+}
+
+/// The backward kernels' parameter block, all but the per-dispatch fields.
+pub(crate) fn bwd_params(
+    s: &RecShape,
+    reset_before: bool,
+    dy_at: (usize, usize),
+) -> Result<Params> {
+    let flags = if reset_before { RESET_BEFORE } else { 0 };
+    let mut prm = base_params(s, s.t + 1, dy_at, flags)?;
+    // The Resident and Grid kernels read W_hhᵀ.
+    prm.wt_off = u32_of(3 * s.h * s.h + s.h, "weights")?;
+    Ok(prm)
+}
+
+/// Records the dh0 pass that follows the reversed loop.
+pub(crate) fn record_final(
+    rec: &mut Recorder<'_>,
+    s: &RecShape,
+    mut prm: Params,
+    bufs: &BwdBufs<'_>,
+) -> Result<()> {
+    prm.flags |= FINAL;
+    prm.s_begin = 0;
+    rec.dispatch(&BWD_RECUR, &prm, &bufs.list(), step_groups(s.b * s.h)?)
+}
+
 /// Records the forward recurrence; `aux` receives hn (reset-after) or r⊙h (reset-before),
 /// per time step when training, as a [B,H] scratch otherwise.
 #[allow(clippy::too_many_arguments)]
@@ -54,13 +98,7 @@ pub(crate) fn record_forward(
     out_at: (usize, usize),
     bufs: &FwdBufs<'_>,
 ) -> Result<()> {
-    let mut flags = if train { TRAIN | AUX_PER_T } else { 0 };
-    if reset_before {
-        flags |= RESET_BEFORE;
-    }
-    let mut prm = base_params(s, slots, out_at, flags)?;
-    // W_hhᵀ follows W_hh and the cell's extra weights in w_rec (gpu::cell::CellKind::w_rec).
-    prm.wt_off = u32_of(3 * s.h * s.h + s.h, "weights")?;
+    let mut prm = fwd_params(s, reset_before, train, slots, out_at)?;
     let list = bufs.list();
     if algo == Algorithm::Resident {
         return resident::record_forward(rec, Cell::Gru { reset_before }, s, &mut prm, bufs);
@@ -108,11 +146,9 @@ pub(crate) fn record_backward(
     dy_at: (usize, usize),
     bufs: &BwdBufs<'_>,
 ) -> Result<()> {
-    let flags = if reset_before { RESET_BEFORE } else { 0 };
-    let mut prm = base_params(s, s.t + 1, dy_at, flags)?;
+    let mut prm = bwd_params(s, reset_before, dy_at)?;
+    let base = prm;
     let list = bufs.list();
-    // The Resident and Grid kernels read W_hhᵀ (after W_hh and the cell's extras).
-    prm.wt_off = u32_of(3 * s.h * s.h + s.h, "weights")?;
     let h = s.h;
     let g = dgate_blocks(reset_before) * h;
     check_step_budget(3 * h, "GRU backward step")?;
@@ -143,7 +179,5 @@ pub(crate) fn record_backward(
             }
         }
     }
-    prm.flags = flags | FINAL;
-    prm.s_begin = 0;
-    rec.dispatch(&BWD_RECUR, &prm, &list, groups)
+    record_final(rec, s, base, bufs)
 }

@@ -5,8 +5,9 @@ use super::Recorder;
 use super::Shader::{LstmBackward, LstmForward};
 use super::grid;
 use super::rec::{
-    AUX_PER_T, BwdBufs, FINAL, FwdBufs, PoolNeed, RecShape, TRAIN, backward_chunks, base_params,
-    bwd, check_step_budget, forward_chunks, fwd, per_inv, persistent_plan, step_groups, u32_of,
+    AUX_PER_T, BwdBufs, FINAL, FwdBufs, Params, PoolNeed, RecShape, TRAIN, backward_chunks,
+    base_params, bwd, check_step_budget, forward_chunks, fwd, per_inv, persistent_plan,
+    step_groups, u32_of,
 };
 use super::resident::{self, Cell};
 use super::step_tiled::{self, TiledCell};
@@ -35,6 +36,50 @@ pub(crate) fn pool_need(s: &RecShape) -> PoolNeed {
     }
 }
 
+/// Offset of W_hhᵀ in w_rec: it follows W_hh and W_hr (gpu::cell::CellKind::w_rec).
+fn wt_off(s: &RecShape) -> Result<u32> {
+    u32_of(
+        4 * s.h * s.p + if s.proj { s.p * s.h } else { 0 },
+        "weights",
+    )
+}
+
+/// The forward kernels' parameter block, all but the per-dispatch fields.
+pub(crate) fn fwd_params(
+    s: &RecShape,
+    train: bool,
+    slots: usize,
+    out_at: (usize, usize),
+) -> Result<Params> {
+    let mut flags = if train { TRAIN | AUX_PER_T } else { 0 };
+    if s.proj {
+        flags |= PROJ;
+    }
+    let mut prm = base_params(s, slots, out_at, flags)?;
+    prm.wt_off = wt_off(s)?;
+    Ok(prm)
+}
+
+/// The backward kernels' parameter block, all but the per-dispatch fields.
+pub(crate) fn bwd_params(s: &RecShape, dy_at: (usize, usize)) -> Result<Params> {
+    let mut prm = base_params(s, s.t + 1, dy_at, if s.proj { PROJ } else { 0 })?;
+    // The Resident and Grid kernels read W_hhᵀ.
+    prm.wt_off = wt_off(s)?;
+    Ok(prm)
+}
+
+/// Records the dh0 pass that follows the reversed loop.
+pub(crate) fn record_final(
+    rec: &mut Recorder<'_>,
+    s: &RecShape,
+    mut prm: Params,
+    bufs: &BwdBufs<'_>,
+) -> Result<()> {
+    prm.flags |= FINAL;
+    prm.s_begin = 0;
+    rec.dispatch(&BWD_RECUR, &prm, &bufs.list(), step_groups(s.b * s.p)?)
+}
+
 /// Records the forward recurrence. `slots` = T+1 when training, 2 otherwise; `aux` is h_raw.
 pub(crate) fn record_forward(
     rec: &mut Recorder<'_>,
@@ -45,16 +90,7 @@ pub(crate) fn record_forward(
     out_at: (usize, usize),
     bufs: &FwdBufs<'_>,
 ) -> Result<()> {
-    let mut flags = if train { TRAIN | AUX_PER_T } else { 0 };
-    if s.proj {
-        flags |= PROJ;
-    }
-    let mut prm = base_params(s, slots, out_at, flags)?;
-    // W_hhᵀ follows W_hh and the cell's extra weights in w_rec (gpu::cell::CellKind::w_rec).
-    prm.wt_off = u32_of(
-        4 * s.h * s.p + if s.proj { s.p * s.h } else { 0 },
-        "weights",
-    )?;
+    let mut prm = fwd_params(s, train, slots, out_at)?;
     let list = bufs.list();
     if algo == Algorithm::Resident {
         return resident::record_forward(rec, Cell::Lstm, s, &mut prm, bufs);
@@ -115,14 +151,9 @@ pub(crate) fn record_backward(
     dy_at: (usize, usize),
     bufs: &BwdBufs<'_>,
 ) -> Result<()> {
-    let flags = if s.proj { PROJ } else { 0 };
-    let mut prm = base_params(s, s.t + 1, dy_at, flags)?;
+    let mut prm = bwd_params(s, dy_at)?;
+    let base = prm;
     let list = bufs.list();
-    // The Resident and Grid kernels read W_hhᵀ (after W_hh and the cell's extras).
-    prm.wt_off = u32_of(
-        4 * s.h * s.p + if s.proj { s.p * s.h } else { 0 },
-        "weights",
-    )?;
     let recur_groups = step_groups(s.b * s.p)?;
     check_step_budget(4 * s.h + s.p, "backward step")?;
     if algo == Algorithm::Resident {
@@ -157,7 +188,5 @@ pub(crate) fn record_backward(
             }
         }
     }
-    prm.flags = flags | FINAL;
-    prm.s_begin = 0;
-    rec.dispatch(&BWD_RECUR, &prm, &list, recur_groups)
+    record_final(rec, s, base, bufs)
 }

@@ -67,6 +67,8 @@ pub(crate) enum Shader {
     Optim,
     ResidentForward,
     ResidentBackward,
+    ResidentBiForward,
+    ResidentBiBackward,
     GridForward,
     GridBackward,
     TensorOps,
@@ -86,7 +88,7 @@ pub(crate) enum Shader {
 }
 
 impl Shader {
-    const ALL: [Shader; 40] = [
+    const ALL: [Shader; 42] = [
         Shader::Gemm,
         Shader::GemmPlain,
         Shader::GemmTile,
@@ -111,6 +113,8 @@ impl Shader {
         Shader::Optim,
         Shader::ResidentForward,
         Shader::ResidentBackward,
+        Shader::ResidentBiForward,
+        Shader::ResidentBiBackward,
         Shader::GridForward,
         Shader::GridBackward,
         Shader::TensorOps,
@@ -275,6 +279,16 @@ impl Shader {
                 include_str!("../../shaders/resident_regs.wgsl"),
                 include_str!("../../shaders/resident_backward.wgsl")
             ),
+            Shader::ResidentBiForward => concat!(
+                include_str!("../../shaders/activations.wgsl"),
+                include_str!("../../shaders/resident_common.wgsl"),
+                include_str!("../../shaders/resident_bi_forward.wgsl")
+            ),
+            Shader::ResidentBiBackward => concat!(
+                include_str!("../../shaders/activations.wgsl"),
+                include_str!("../../shaders/resident_common.wgsl"),
+                include_str!("../../shaders/resident_bi_backward.wgsl")
+            ),
             Shader::GridForward => concat!(
                 include_str!("../../shaders/activations.wgsl"),
                 include_str!("../../shaders/grid_common.wgsl"),
@@ -385,6 +399,16 @@ impl Shader {
                 "resident_regs.wgsl",
                 "resident_backward.wgsl",
             ],
+            Shader::ResidentBiForward => &[
+                "activations.wgsl",
+                "resident_common.wgsl",
+                "resident_bi_forward.wgsl",
+            ],
+            Shader::ResidentBiBackward => &[
+                "activations.wgsl",
+                "resident_common.wgsl",
+                "resident_bi_backward.wgsl",
+            ],
             Shader::GridForward => &[
                 "activations.wgsl",
                 "grid_common.wgsl",
@@ -404,7 +428,13 @@ impl Shader {
     /// clamp): built without wgpu's runtime bounds checks, and with workgroup memory left
     /// uninitialised since the kernels write every workgroup element before reading it.
     fn trusted(self) -> bool {
-        matches!(self, Shader::ResidentForward | Shader::ResidentBackward)
+        matches!(
+            self,
+            Shader::ResidentForward
+                | Shader::ResidentBackward
+                | Shader::ResidentBiForward
+                | Shader::ResidentBiBackward
+        )
     }
 
     fn name(self) -> &'static str {

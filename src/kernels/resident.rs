@@ -2,9 +2,9 @@
 //! (Algorithm::Resident): the plan (workgroup size, workgroup memory, batch tile, steps per
 //! dispatch) checked against the device's limits, and the chunked dispatches.
 
-use super::Shader::{ResidentBackward, ResidentForward};
+use super::Shader::{ResidentBackward, ResidentBiBackward, ResidentBiForward, ResidentForward};
 use super::rec::{BwdBufs, FwdBufs, Params, RecShape, bwd, fwd, u32_of};
-use super::{KernelDef, Recorder};
+use super::{Access, KernelDef, Recorder};
 use crate::context::{Context, LOOP_BUDGET};
 use crate::error::{Error, Result};
 
@@ -17,6 +17,65 @@ const FWD_RNN: KernelDef = fwd(ResidentForward, "rnn");
 const BWD_LSTM: KernelDef = bwd(ResidentBackward, "lstm");
 const BWD_GRU: KernelDef = bwd(ResidentBackward, "gru");
 const BWD_RNN: KernelDef = bwd(ResidentBackward, "rnn");
+
+/// Both directions of a bidirectional layer in one dispatch (`resident_bi_*.wgsl`): the
+/// single-direction bindings, then direction 1's own gx, w_rec, hseq, cseq, aux (forward) or
+/// gates, w_rec, seq, dgates, state, aux (backward).
+const BI_FWD: &[Access] = &[
+    Access::ReadWrite,
+    Access::Read,
+    Access::Read,
+    Access::ReadWrite,
+    Access::ReadWrite,
+    Access::ReadWrite,
+    Access::ReadWrite,
+    // direction 1: gx, w_rec, hseq, cseq, aux
+    Access::ReadWrite,
+    Access::Read,
+    Access::ReadWrite,
+    Access::ReadWrite,
+    Access::ReadWrite,
+];
+const BI_BWD: &[Access] = &[
+    Access::Read,
+    Access::Read,
+    Access::Read,
+    Access::Read,
+    Access::Read,
+    Access::ReadWrite,
+    Access::ReadWrite,
+    Access::ReadWrite,
+    // direction 1: gates, w_rec, seq, dgates, state, aux
+    Access::Read,
+    Access::Read,
+    Access::Read,
+    Access::ReadWrite,
+    Access::ReadWrite,
+    Access::ReadWrite,
+];
+
+const fn bi(shader: super::Shader, entry: &'static str, storage: &'static [Access]) -> KernelDef {
+    KernelDef {
+        shader,
+        entry,
+        storage,
+        params_size: std::mem::size_of::<Params>() as u64,
+    }
+}
+
+const BI_FWD_LSTM: KernelDef = bi(ResidentBiForward, "lstm", BI_FWD);
+const BI_FWD_GRU: KernelDef = bi(ResidentBiForward, "gru", BI_FWD);
+const BI_FWD_RNN: KernelDef = bi(ResidentBiForward, "rnn", BI_FWD);
+const BI_BWD_LSTM: KernelDef = bi(ResidentBiBackward, "lstm", BI_BWD);
+const BI_BWD_GRU: KernelDef = bi(ResidentBiBackward, "gru", BI_BWD);
+const BI_BWD_RNN: KernelDef = bi(ResidentBiBackward, "rnn", BI_BWD);
+
+/// Whether this device can bind both directions of a layer to one Resident dispatch (the
+/// backward needs 14 storage buffers; wgpu's default limit is 8, so a caller's device opened
+/// with default limits runs one dispatch per direction).
+pub(crate) fn bi_ok(ctx: &Context) -> bool {
+    ctx.limits.max_storage_buffers_per_shader_stage as usize >= BI_BWD.len().max(BI_FWD.len())
+}
 
 /// The cell a Resident kernel runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -311,6 +370,86 @@ pub(crate) fn record_backward(
     Ok(())
 }
 
+/// Records the forward recurrence of both directions of a layer over all T steps, one
+/// dispatch per chunk (`bufs[d]` of direction d; `prm` is direction 0's block: dir 0, col of
+/// direction 0; direction 1 writes P columns further). The caller checked [`bi_ok`].
+pub(crate) fn record_forward_bi(
+    rec: &mut Recorder<'_>,
+    cell: Cell,
+    s: &RecShape,
+    prm: &mut Params,
+    bufs: [&FwdBufs<'_>; 2],
+) -> Result<()> {
+    let plan = plan(rec.ctx(), cell, s, false)?;
+    let k = match cell {
+        Cell::Lstm => &BI_FWD_LSTM,
+        Cell::Gru { .. } => &BI_FWD_GRU,
+        Cell::Rnn => &BI_FWD_RNN,
+    };
+    let (a, b) = (bufs[0].list(), bufs[1].list());
+    // Direction 1's own buffers: gx, w_rec, hseq, cseq, aux (lens and out are shared).
+    let list = [
+        a[0], a[1], a[2], a[3], a[4], a[5], a[6], b[0], b[1], b[3], b[4], b[6],
+    ];
+    prm.b_tile = plan.bt as u32;
+    prm.dir = 0;
+    let groups = plan.groups.checked_mul(2).ok_or_else(|| {
+        Error::Limit(format!(
+            "Resident: 2 x {} workgroups overflow u32",
+            plan.groups
+        ))
+    })?;
+    let mut s0 = 0;
+    while s0 < s.t {
+        let n = plan.steps.min(s.t - s0);
+        prm.s_begin = s0 as u32;
+        prm.n_steps = n as u32;
+        rec.dispatch_spec(k, &spec(&plan), prm, &list, groups)?;
+        s0 += n;
+    }
+    Ok(())
+}
+
+/// Records the backward recurrence of both directions of a layer (T-1 down), one dispatch
+/// per chunk; the caller runs each direction's FINAL pass afterwards. As
+/// [`record_forward_bi`] for `prm` and `bufs`; `prm.wt_off` must point at W_hhᵀ.
+pub(crate) fn record_backward_bi(
+    rec: &mut Recorder<'_>,
+    cell: Cell,
+    s: &RecShape,
+    prm: &mut Params,
+    bufs: [&BwdBufs<'_>; 2],
+) -> Result<()> {
+    let plan = plan(rec.ctx(), cell, s, true)?;
+    let k = match cell {
+        Cell::Lstm => &BI_BWD_LSTM,
+        Cell::Gru { .. } => &BI_BWD_GRU,
+        Cell::Rnn => &BI_BWD_RNN,
+    };
+    let (a, b) = (bufs[0].list(), bufs[1].list());
+    // Direction 1's own: gates, w_rec, seq, dgates, state, aux (lens and dy are shared).
+    let list = [
+        a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], b[0], b[1], b[3], b[5], b[6], b[7],
+    ];
+    prm.b_tile = plan.bt as u32;
+    prm.dir = 0;
+    let groups = plan.groups.checked_mul(2).ok_or_else(|| {
+        Error::Limit(format!(
+            "Resident: 2 x {} workgroups overflow u32",
+            plan.groups
+        ))
+    })?;
+    let mut done = 0;
+    while done < s.t {
+        let n = plan.steps.min(s.t - done);
+        prm.s_begin = (s.t - 1 - done) as u32;
+        prm.n_steps = n as u32;
+        rec.dispatch_spec(k, &spec(&plan), prm, &list, groups)?;
+        done += n;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -328,5 +467,47 @@ mod tests {
         assert_eq!(block(common), block(mine));
         let regs = include_str!("../../shaders/resident_regs.wgsl");
         assert!(regs.contains(&format!("const CHUNK: u32 = {CHUNK}u;")));
+    }
+
+    /// The two-direction kernels are generated from the one-direction sources: they must be
+    /// what scripts/gen_resident_bi.py writes from the current sources.
+    #[test]
+    fn the_generated_bidirectional_shaders_are_up_to_date() {
+        let root = env!("CARGO_MANIFEST_DIR");
+        let out = std::process::Command::new("python3")
+            .arg(format!("{root}/scripts/gen_resident_bi.py"))
+            .arg("--stdout")
+            .output()
+            .expect("python3 runs scripts/gen_resident_bi.py");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8(out.stdout).unwrap();
+        let files: Vec<&str> = text.split("==> ").filter(|s| !s.is_empty()).collect();
+        assert_eq!(files.len(), 2);
+        for f in files {
+            let (name, want) = f.split_once('\n').unwrap();
+            let have = std::fs::read_to_string(format!("{root}/shaders/{name}")).unwrap();
+            assert!(
+                want == have,
+                "shaders/{name} differs from scripts/gen_resident_bi.py's output: rerun it"
+            );
+        }
+        // One binding per storage buffer the launcher passes (bindings 1..).
+        for (src, n) in [
+            (
+                include_str!("../../shaders/resident_bi_forward.wgsl"),
+                BI_FWD.len(),
+            ),
+            (
+                include_str!("../../shaders/resident_bi_backward.wgsl"),
+                BI_BWD.len(),
+            ),
+        ] {
+            assert!(src.contains(&format!("@binding({n})")));
+            assert!(!src.contains(&format!("@binding({})", n + 1)));
+        }
     }
 }

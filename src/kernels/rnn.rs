@@ -5,7 +5,7 @@ use super::Recorder;
 use super::Shader::{RnnBackward, RnnForward};
 use super::grid;
 use super::rec::{
-    BwdBufs, FINAL, FwdBufs, PoolNeed, RecShape, backward_chunks, base_params, bwd,
+    BwdBufs, FINAL, FwdBufs, Params, PoolNeed, RecShape, backward_chunks, base_params, bwd,
     check_step_budget, forward_chunks, fwd, per_inv, persistent_plan, step_groups, u32_of,
 };
 use super::resident::{self, Cell};
@@ -32,6 +32,39 @@ pub(crate) fn pool_need(s: &RecShape) -> PoolNeed {
     }
 }
 
+/// The forward kernels' parameter block, all but the per-dispatch fields.
+pub(crate) fn fwd_params(
+    s: &RecShape,
+    relu: bool,
+    slots: usize,
+    out_at: (usize, usize),
+) -> Result<Params> {
+    let mut prm = base_params(s, slots, out_at, if relu { RELU } else { 0 })?;
+    // W_hhᵀ follows W_hh in w_rec (gpu::cell::CellKind::w_rec).
+    prm.wt_off = u32_of(s.h * s.h, "weights")?;
+    Ok(prm)
+}
+
+/// The backward kernels' parameter block, all but the per-dispatch fields.
+pub(crate) fn bwd_params(s: &RecShape, relu: bool, dy_at: (usize, usize)) -> Result<Params> {
+    let mut prm = base_params(s, s.t + 1, dy_at, if relu { RELU } else { 0 })?;
+    // The Resident and Grid kernels read W_hhᵀ.
+    prm.wt_off = u32_of(s.h * s.h, "weights")?;
+    Ok(prm)
+}
+
+/// Records the dh0 pass that follows the reversed loop.
+pub(crate) fn record_final(
+    rec: &mut Recorder<'_>,
+    s: &RecShape,
+    mut prm: Params,
+    bufs: &BwdBufs<'_>,
+) -> Result<()> {
+    prm.flags |= FINAL;
+    prm.s_begin = 0;
+    rec.dispatch(&BWD_RECUR, &prm, &bufs.list(), step_groups(s.b * s.h)?)
+}
+
 /// Records the forward recurrence (nothing but the h ring is saved for backward).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn record_forward(
@@ -43,9 +76,7 @@ pub(crate) fn record_forward(
     out_at: (usize, usize),
     bufs: &FwdBufs<'_>,
 ) -> Result<()> {
-    let mut prm = base_params(s, slots, out_at, if relu { RELU } else { 0 })?;
-    // W_hhᵀ follows W_hh and the cell's extra weights in w_rec (gpu::cell::CellKind::w_rec).
-    prm.wt_off = u32_of(s.h * s.h, "weights")?;
+    let mut prm = fwd_params(s, relu, slots, out_at)?;
     let list = bufs.list();
     if algo == Algorithm::Resident {
         return resident::record_forward(rec, Cell::Rnn, s, &mut prm, bufs);
@@ -83,11 +114,9 @@ pub(crate) fn record_backward(
     dy_at: (usize, usize),
     bufs: &BwdBufs<'_>,
 ) -> Result<()> {
-    let flags = if relu { RELU } else { 0 };
-    let mut prm = base_params(s, s.t + 1, dy_at, flags)?;
+    let mut prm = bwd_params(s, relu, dy_at)?;
+    let base = prm;
     let list = bufs.list();
-    // The Resident and Grid kernels read W_hhᵀ (after W_hh and the cell's extras).
-    prm.wt_off = u32_of(s.h * s.h, "weights")?;
     let h = s.h;
     check_step_budget(h, "RNN backward step")?;
     let groups = step_groups(s.b * h)?;
@@ -111,7 +140,5 @@ pub(crate) fn record_backward(
             rec.dispatch(fused, &prm, &list, fused_groups)?;
         }
     }
-    prm.flags = flags | FINAL;
-    prm.s_begin = 0;
-    rec.dispatch(&BWD_RECUR, &prm, &list, groups)
+    record_final(rec, s, base, bufs)
 }
