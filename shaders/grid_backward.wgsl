@@ -8,6 +8,8 @@
 // (W_hhᵀ at p.wt_off), lens r, seq r (c ring LSTM / h ring), dy r, dgates rw [T,B,D·H],
 // state rw (R / GRU direct part, then LSTM dc), aux rw (GRU hn)), and
 //   9 sync  storage rw  atomic<u32>[1]  grid barrier counter (zeroed by the host per call)
+// dgates and aux are @coherent, as hseq/aux in grid_forward.wgsl (other workgroups read them
+// after the grid barrier).
 //
 // Memory plan: slice g of U units; invocation (unit u, chunk q < C = ceil(G·H/64)) keeps
 // W_hhᵀ[g·U + u, 64q ..] in 16 vec4 registers. The gate-gradient rows of the step after
@@ -26,9 +28,9 @@ const RELU: u32 = 32u;
 @group(0) @binding(3) var<storage, read> lens: array<u32>;
 @group(0) @binding(4) var<storage, read> seq: array<f32>;
 @group(0) @binding(5) var<storage, read> dy: array<f32>;
-@group(0) @binding(6) var<storage, read_write> dgates: array<f32>;
+@group(0) @binding(6) @coherent var<storage, read_write> dgates: array<f32>;
 @group(0) @binding(7) var<storage, read_write> state: array<f32>;
-@group(0) @binding(8) var<storage, read_write> aux: array<f32>;
+@group(0) @binding(8) @coherent var<storage, read_write> aux: array<f32>;
 @group(0) @binding(9) var<storage, read_write> sync: array<atomic<u32>>;
 
 // Width of the vector W_hhᵀ multiplies (gate rows), and of a dG row.
@@ -329,6 +331,12 @@ fn run(kind: u32, lid: u32, wid: vec3<u32>, nwg: vec3<u32>) {
             let bidx = idx * np + ph;
             let skip = step_mode && p._pad3 != 0u && p._pad3 != ph + 1u;
             if (bidx >= first && !skip) {
+                // Fallback: one workgroup runs every slice, so the h (dG) it reads next was
+                // stored by its own other invocations; workgroupBarrier orders workgroup
+                // memory only, storageBarrier makes those stores visible.
+                if (fb) {
+                    storageBarrier();
+                }
                 if (ph == 0u || kind == 1u) {
                     load_vec(kind, lid, b0, select(s + 1u, s, ph == 1u), ph);
                     workgroupBarrier();

@@ -6,6 +6,9 @@
 // Bindings (group 0): 0..7 the forward family of kernels::rec (FwdBufs: gx rw [T,B,G·H],
 // w_rec r, lens r [B], hseq rw [S,B,H], cseq rw [S,B,H], out rw [T,B,stride], aux rw), and
 //   8 sync  storage rw  atomic<u32>[1]  grid barrier counter (zeroed by the host per call)
+// hseq and aux are @coherent (the host runs Grid only with MEMORY_DECORATION_COHERENT): other
+// workgroups read them after the grid barrier, and a plain load could be served from a
+// stale, non-coherent per-SM cache line (WGSL orders no plain stores across workgroups).
 //
 // Memory plan: the hidden units are cut into S slices of U; grid workgroup (tile, g) owns
 // slice g for one batch tile: its invocation (row ru < G·U, chunk q < C = ceil(H/64)) keeps
@@ -30,10 +33,10 @@ const RELU: u32 = 32u;
 @group(0) @binding(1) var<storage, read_write> gx: array<f32>;
 @group(0) @binding(2) var<storage, read> w_rec: array<f32>;
 @group(0) @binding(3) var<storage, read> lens: array<u32>;
-@group(0) @binding(4) var<storage, read_write> hseq: array<f32>;
+@group(0) @binding(4) @coherent var<storage, read_write> hseq: array<f32>;
 @group(0) @binding(5) var<storage, read_write> cseq: array<f32>;
 @group(0) @binding(6) var<storage, read_write> out: array<f32>;
-@group(0) @binding(7) var<storage, read_write> aux: array<f32>;
+@group(0) @binding(7) @coherent var<storage, read_write> aux: array<f32>;
 @group(0) @binding(8) var<storage, read_write> sync: array<atomic<u32>>;
 
 // Gate rows per unit: 4 LSTM, 3 GRU, 1 RNN.
@@ -298,6 +301,12 @@ fn run(kind: u32, lid: u32, wid: vec3<u32>, nwg: vec3<u32>) {
             // Step mode runs one phase per dispatch when _pad3 names it (phase + 1).
             let skip = step_mode && p._pad3 != 0u && p._pad3 != ph + 1u;
             if (bidx >= first && !skip) {
+                // Fallback: one workgroup runs every slice, so the h (dG) it reads next was
+                // stored by its own other invocations; workgroupBarrier orders workgroup
+                // memory only, storageBarrier makes those stores visible.
+                if (fb) {
+                    storageBarrier();
+                }
                 if (ph == 0u || kind == 1u) {
                     load_h(lid, b0, slot_before(t), ph == 1u, t);
                     workgroupBarrier();

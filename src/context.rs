@@ -200,7 +200,8 @@ impl Context {
     }
 
     fn open(adapter: wgpu::Adapter) -> Result<Self> {
-        let wanted = wgpu::Features::TIMESTAMP_QUERY;
+        // Grid exchanges state between workgroups through `@coherent` storage.
+        let wanted = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::MEMORY_DECORATION_COHERENT;
         let features = adapter.features() & wanted;
         let limits = adapter.limits();
         let desc = wgpu::DeviceDescriptor {

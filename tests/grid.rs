@@ -314,3 +314,41 @@ fn wide_hidden_sizes_match_cpu() {
         }
     }
 }
+
+/// Grid's exchanged state is `@coherent` storage: on a caller's device opened without
+/// MEMORY_DECORATION_COHERENT, forcing Grid is a typed error naming the feature, and Auto
+/// picks another algorithm whose output matches the CPU.
+#[test]
+fn without_coherent_storage_grid_is_refused_and_auto_avoids_it() {
+    let inst = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+    let adapter = pollster::block_on(inst.request_adapter(&wgpu::RequestAdapterOptions::default()))
+        .expect("GPU tests need an adapter (scripts/test.sh installs lavapipe)");
+    let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+        required_limits: adapter.limits(),
+        ..Default::default()
+    }))
+    .unwrap();
+    assert!(
+        !device
+            .features()
+            .contains(wgpu::Features::MEMORY_DECORATION_COHERENT)
+    );
+    let ctx = std::sync::Arc::new(wgpu_rnn::Context::from_device(adapter, device, queue).unwrap());
+    let x = common::rand3((4, 2, 3), 5, 1.0);
+    let mut l = Lstm::new(LstmConfig::new(3, 8), Backend::Gpu(ctx), 2).unwrap();
+    l.set_algorithm(Algorithm::Grid);
+    let e = l.forward(x.view(), None, None).unwrap_err();
+    assert!(matches!(e, Error::Unsupported(_)), "{e}");
+    assert!(e.to_string().contains("MEMORY_DECORATION_COHERENT"), "{e}");
+    l.set_algorithm(Algorithm::Auto);
+    let got = l.forward(x.view(), None, None).unwrap();
+    let cpu = Lstm::new(LstmConfig::new(3, 8), Backend::Cpu, 2).unwrap();
+    let want = cpu.forward(x.view(), None, None).unwrap();
+    common::assert_close(
+        "out",
+        got.out.view().into_dyn(),
+        want.out.view(),
+        ATOL,
+        RTOL,
+    );
+}

@@ -204,8 +204,37 @@ pub(crate) fn plan(ctx: &Context, cell: Cell, s: &RecShape, backward: bool) -> R
     })
 }
 
+/// Whether this device gives the cross-workgroup exchange its visibility guarantee: the
+/// exchanged bindings are `@coherent` (SPIR-V Coherent, HLSL globallycoherent), which needs
+/// MEMORY_DECORATION_COHERENT; on Metal, naga's storageBarrier is a threadgroup-scope fence,
+/// so another threadgroup may read stale h even then.
+fn memory_model_ok(ctx: &Context) -> Result<()> {
+    if ctx.adapter().backend == "Metal" {
+        return Err(Error::Unsupported(
+            "Algorithm::Grid exchanges h between workgroups; on Metal storageBarrier orders \
+             device memory within a threadgroup only, so nothing makes one threadgroup's h \
+             visible to another: use Algorithm::Resident, Persistent or Stepwise"
+                .into(),
+        ));
+    }
+    if !ctx
+        .device()
+        .features()
+        .contains(wgpu::Features::MEMORY_DECORATION_COHERENT)
+    {
+        return Err(Error::Unsupported(
+            "Algorithm::Grid needs the device feature MEMORY_DECORATION_COHERENT (its \
+             exchanged state is @coherent storage); request it when creating the device, or \
+             use Algorithm::Resident, Persistent or Stepwise"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
 /// Checks that forward (and backward when training) fit this device.
 pub(crate) fn fits(ctx: &Context, cell: Cell, s: &RecShape, train: bool) -> Result<()> {
+    memory_model_ok(ctx)?;
     plan(ctx, cell, s, false)?;
     if train {
         plan(ctx, cell, s, true)?;
@@ -277,6 +306,7 @@ pub(crate) fn record_forward(
     prm: &mut Params,
     bufs: &FwdBufs<'_>,
 ) -> Result<()> {
+    memory_model_ok(rec.ctx())?;
     let plan = plan(rec.ctx(), cell, s, false)?;
     let k = match cell {
         Cell::Lstm => &FWD_LSTM,
@@ -297,6 +327,7 @@ pub(crate) fn record_backward(
     prm: &mut Params,
     bufs: &BwdBufs<'_>,
 ) -> Result<()> {
+    memory_model_ok(rec.ctx())?;
     let plan = plan(rec.ctx(), cell, s, true)?;
     let k = match cell {
         Cell::Lstm => &BWD_LSTM,
