@@ -80,25 +80,34 @@ fn dy_at(t: u32, b: u32, j: u32) -> f32 {
     return dy[(t * p.batch + b) * p.stride + p.col + j];
 }
 
-// gvec ← the vector of processing step s for the tile (GRU: [da_r|da_z|d_hn]).
-fn load_vec(kind: u32, lid: u32, b0: u32, s: u32, ph: u32) {
+// Element k of batch row b's vector of processing step s (GRU: [da_r|da_z|d_hn]).
+fn vec_elem(kind: u32, b: u32, s: u32, ph: u32, k: u32) -> f32 {
     let H = p.hidden;
-    let len = vlen(kind);
-    let dw = dg_width(kind);
-    let vrow = chunks(len) * KC;
-    for (var e = lid; e < p.b_tile * vrow * 4u; e += WG) {
-        let b = b0 + e / (vrow * 4u);
-        let k = e % (vrow * 4u);
-        var v = 0.0;
-        if (b < p.batch && k < len && s < p.t_len) {
-            let col = select(k, k + H, kind == 1u && !before() && k >= 2u * H);
-            // Reset-before: [da_r|da_z|0] (phase 0), [0|0|da_n] (phase 1).
-            let keep = !(kind == 1u && before()) || ((k < 2u * H) == (ph == 0u));
-            if (keep) {
-                v = dgates[(time_of(s) * p.batch + b) * dw + col];
-            }
-        }
-        gvec[e / 4u][e % 4u] = v;
+    if (b >= p.batch || k >= vlen(kind) || s >= p.t_len) {
+        return 0.0;
+    }
+    let col = select(k, k + H, kind == 1u && !before() && k >= 2u * H);
+    // Reset-before: [da_r|da_z|0] (phase 0), [0|0|da_n] (phase 1).
+    let keep = !(kind == 1u && before()) || ((k < 2u * H) == (ph == 0u));
+    if (!keep) {
+        return 0.0;
+    }
+    return dgates[(time_of(s) * p.batch + b) * dg_width(kind) + col];
+}
+
+// gvec ← the vector of processing step s for the tile.
+fn load_vec(kind: u32, lid: u32, b0: u32, s: u32, ph: u32) {
+    let vrow = chunks(vlen(kind)) * KC;
+    // One whole vec4 per store (WGSL lets a component store touch the whole vector).
+    for (var e = lid; e < p.b_tile * vrow; e += WG) {
+        let b = b0 + e / vrow;
+        let k = (e % vrow) * 4u;
+        gvec[e] = vec4<f32>(
+            vec_elem(kind, b, s, ph, k),
+            vec_elem(kind, b, s, ph, k + 1u),
+            vec_elem(kind, b, s, ph, k + 2u),
+            vec_elem(kind, b, s, ph, k + 3u),
+        );
     }
 }
 

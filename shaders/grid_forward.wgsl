@@ -69,23 +69,32 @@ fn row_sum(bl: u32, ru: u32, rows: u32, c: u32) -> f32 {
     return acc;
 }
 
-// gvec ← h of the tile (from_aux: r⊙h of time t from aux, GRU reset-before phase 1).
-fn load_h(lid: u32, b0: u32, slot: u32, from_aux: bool, t: u32) {
+// h[k] of batch row b (from_aux: r⊙h of aux row tt); 0 past P and past B.
+fn h_elem(b: u32, slot: u32, k: u32, from_aux: bool, tt: u32) -> f32 {
     let P = p.out_size;
-    let vrow = chunks(P) * KC;
+    if (b >= p.batch || k >= P) {
+        return 0.0;
+    }
+    if (from_aux) {
+        return aux[(tt * p.batch + b) * P + k];
+    }
+    return hseq[(slot * p.batch + b) * P + k];
+}
+
+// gvec ← h of the tile (from_aux: r⊙h of time t from aux, GRU reset-before phase 1), one
+// whole vec4 per store (WGSL lets a component store touch the whole vector).
+fn load_h(lid: u32, b0: u32, slot: u32, from_aux: bool, t: u32) {
+    let vrow = chunks(p.out_size) * KC;
     let tt = select(0u, t, (p.flags & AUX_PER_T) != 0u);
-    for (var e = lid; e < p.b_tile * vrow * 4u; e += WG) {
-        let b = b0 + e / (vrow * 4u);
-        let k = e % (vrow * 4u);
-        var v = 0.0;
-        if (b < p.batch && k < P) {
-            if (from_aux) {
-                v = aux[(tt * p.batch + b) * P + k];
-            } else {
-                v = hseq[(slot * p.batch + b) * P + k];
-            }
-        }
-        gvec[e / 4u][e % 4u] = v;
+    for (var e = lid; e < p.b_tile * vrow; e += WG) {
+        let b = b0 + e / vrow;
+        let k = (e % vrow) * 4u;
+        gvec[e] = vec4<f32>(
+            h_elem(b, slot, k, from_aux, tt),
+            h_elem(b, slot, k + 1u, from_aux, tt),
+            h_elem(b, slot, k + 2u, from_aux, tt),
+            h_elem(b, slot, k + 3u, from_aux, tt),
+        );
     }
 }
 

@@ -174,28 +174,38 @@ fn my_chunk_0(lid: u32, rows: u32, len: u32, row_base: u32) -> WRow {
     return load_wrow_0(row_base + r * len + q * CHUNK, n);
 }
 
-// vbuf block `vb` ← the dG row of processing step s (columns picked by `col_of`: -1 = 0).
-// `width` floats per vector; zero past it, past B, and when step s does not exist.
+// Element k of the vector load_dg_0 builds for batch row b (see there).
+fn dg_elem_0(b: u32, s: u32, k: u32, width: u32, dg_w: u32, mode: u32) -> f32 {
+    let H = p.hidden;
+    if (b >= p.batch || k >= width || s >= p.t_len) {
+        return 0.0;
+    }
+    // mode 2: GRU reset-before, vector [da_r|da_z|0]
+    if (mode == 2u && k >= 2u * H) {
+        return 0.0;
+    }
+    var col = k;
+    // mode 1: GRU reset-after, vector [da_r|da_z|d_hn] from row [da_r|da_z|da_n|d_hn]
+    if (mode == 1u && k >= 2u * H) {
+        col = k + H;
+    }
+    return dgates_0[(time_of_0(s) * p.batch + b) * dg_w + col];
+}
+
+// vbuf block `vb` ← the dG row of processing step s (columns picked by `mode`).
+// `width` floats per vector; zero past it, past B, and when step s does not exist. One
+// whole vec4 per store (no two invocations share a vec4, as load_h in the forward).
 fn load_dg_0(lid: u32, b0: u32, s: u32, width: u32, dg_w: u32, mode: u32, vb: u32) {
     let vrow = chunks(width) * KC;
-    let H = p.hidden;
-    for (var e = lid; e < p.b_tile * vrow * 4u; e += WG) {
-        let bl = e / (vrow * 4u);
-        let k = e % (vrow * 4u);
-        let b = b0 + bl;
-        var v = 0.0;
-        if (b < p.batch && k < width && s < p.t_len) {
-            var col = k;
-            // mode 1: GRU reset-after, vector [da_r|da_z|d_hn] from row [da_r|da_z|da_n|d_hn]
-            if (mode == 1u && k >= 2u * H) {
-                col = k + H;
-            }
-            // mode 2: GRU reset-before, vector [da_r|da_z|0]
-            if (mode != 2u || k < 2u * H) {
-                v = dgates_0[(time_of_0(s) * p.batch + b) * dg_w + col];
-            }
-        }
-        vbuf[vb + e / 4u][e % 4u] = v;
+    for (var e = lid; e < p.b_tile * vrow; e += WG) {
+        let b = b0 + e / vrow;
+        let k = (e % vrow) * 4u;
+        vbuf[vb + e] = vec4<f32>(
+            dg_elem_0(b, s, k, width, dg_w, mode),
+            dg_elem_0(b, s, k + 1u, width, dg_w, mode),
+            dg_elem_0(b, s, k + 2u, width, dg_w, mode),
+            dg_elem_0(b, s, k + 3u, width, dg_w, mode),
+        );
     }
 }
 
@@ -603,28 +613,38 @@ fn my_chunk_1(lid: u32, rows: u32, len: u32, row_base: u32) -> WRow {
     return load_wrow_1(row_base + r * len + q * CHUNK, n);
 }
 
-// vbuf block `vb` ← the dG row of processing step s (columns picked by `col_of`: -1 = 0).
-// `width` floats per vector; zero past it, past B, and when step s does not exist.
+// Element k of the vector load_dg_1 builds for batch row b (see there).
+fn dg_elem_1(b: u32, s: u32, k: u32, width: u32, dg_w: u32, mode: u32) -> f32 {
+    let H = p.hidden;
+    if (b >= p.batch || k >= width || s >= p.t_len) {
+        return 0.0;
+    }
+    // mode 2: GRU reset-before, vector [da_r|da_z|0]
+    if (mode == 2u && k >= 2u * H) {
+        return 0.0;
+    }
+    var col = k;
+    // mode 1: GRU reset-after, vector [da_r|da_z|d_hn] from row [da_r|da_z|da_n|d_hn]
+    if (mode == 1u && k >= 2u * H) {
+        col = k + H;
+    }
+    return dgates_1[(time_of_1(s) * p.batch + b) * dg_w + col];
+}
+
+// vbuf block `vb` ← the dG row of processing step s (columns picked by `mode`).
+// `width` floats per vector; zero past it, past B, and when step s does not exist. One
+// whole vec4 per store (no two invocations share a vec4, as load_h in the forward).
 fn load_dg_1(lid: u32, b0: u32, s: u32, width: u32, dg_w: u32, mode: u32, vb: u32) {
     let vrow = chunks(width) * KC;
-    let H = p.hidden;
-    for (var e = lid; e < p.b_tile * vrow * 4u; e += WG) {
-        let bl = e / (vrow * 4u);
-        let k = e % (vrow * 4u);
-        let b = b0 + bl;
-        var v = 0.0;
-        if (b < p.batch && k < width && s < p.t_len) {
-            var col = k;
-            // mode 1: GRU reset-after, vector [da_r|da_z|d_hn] from row [da_r|da_z|da_n|d_hn]
-            if (mode == 1u && k >= 2u * H) {
-                col = k + H;
-            }
-            // mode 2: GRU reset-before, vector [da_r|da_z|0]
-            if (mode != 2u || k < 2u * H) {
-                v = dgates_1[(time_of_1(s) * p.batch + b) * dg_w + col];
-            }
-        }
-        vbuf[vb + e / 4u][e % 4u] = v;
+    for (var e = lid; e < p.b_tile * vrow; e += WG) {
+        let b = b0 + e / vrow;
+        let k = (e % vrow) * 4u;
+        vbuf[vb + e] = vec4<f32>(
+            dg_elem_1(b, s, k, width, dg_w, mode),
+            dg_elem_1(b, s, k + 1u, width, dg_w, mode),
+            dg_elem_1(b, s, k + 2u, width, dg_w, mode),
+            dg_elem_1(b, s, k + 3u, width, dg_w, mode),
+        );
     }
 }
 

@@ -172,19 +172,27 @@ fn my_chunk_0(lid: u32, rows: u32, len: u32, row_base: u32) -> WRow {
     return load_wrow_0(row_base + r * len + q * CHUNK, n);
 }
 
-// Loads h of the tile (zero past P and past B) into vbuf block `vb`.
+// h[k] of batch row b at ring slot `slot`; 0 past P and past B.
+fn h_elem_0(b: u32, slot: u32, k: u32) -> f32 {
+    if (b < p.batch && k < p.out_size) {
+        return hseq_0[(slot * p.batch + b) * p.out_size + k];
+    }
+    return 0.0;
+}
+
+// Loads h of the tile into vbuf block `vb`, one whole vec4 per store: WGSL lets a store to
+// one component access the whole vector, so no two invocations may share a vec4.
 fn load_h_0(lid: u32, b0: u32, slot: u32, vb: u32) {
-    let P = p.out_size;
-    let vrow = chunks(P) * KC;
-    for (var e = lid; e < p.b_tile * vrow * 4u; e += WG) {
-        let bl = e / (vrow * 4u);
-        let k = e % (vrow * 4u);
-        let b = b0 + bl;
-        var v = 0.0;
-        if (b < p.batch && k < P) {
-            v = hseq_0[(slot * p.batch + b) * P + k];
-        }
-        vbuf[vb + e / 4u][e % 4u] = v;
+    let vrow = chunks(p.out_size) * KC;
+    for (var e = lid; e < p.b_tile * vrow; e += WG) {
+        let b = b0 + e / vrow;
+        let k = (e % vrow) * 4u;
+        vbuf[vb + e] = vec4<f32>(
+            h_elem_0(b, slot, k),
+            h_elem_0(b, slot, k + 1u),
+            h_elem_0(b, slot, k + 2u),
+            h_elem_0(b, slot, k + 3u),
+        );
     }
 }
 
@@ -493,19 +501,27 @@ fn my_chunk_1(lid: u32, rows: u32, len: u32, row_base: u32) -> WRow {
     return load_wrow_1(row_base + r * len + q * CHUNK, n);
 }
 
-// Loads h of the tile (zero past P and past B) into vbuf block `vb`.
+// h[k] of batch row b at ring slot `slot`; 0 past P and past B.
+fn h_elem_1(b: u32, slot: u32, k: u32) -> f32 {
+    if (b < p.batch && k < p.out_size) {
+        return hseq_1[(slot * p.batch + b) * p.out_size + k];
+    }
+    return 0.0;
+}
+
+// Loads h of the tile into vbuf block `vb`, one whole vec4 per store: WGSL lets a store to
+// one component access the whole vector, so no two invocations may share a vec4.
 fn load_h_1(lid: u32, b0: u32, slot: u32, vb: u32) {
-    let P = p.out_size;
-    let vrow = chunks(P) * KC;
-    for (var e = lid; e < p.b_tile * vrow * 4u; e += WG) {
-        let bl = e / (vrow * 4u);
-        let k = e % (vrow * 4u);
-        let b = b0 + bl;
-        var v = 0.0;
-        if (b < p.batch && k < P) {
-            v = hseq_1[(slot * p.batch + b) * P + k];
-        }
-        vbuf[vb + e / 4u][e % 4u] = v;
+    let vrow = chunks(p.out_size) * KC;
+    for (var e = lid; e < p.b_tile * vrow; e += WG) {
+        let b = b0 + e / vrow;
+        let k = (e % vrow) * 4u;
+        vbuf[vb + e] = vec4<f32>(
+            h_elem_1(b, slot, k),
+            h_elem_1(b, slot, k + 1u),
+            h_elem_1(b, slot, k + 2u),
+            h_elem_1(b, slot, k + 3u),
+        );
     }
 }
 
