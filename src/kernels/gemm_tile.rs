@@ -234,8 +234,21 @@ fn vec4_views(
 ) -> Result<[wgpu::Buffer; 2]> {
     let filler = match [a, b, bias].into_iter().find(|x| x.size() >= 16) {
         Some(x) => x.clone(),
-        // Only for products whose operands and bias are all under 4 floats.
-        None => buffers::zeros(ctx, "gemm vec4 filler", 4)?,
+        // Only for products whose operands and bias are all under 4 floats: one buffer per
+        // context, so repeated calls keep their bind groups.
+        None => {
+            let mut slot = ctx
+                .pipelines
+                .gemm_filler
+                .lock()
+                .map_err(|_| Error::Device("gemm filler lock poisoned".into()))?;
+            match slot.as_ref() {
+                Some(x) => x.clone(),
+                None => slot
+                    .insert(buffers::zeros(ctx, "gemm vec4 filler", 4)?)
+                    .clone(),
+            }
+        }
     };
     let pick = |l: Load, own: &wgpu::Buffer| {
         if l == Load::Scalar {

@@ -117,8 +117,6 @@ fn case(mnk: (usize, usize, usize), a: Spec, b: Spec) -> Case {
 fn vec4_along_k_for_both_operands_with_a_ragged_k_tail() {
     // The input projection X·W_ihᵀ; K = 4·33 + 1, buffers end inside a partial vec4.
     let cs = Case {
-        alpha: 1.0,
-        beta: 0.0,
         bias: true,
         ..case((67, 45, 133), Spec::row(4, 136), Spec::tr(8, 136))
     };
@@ -129,9 +127,7 @@ fn vec4_along_k_for_both_operands_with_a_ragged_k_tail() {
 fn vec4_along_m_and_n_for_weight_gradients() {
     // dW = dGᵀ·X accumulated: M = 4·17 + 1 and N = 4·12 + 2 cut the last groups.
     let cs = Case {
-        alpha: 1.0,
         beta: 1.0,
-        bias: false,
         ..case((69, 50, 37), Spec::tr(4, 72), Spec::row(0, 52))
     };
     check(&cs, (Load::Vec4Mn, Load::Vec4Mn));
@@ -183,9 +179,18 @@ fn one_aligned_operand_reads_vec4_beside_a_scalar_one() {
 
 #[test]
 fn operands_under_one_vec4_stay_scalar() {
-    // A and B of 3 floats each and no bias: the vec4 views bind a filler buffer.
-    check(
-        &case((1, 1, 3), Spec::row(0, 3), Spec::tr(0, 3)),
-        (Load::Scalar, Load::Scalar),
+    // A and B of 3 floats each and no bias: the vec4 views bind a filler buffer, one per
+    // context (so repeated products keep their bind groups).
+    let cs = case((1, 1, 3), Spec::row(0, 3), Spec::tr(0, 3));
+    check(&cs, (Load::Scalar, Load::Scalar));
+    let ctx = ctx();
+    let filler = || ctx.pipelines.gemm_filler.lock().unwrap().clone();
+    assert!(filler().is_none());
+    run(&ctx, GemmKernel::Gpu, &cs).unwrap();
+    let first = filler().expect("a filler for operands under one vec4");
+    run(&ctx, GemmKernel::Gpu, &cs).unwrap();
+    assert!(
+        filler() == Some(first),
+        "the filler is made once per context"
     );
 }
