@@ -78,8 +78,10 @@ HEADER = """\
 // k tiles per invocation stay under the loop budget, DESIGN.md §5); S·M·N floats of scratch.
 // Caveats: out-of-range rows, columns and k read as 0 (indices clamped, values masked), so
 // any M, N, K works; f32 accumulation in k order per slice (vec4 and scalar loads give the
-// same sums). The vec4 loads are checked on lavapipe only; not timed on a real GPU from this
-// session (BENCHMARKS.md).
+// same sums). Mode 2's scattered stores put the 2 (t128) or 4 (t64) invocations that share
+// a row on one workgroup-memory bank (coalesced global reads chosen over conflict-free
+// stores; an untimed choice). The vec4 loads are checked on lavapipe only; not timed on a
+// real GPU from this session (BENCHMARKS.md).
 """
 
 COMMON = """
