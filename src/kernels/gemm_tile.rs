@@ -82,7 +82,7 @@ impl Tile {
             Tile::T64 => 64,
         }
     }
-    fn k_tile(self) -> usize {
+    const fn k_tile(self) -> usize {
         match self {
             Tile::T128 => 8,
             Tile::T64 => 16,
@@ -198,6 +198,12 @@ impl Load {
         }
     }
 }
+
+// vec4 groups along k start at multiples of 4 only if every k range a dispatch, a slice or a
+// k tile starts at does.
+const _: () = assert!(K_CHUNK.is_multiple_of(4));
+const _: () =
+    assert!(Tile::T128.k_tile().is_multiple_of(4) && Tile::T64.k_tile().is_multiple_of(4));
 
 /// The loads of A and B.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
