@@ -39,6 +39,22 @@ HEADER = """\
 //   3 bias  storage read  f32[]                              row added to every row (may be a dummy)
 //   4 c     storage read_write f32[]                         result (read when beta != 0)
 //   5 part  storage read_write f32[S·M·N]  split-K partials (S > 1; a dummy otherwise)
+//   6 a4    storage read  vec4<f32>[]                        the buffer of a as vec4s (A_LOAD != 0;
+//                                                            else any buffer of ≥ 16 bytes)
+//   7 b4    storage read  vec4<f32>[]                        the buffer of b as vec4s (B_LOAD != 0;
+//                                                            else any buffer of ≥ 16 bytes)
+// Pipeline constants (override), per operand, chosen by the launcher (gemm_tile.rs `loads`):
+//   A_LOAD / B_LOAD = 0  scalar loads: any strides and offsets (the fallback);
+//                   = 1  vec4 of 4 rows of A / 4 columns of B at one k, when the operand is
+//                        contiguous along m / n (a_rs == 1 / b_cs == 1) and its offset and
+//                        k stride (a_cs / b_rs) are multiples of 4, and M / N ≥ 4;
+//                   = 2  vec4 of 4 k of one row of A / column of B, when it is contiguous
+//                        along k (a_cs == 1 / b_rs == 1) and its offset and other stride
+//                        (a_rs / b_cs) are multiples of 4, and K ≥ 4.
+//   So every 4-group the tile reads starts at a multiple of 4 elements (k tiles, K chunks and
+//   split-K slices start at multiples of 4). Only whole groups are read as one vec4; a group
+//   cut by M, N or the end of the k range takes masked scalar loads, so a vec4 index never
+//   passes the last whole vec4 of the buffer (arrayLength rounds a ragged tail down).
 //
 // Entry points (src/kernels/gemm_tile.rs picks one per shape):
 //   gemm_t128    128×128 tile of C, k tile 8, 8×8 outputs per invocation
@@ -50,9 +66,10 @@ HEADER = """\
 // configurations. Each invocation holds its block of C in vec4 registers (t128: 16 vec4,
 // t64: 4 vec4) and, while it multiplies the current k tile out of workgroup memory, holds
 // the next tile's global loads (one vec4 of A and one of B) in registers; they are stored
-// into the other buffer after the multiply, so one barrier per k tile suffices. Operand
-// loaders walk the operand's contiguous axis (row-major or transposed) so neighbouring
-// invocations read neighbouring addresses.
+// into the other buffer after the multiply, so one barrier per k tile suffices. Operand loaders walk the operand's contiguous axis (row-major or
+// transposed) so neighbouring invocations read neighbouring addresses: a load of mode 1 is
+// stored as it is (the tile's vec4 layout), one of mode 2 (4 k values of one row/column) is
+// scattered into component row % 4 (col % 4) of 4 consecutive k rows of the tile.
 // Workgroup 16×16 = 256 invocations: invocation (x, y) owns rows 4·(y + 16·i) + 0..3 and
 // columns 4·(x + 16·j) + 0..3 of the tile. Grid: ceil(M/TM)·ceil(N/TN)·S workgroups,
 // flattened from a 2-D dispatch, column tiles fastest, then row tiles, then slices.
@@ -60,8 +77,11 @@ HEADER = """\
 // launcher against the device's limits); K per dispatch bounded by the launcher (K_CHUNK:
 // k tiles per invocation stay under the loop budget, DESIGN.md §5); S·M·N floats of scratch.
 // Caveats: out-of-range rows, columns and k read as 0 (indices clamped, values masked), so
-// any M, N, K works; f32 accumulation in k order per slice; scalar global loads (no vec4
-// alignment assumed). Not timed on a real GPU from this session (BENCHMARKS.md).
+// any M, N, K works; f32 accumulation in k order per slice (vec4 and scalar loads give the
+// same sums). Mode 2's scattered stores put the 2 (t128) or 4 (t64) invocations that share
+// a row on one workgroup-memory bank (coalesced global reads chosen over conflict-free
+// stores; an untimed choice). The vec4 loads are checked on lavapipe only; not timed on a
+// real GPU from this session (BENCHMARKS.md).
 """
 
 COMMON = """
@@ -94,6 +114,15 @@ struct Params {
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> c: array<f32>;
 @group(0) @binding(5) var<storage, read_write> part: array<f32>;
+@group(0) @binding(6) var<storage, read> a4: array<vec4<f32>>;
+@group(0) @binding(7) var<storage, read> b4: array<vec4<f32>>;
+
+// How each operand is read from storage, fixed per pipeline by the launcher
+// (src/kernels/gemm_tile.rs, `loads`): 0 scalar loads; 1 vec4 along the tile's 4-groups
+// (4 consecutive rows of A / columns of B at one k: the operand is contiguous along m / n);
+// 2 vec4 along k (4 consecutive k of one row of A / column of B: contiguous along k).
+override A_LOAD: u32 = 0u;
+override B_LOAD: u32 = 0u;
 
 // A(row, k), 0 outside the matrix (the index is clamped so the load stays in bounds).
 fn load_a(row: u32, k: u32, k_end: u32) -> f32 {
@@ -106,6 +135,47 @@ fn load_b(k: u32, col: u32, k_end: u32) -> f32 {
     let ok = col < p.n && k < k_end;
     let v = b[select(0u, p.b_off + k * p.b_rs + col * p.b_cs, ok)];
     return select(0.0, v, ok);
+}
+
+// vec4 loads: only whole groups (all 4 elements inside the matrix and the k range) are read
+// as one vec4; the launcher guarantees the group's first element is a multiple of 4, so a
+// whole group is one aligned vec4 of the buffer and lies below arrayLength(a4) even when the
+// buffer's size is not a multiple of 16 bytes. Groups at a ragged edge take masked scalars.
+
+// A(r..r+3, k): one vec4 when A_LOAD == 1 and the group is whole.
+fn rows4_a(r: u32, k: u32, k_end: u32) -> vec4<f32> {
+    if (A_LOAD == 1u && r + 3u < p.m && k < k_end) {
+        return a4[(p.a_off + r + k * p.a_cs) / 4u];
+    }
+    return vec4<f32>(load_a(r, k, k_end), load_a(r + 1u, k, k_end),
+                     load_a(r + 2u, k, k_end), load_a(r + 3u, k, k_end));
+}
+
+// A(r, k..k+3) (A_LOAD == 2): one vec4 when the group is whole.
+fn ks4_a(r: u32, k: u32, k_end: u32) -> vec4<f32> {
+    if (r < p.m && k + 3u < k_end) {
+        return a4[(p.a_off + r * p.a_rs + k) / 4u];
+    }
+    return vec4<f32>(load_a(r, k, k_end), load_a(r, k + 1u, k_end),
+                     load_a(r, k + 2u, k_end), load_a(r, k + 3u, k_end));
+}
+
+// B(k, c..c+3): one vec4 when B_LOAD == 1 and the group is whole.
+fn cols4_b(k: u32, c: u32, k_end: u32) -> vec4<f32> {
+    if (B_LOAD == 1u && c + 3u < p.n && k < k_end) {
+        return b4[(p.b_off + k * p.b_rs + c) / 4u];
+    }
+    return vec4<f32>(load_b(k, c, k_end), load_b(k, c + 1u, k_end),
+                     load_b(k, c + 2u, k_end), load_b(k, c + 3u, k_end));
+}
+
+// B(k..k+3, c) (B_LOAD == 2): one vec4 when the group is whole.
+fn ks4_b(k: u32, c: u32, k_end: u32) -> vec4<f32> {
+    if (c < p.n && k + 3u < k_end) {
+        return b4[(p.b_off + k + c * p.b_cs) / 4u];
+    }
+    return vec4<f32>(load_b(k, c, k_end), load_b(k + 1u, c, k_end),
+                     load_b(k + 2u, c, k_end), load_b(k + 3u, c, k_end));
 }
 
 // The epilogue of one element: alpha, bias, beta·C, activation.
@@ -185,13 +255,15 @@ def config(name, tm, tn, tk):
     la = tk * qm // THREADS            # vec4s of A (and of B) each invocation loads per tile
     lb = tk * qn // THREADS
     assert la >= 1 and lb >= 1 and tk * qm % THREADS == 0 and tk * qn % THREADS == 0
+    assert tk % 4 == 0  # vec4 groups along k (mode 2) never straddle a k tile
     L = []
     L.append(f"""
 // ---- {name}: {tm}×{tn} tile of C, k tile {tk}, {4 * ca}×{4 * cb} outputs per invocation ----
 // [buffer][k][m / 4] and [buffer][k][n / 4]
 var<workgroup> {name}_as: array<vec4<f32>, {2 * tk * qm}>;
 var<workgroup> {name}_bs: array<vec4<f32>, {2 * tk * qn}>;""")
-    # Global loader: vec4 number l of A (4 rows at one k) and of B (4 columns at one k).
+    # Global loader: vec4 number l of A (4 rows at one k, or 4 k of one row) and of B.
+    kq = tk // 4                       # 4-groups along k of a k tile
     L.append(f"""
 // Element e's (k, group) of a [TK][T/4] tile: along k first when the operand is contiguous
 // along k (consecutive invocations read consecutive addresses), else along the group.
@@ -199,29 +271,58 @@ fn {name}_split(e: u32, k_contig: bool, q: u32) -> vec2<u32> {{
     return select(vec2<u32>(e / q, e % q), vec2<u32>(e % {tk}u, e / {tk}u), k_contig);
 }}
 
+// vec4 number l of this invocation's share of the next A tile. A_LOAD == 2: unit e is row
+// e / {kq}, k group e % {kq} (consecutive invocations read consecutive vec4s of a row);
+// else 4 rows at one k (the workgroup-memory layout), split as above.
 fn {name}_load_a(tid: u32, l: u32, row0: u32, k0: u32, k_end: u32) -> vec4<f32> {{
-    let kq = {name}_split(tid + l * {THREADS}u, p.a_cs == 1u, {qm}u);
-    let r = row0 + 4u * kq.y;
-    let k = k0 + kq.x;
-    return vec4<f32>(load_a(r, k, k_end), load_a(r + 1u, k, k_end),
-                     load_a(r + 2u, k, k_end), load_a(r + 3u, k, k_end));
+    let e = tid + l * {THREADS}u;
+    if (A_LOAD == 2u) {{
+        return ks4_a(row0 + e / {kq}u, k0 + 4u * (e % {kq}u), k_end);
+    }}
+    let kq = {name}_split(e, p.a_cs == 1u, {qm}u);
+    return rows4_a(row0 + 4u * kq.y, k0 + kq.x, k_end);
 }}
 
 fn {name}_load_b(tid: u32, l: u32, col0: u32, k0: u32, k_end: u32) -> vec4<f32> {{
-    let kq = {name}_split(tid + l * {THREADS}u, p.b_rs == 1u && p.b_cs != 1u, {qn}u);
-    let cc = col0 + 4u * kq.y;
-    let k = k0 + kq.x;
-    return vec4<f32>(load_b(k, cc, k_end), load_b(k, cc + 1u, k_end),
-                     load_b(k, cc + 2u, k_end), load_b(k, cc + 3u, k_end));
+    let e = tid + l * {THREADS}u;
+    if (B_LOAD == 2u) {{
+        return ks4_b(k0 + 4u * (e % {kq}u), col0 + e / {kq}u, k_end);
+    }}
+    let kq = {name}_split(e, p.b_rs == 1u && p.b_cs != 1u, {qn}u);
+    return cols4_b(k0 + kq.x, col0 + 4u * kq.y, k_end);
 }}
 
+// Stores what {name}_load_a returned: A_LOAD == 2 scatters the 4 k values of one row into
+// component row % 4 of 4 consecutive k rows of the tile.
 fn {name}_store_a(tid: u32, l: u32, buf: u32, v: vec4<f32>) {{
-    let kq = {name}_split(tid + l * {THREADS}u, p.a_cs == 1u, {qm}u);
+    let e = tid + l * {THREADS}u;
+    if (A_LOAD == 2u) {{
+        let r = e / {kq}u;
+        let i = buf * {tk * qm}u + 4u * (e % {kq}u) * {qm}u + r / 4u;
+        let j = r % 4u;
+        {name}_as[i][j] = v.x;
+        {name}_as[i + {qm}u][j] = v.y;
+        {name}_as[i + {2 * qm}u][j] = v.z;
+        {name}_as[i + {3 * qm}u][j] = v.w;
+        return;
+    }}
+    let kq = {name}_split(e, p.a_cs == 1u, {qm}u);
     {name}_as[buf * {tk * qm}u + kq.x * {qm}u + kq.y] = v;
 }}
 
 fn {name}_store_b(tid: u32, l: u32, buf: u32, v: vec4<f32>) {{
-    let kq = {name}_split(tid + l * {THREADS}u, p.b_rs == 1u && p.b_cs != 1u, {qn}u);
+    let e = tid + l * {THREADS}u;
+    if (B_LOAD == 2u) {{
+        let c = e / {kq}u;
+        let i = buf * {tk * qn}u + 4u * (e % {kq}u) * {qn}u + c / 4u;
+        let j = c % 4u;
+        {name}_bs[i][j] = v.x;
+        {name}_bs[i + {qn}u][j] = v.y;
+        {name}_bs[i + {2 * qn}u][j] = v.z;
+        {name}_bs[i + {3 * qn}u][j] = v.w;
+        return;
+    }}
+    let kq = {name}_split(e, p.b_rs == 1u && p.b_cs != 1u, {qn}u);
     {name}_bs[buf * {tk * qn}u + kq.x * {qn}u + kq.y] = v;
 }}""")
     def mul(ind):

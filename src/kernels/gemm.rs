@@ -1,6 +1,7 @@
 //! Launcher for the GEMM kernels: strided C = alpha·A·B + beta·C (+ bias row), by one of
 //! `shaders/gemm_tile.wgsl` (real GPUs: 128×128 / 64×64 register-blocked tiles and split-K,
-//! chosen per shape in [`super::gemm_tile::plan`]), `shaders/gemm_regblock.wgsl`
+//! chosen per shape in [`super::gemm_tile::plan`], vec4 global loads per operand where
+//! [`super::gemm_tile::loads`] proves them aligned), `shaders/gemm_regblock.wgsl`
 //! (barrier-free register blocks, CPU adapters), `shaders/gemm.wgsl` (the earlier 64×64
 //! tiled kernel) or `shaders/gemm_plain.wgsl` (textbook 16×16 tiles, benchmark baseline).
 //! [`GemmKernel::for_adapter`] picks one per adapter.
@@ -70,8 +71,11 @@ pub(crate) enum GemmKernel {
     Tiled64,
     /// Barrier-free 16×16 register blocks, vec4 loads where the strides allow: CPU adapters.
     RegBlock,
-    /// `gemm_tile.wgsl`, its tile and split chosen per shape ([`gemm_tile::plan`]): GPUs.
+    /// `gemm_tile.wgsl`, its tile and split chosen per shape ([`gemm_tile::plan`]), vec4
+    /// loads where aligned ([`gemm_tile::loads`]): GPUs.
     Gpu,
+    /// `Gpu` with scalar global loads only (A/B runs of the vec4 loads, tests).
+    GpuScalar,
     /// `gemm_tile.wgsl` forced to the 128×128 tile, no split (benchmarks, tests).
     Tile128,
     /// `gemm_tile.wgsl` forced to the 64×64 tile, no split (benchmarks, tests).
@@ -82,11 +86,12 @@ pub(crate) enum GemmKernel {
 
 impl GemmKernel {
     /// Every variant (tests run each against the CPU).
-    pub(crate) const ALL: [GemmKernel; 7] = [
+    pub(crate) const ALL: [GemmKernel; 8] = [
         GemmKernel::Plain16,
         GemmKernel::Tiled64,
         GemmKernel::RegBlock,
         GemmKernel::Gpu,
+        GemmKernel::GpuScalar,
         GemmKernel::Tile128,
         GemmKernel::Tile64,
         GemmKernel::SplitK,
@@ -101,8 +106,8 @@ impl GemmKernel {
     /// kernel: shared-memory tiles are what they are built for, and a 16×16 register block
     /// per invocation would spill there. GPUs get `Gpu`: `gemm_tile.wgsl` with its tile and
     /// split-K chosen per shape ([`gemm_tile::plan`]; not yet timed on a GPU from this
-    /// branch, BENCHMARKS.md). `WGPU_RNN_GEMM=plain16|tiled64|regblock|gpu|tile128|tile64|
-    /// splitk` overrides the choice (benchmarks, A/B runs).
+    /// branch, BENCHMARKS.md). `WGPU_RNN_GEMM=plain16|tiled64|regblock|gpu|gpu_scalar|tile128|
+    /// tile64|splitk` overrides the choice (benchmarks, A/B runs).
     pub(crate) fn for_adapter(software: bool) -> Self {
         if let Some(k) = std::env::var(GEMM_ENV)
             .ok()
@@ -124,6 +129,7 @@ impl GemmKernel {
             GemmKernel::Tiled64 => "gemm_tiled64",
             GemmKernel::RegBlock => "gemm_regblock",
             GemmKernel::Gpu => "gemm_gpu",
+            GemmKernel::GpuScalar => "gemm_gpu_scalar",
             GemmKernel::Tile128 => "gemm_tile128",
             GemmKernel::Tile64 => "gemm_tile64",
             GemmKernel::SplitK => "gemm_splitk",
@@ -134,13 +140,15 @@ impl GemmKernel {
         &self.name()[5..]
     }
 
-    /// `gemm_tile.wgsl`'s forcing for the tile variants, None for the others.
-    fn tile_force(self) -> Option<Force> {
+    /// `gemm_tile.wgsl`'s forcing and whether it may use vec4 loads, for the tile variants;
+    /// None for the others.
+    fn tile_force(self) -> Option<(Force, bool)> {
         match self {
-            GemmKernel::Gpu => Some(Force::Auto),
-            GemmKernel::Tile128 => Some(Force::Tile(Tile::T128)),
-            GemmKernel::Tile64 => Some(Force::Tile(Tile::T64)),
-            GemmKernel::SplitK => Some(Force::SplitK),
+            GemmKernel::Gpu => Some((Force::Auto, true)),
+            GemmKernel::GpuScalar => Some((Force::Auto, false)),
+            GemmKernel::Tile128 => Some((Force::Tile(Tile::T128), true)),
+            GemmKernel::Tile64 => Some((Force::Tile(Tile::T64), true)),
+            GemmKernel::SplitK => Some((Force::SplitK, true)),
             _ => None,
         }
     }
@@ -169,7 +177,7 @@ impl GemmKernel {
 }
 
 /// Environment variable overriding the GEMM kernel: plain16, tiled64, regblock, gpu,
-/// tile128, tile64 or splitk.
+/// gpu_scalar, tile128, tile64 or splitk.
 pub const GEMM_ENV: &str = "WGPU_RNN_GEMM";
 
 /// How the register-blocked kernel may read its operands as vec4s.
@@ -280,8 +288,9 @@ pub(crate) fn record_with(
     if m == 0 || n == 0 {
         return Ok(());
     }
-    if let Some(force) = kernel.tile_force() {
-        return gemm_tile::record(rec, force, (m, n, k), alpha, a, b, beta, c, bias, ACT_NONE);
+    if let Some((force, vec4)) = kernel.tile_force() {
+        let mnk = (m, n, k);
+        return gemm_tile::record(rec, force, vec4, mnk, alpha, a, b, beta, c, bias, ACT_NONE);
     }
     let (def, tm, tn) = kernel.def(&a, &b, (n, k));
     let groups = u32_of(m.div_ceil(tm) * n.div_ceil(tn), "tile count")?;

@@ -5,6 +5,9 @@ use super::*;
 use crate::context::Context;
 use crate::kernels::buffers;
 
+#[path = "gemm_vec4_tests.rs"]
+mod vec4;
+
 /// One operand as the test lays it out in memory: `rows × cols` logical, stored row-major
 /// (`transposed == false`, leading dimension `ld ≥ cols`) or as the transpose of a stored
 /// `cols × rows` matrix (`ld ≥ rows`), starting at element `off`.
@@ -359,12 +362,22 @@ fn k_of_one_and_tiles_in_both_directions() {
     });
 }
 
-/// C = act(alpha·A·B + bias + beta·C) through `gemm_tile` with every forcing, against f64.
+/// C = act(alpha·A·B + bias + beta·C) through `gemm_tile` with every forcing, against f64,
+/// with scalar loads (unaligned views) and with vec4 loads (aligned views).
 #[test]
 fn tile_kernels_apply_the_activation_after_bias_and_beta() {
+    activation_epilogue(Spec::row(2, 47), Spec::tr(1, 45), gemm_tile::Loads::SCALAR);
+    let v4 = gemm_tile::Load::Vec4K;
+    activation_epilogue(
+        Spec::row(4, 48),
+        Spec::tr(0, 48),
+        gemm_tile::Loads { a: v4, b: v4 },
+    );
+}
+
+fn activation_epilogue(a_spec: Spec, b_spec: Spec, want: gemm_tile::Loads) {
     let ctx = ctx();
     let (m, n, k) = (70, 37, 45);
-    let (a_spec, b_spec) = (Spec::row(2, 47), Spec::tr(1, 45));
     let av = data(a_spec.len(m, k), 11);
     let bv = data(b_spec.len(k, n), 12);
     let biasv = data(n, 13);
@@ -372,6 +385,15 @@ fn tile_kernels_apply_the_activation_after_bias_and_beta() {
     let abuf = buffers::upload(&ctx, "a", &av).unwrap();
     let bbuf = buffers::upload(&ctx, "b", &bv).unwrap();
     let biasbuf = buffers::upload(&ctx, "bias", &biasv).unwrap();
+    let (ars, acs) = a_spec.strides();
+    let (brs, bcs) = b_spec.strides();
+    let view = |buf, off, rs, cs| Mat { buf, off, rs, cs };
+    let chosen = gemm_tile::loads(
+        (m, n, k),
+        &view(&abuf, a_spec.off, ars, acs),
+        &view(&bbuf, b_spec.off, brs, bcs),
+    );
+    assert_eq!(chosen, want);
     // Activation codes of activations.wgsl: 1 relu, 2 sigmoid, 0 tanh.
     type Act = (u32, fn(f64) -> f64);
     let acts: [Act; 3] = [
@@ -401,6 +423,7 @@ fn tile_kernels_apply_the_activation_after_bias_and_beta() {
             gemm_tile::record(
                 &mut rec,
                 force,
+                true,
                 (m, n, k),
                 1.25,
                 mat(&abuf, a_spec),
@@ -419,8 +442,6 @@ fn tile_kernels_apply_the_activation_after_bias_and_beta() {
             let got = buffers::read_f32(&ctx, &[(&cbuf, 0, m * n)])
                 .unwrap()
                 .remove(0);
-            let (ars, acs) = a_spec.strides();
-            let (brs, bcs) = b_spec.strides();
             for r in 0..m {
                 for j in 0..n {
                     let dot: f64 = (0..k)

@@ -2,7 +2,9 @@
 //! for real GPUs: 128×128 or 64×64 workgroup tiles staged in workgroup memory, register
 //! blocks of vec4 accumulators, double-buffered global loads, bias + activation epilogue, and
 //! split-K for shapes with too few output tiles to fill the chip (partials summed by a
-//! second, deterministic pass). [`plan`] is the per-shape choice; see its rule.
+//! second, deterministic pass). [`plan`] is the per-shape choice; see its rule. [`loads`]
+//! picks, per operand, vec4 global loads where the strides and offset prove alignment, else
+//! scalar loads (pipeline constants `A_LOAD` / `B_LOAD`).
 
 use super::gemm::{K_CHUNK, Mat, Out, u32_of};
 use super::{Access, KernelDef, Recorder, Shader, buffers};
@@ -37,12 +39,15 @@ struct Params {
 /// Activation code of `activations.wgsl` meaning "none" (linear).
 pub(crate) const ACT_NONE: u32 = 4;
 
+/// a, b, bias, c, part, and the vec4 views of a and b (the same buffers bound again).
 const BINDINGS: &[Access] = &[
     Access::Read,
     Access::Read,
     Access::Read,
     Access::ReadWrite,
     Access::ReadWrite,
+    Access::Read,
+    Access::Read,
 ];
 
 const fn def(entry: &'static str) -> KernelDef {
@@ -77,7 +82,7 @@ impl Tile {
             Tile::T64 => 64,
         }
     }
-    fn k_tile(self) -> usize {
+    const fn k_tile(self) -> usize {
         match self {
             Tile::T128 => 8,
             Tile::T64 => 16,
@@ -154,6 +159,113 @@ pub(crate) fn plan((m, n, k): (usize, usize, usize), force: Force, max_floats: u
     Plan { tile, slices }
 }
 
+/// How the tile kernel reads one operand from storage (`A_LOAD` / `B_LOAD` in the shader).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Load {
+    /// One load per element: any strides and offset.
+    Scalar,
+    /// vec4s of 4 consecutive rows of A (columns of B) at one k: contiguous along m (n).
+    Vec4Mn,
+    /// vec4s of 4 consecutive k of one row of A (column of B): contiguous along k.
+    Vec4K,
+}
+
+impl Load {
+    fn code(self) -> u32 {
+        match self {
+            Load::Scalar => 0,
+            Load::Vec4Mn => 1,
+            Load::Vec4K => 2,
+        }
+    }
+
+    /// The load of one operand with element (i, k) at `off + i·s_mn + k·s_k`, `mn` values
+    /// along its m (n) axis, `k` along k, in a buffer of `bytes`. vec4 needs every 4-group
+    /// the tile reads along the contiguous axis to start at a multiple of 4 elements: stride 1
+    /// along that axis, offset and the other stride multiples of 4 (tile origins, k tiles,
+    /// K chunks and split-K slices start at multiples of 4); and at least one whole group
+    /// (which also makes the buffer at least one vec4 long, the smallest a vec4 binding takes).
+    fn of(off: usize, s_mn: usize, s_k: usize, mn: usize, k: usize, bytes: u64) -> Self {
+        let q = |v: usize| v.is_multiple_of(4);
+        if bytes < 16 || !q(off) {
+            Load::Scalar
+        } else if s_k == 1 && q(s_mn) && k >= 4 {
+            Load::Vec4K
+        } else if s_mn == 1 && q(s_k) && mn >= 4 {
+            Load::Vec4Mn
+        } else {
+            Load::Scalar
+        }
+    }
+}
+
+// vec4 groups along k start at multiples of 4 only if every k range a dispatch, a slice or a
+// k tile starts at does.
+const _: () = assert!(K_CHUNK.is_multiple_of(4));
+const _: () =
+    assert!(Tile::T128.k_tile().is_multiple_of(4) && Tile::T64.k_tile().is_multiple_of(4));
+
+/// The loads of A and B.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Loads {
+    pub a: Load,
+    pub b: Load,
+}
+
+impl Loads {
+    pub(crate) const SCALAR: Loads = Loads {
+        a: Load::Scalar,
+        b: Load::Scalar,
+    };
+}
+
+/// The per-operand load choice for C[m×n] = A[m×k]·B[k×n] (see [`Load`]); the shader keeps
+/// masked scalar loads for the groups a ragged edge cuts.
+pub(crate) fn loads((m, n, k): (usize, usize, usize), a: &Mat<'_>, b: &Mat<'_>) -> Loads {
+    Loads {
+        a: Load::of(a.off, a.rs, a.cs, m, k, a.buf.size()),
+        b: Load::of(b.off, b.cs, b.rs, n, k, b.buf.size()),
+    }
+}
+
+/// The buffers bound as the vec4 views (bindings 6, 7): the operand's own buffer where it is
+/// read as vec4s, else any read-only buffer of at least 16 bytes (the pipeline statically
+/// declares the view, so wgpu wants a binding one vec4 long even when it is never read).
+fn vec4_views(
+    ctx: &crate::context::Context,
+    ld: Loads,
+    a: &wgpu::Buffer,
+    b: &wgpu::Buffer,
+    bias: &wgpu::Buffer,
+) -> Result<[wgpu::Buffer; 2]> {
+    let filler = match [a, b, bias].into_iter().find(|x| x.size() >= 16) {
+        Some(x) => x.clone(),
+        // Only for products whose operands and bias are all under 4 floats: one buffer per
+        // context, so repeated calls keep their bind groups.
+        None => {
+            let mut slot = ctx
+                .pipelines
+                .gemm_filler
+                .lock()
+                .map_err(|_| Error::Device("gemm filler lock poisoned".into()))?;
+            match slot.as_ref() {
+                Some(x) => x.clone(),
+                None => slot
+                    .insert(buffers::zeros(ctx, "gemm vec4 filler", 4)?)
+                    .clone(),
+            }
+        }
+    };
+    let pick = |l: Load, own: &wgpu::Buffer| {
+        if l == Load::Scalar {
+            filler.clone()
+        } else {
+            own.clone()
+        }
+    };
+    Ok([pick(ld.a, a), pick(ld.b, b)])
+}
+
 /// The split-K scratch buffer, at least `floats` long: one per context, grown on demand and
 /// reused, so repeated calls keep their bind groups (a workspace's inference reuse). Sharing
 /// it between GEMMs is safe: each split-K product writes every partial it then reads, and
@@ -191,10 +303,12 @@ fn check_device(rec: &Recorder<'_>) -> Result<()> {
 
 /// Records C[m×n] = act(alpha·A·B + bias + beta·C) with the tile kernel (`act` an
 /// `activations.wgsl` code, [`ACT_NONE`] for none).
+/// `vec4: false` keeps scalar loads whatever the strides (A/B runs, tests).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn record(
     rec: &mut Recorder<'_>,
     force: Force,
+    vec4: bool,
     (m, n, k): (usize, usize, usize),
     alpha: f32,
     a: Mat<'_>,
@@ -239,6 +353,13 @@ pub(crate) fn record(
         Tile::T128 => &T128,
         Tile::T64 => &T64,
     };
+    let ld = if vec4 {
+        loads((m, n, k), &a, &b)
+    } else {
+        Loads::SCALAR
+    };
+    let spec = [("A_LOAD", ld.a.code()), ("B_LOAD", ld.b.code())];
+    let [a4, b4] = vec4_views(rec.ctx(), ld, a.buf, b.buf, bias_buf)?;
     if pl.slices > 1 {
         let kt = pl.tile.k_tile();
         let k_slice = k.div_ceil(pl.slices).div_ceil(kt) * kt;
@@ -246,8 +367,9 @@ pub(crate) fn record(
         prm.k_end = u32_of(k, "k")?;
         prm.slices = u32_of(pl.slices, "slices")?;
         prm.k_slice = u32_of(k_slice, "k slice")?;
-        let bufs = [a.buf, b.buf, bias_buf, c.buf, &part];
-        rec.dispatch(def, &prm, &bufs, u32_of(tiles * pl.slices, "tile count")?)?;
+        let bufs = [a.buf, b.buf, bias_buf, c.buf, &part, &a4, &b4];
+        let groups = u32_of(tiles * pl.slices, "tile count")?;
+        rec.dispatch_spec(def, &spec, &prm, &bufs, groups)?;
         let groups = u32_of((m * n).div_ceil(256), "reduce workgroups")?;
         return rec.dispatch(&REDUCE, &prm, &bufs, groups);
     }
@@ -264,7 +386,8 @@ pub(crate) fn record(
         prm.k_end = u32_of(k_end, "k")?;
         prm.k_slice = u32_of(k_end - k_begin, "k")?;
         prm.act = if last { act } else { ACT_NONE };
-        rec.dispatch(def, &prm, &[a.buf, b.buf, bias_buf, c.buf, &part], groups)?;
+        let bufs = [a.buf, b.buf, bias_buf, c.buf, &part, &a4, &b4];
+        rec.dispatch_spec(def, &spec, &prm, &bufs, groups)?;
         prm.beta = 1.0;
         prm.has_bias = 0;
         if last {

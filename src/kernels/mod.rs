@@ -496,6 +496,8 @@ pub(crate) struct Pipelines {
     pipes: Mutex<HashMap<PipeKey, Arc<Pipe>>>,
     /// The split-K GEMM's partial sums (`gemm_tile`), grown on demand and reused.
     pub(crate) gemm_scratch: Mutex<Option<wgpu::Buffer>>,
+    /// One vec4 (16 bytes) bound as `gemm_tile`'s unused vec4 views when no operand is that long.
+    pub(crate) gemm_filler: Mutex<Option<wgpu::Buffer>>,
 }
 
 /// Pipeline-overridable constants of one pipeline (WGSL `override` name and value).
