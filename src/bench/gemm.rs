@@ -64,7 +64,7 @@ fn shapes(custom: &[(usize, usize, usize)], quick: bool) -> Vec<Shape> {
 }
 
 /// The kernels `impls` names (`gemm_plain16`, `gemm_tiled64`, `gemm_regblock`, `gemm_gpu`,
-/// `gemm_tile128`, `gemm_tile64`, `gemm_splitk`), or by default every one.
+/// `gemm_tile128`, `gemm_tile64`, `gemm_splitk`, `gemm_gpu_scalar`), or by default every one.
 pub(super) fn kernels(impls: &[String]) -> Vec<GemmKernel> {
     let named: Vec<GemmKernel> = GemmKernel::ALL
         .into_iter()

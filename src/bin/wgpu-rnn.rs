@@ -61,7 +61,8 @@ enum Cmd {
         runs: usize,
         /// Implementations, comma-separated: persistent, stepwise, resident, grid, tiled
         /// (ConvLSTM2D), unfused, cpu; for the gemm cell gemm_plain16, gemm_tiled64,
-        /// gemm_regblock, gemm_gpu, gemm_tile128, gemm_tile64, gemm_splitk (default: all).
+        /// gemm_regblock, gemm_gpu, gemm_tile128, gemm_tile64, gemm_splitk, gemm_gpu_scalar
+        /// (default: all).
         #[arg(
             long,
             default_value = "persistent,stepwise,resident,grid,tiled,unfused,cpu"
