@@ -22,9 +22,9 @@
 // The including file also binds src twice: as f32 (`src_value`, masked scalar loads) and as
 // vec4 (`src_vec`), the latter read only when flags bit 2 (VEC_SRC) is set, i.e. when Q is a
 // multiple of 4 so every channel group of 4 starts on a 16-byte boundary.
-// Memory plan: per Q chunk of KC = 8 channels, the src tile plus its halo
+// Memory plan: per Q chunk of KC = 8 channels (zero past Q), the src tile plus its halo
 // [(TH + (kh-1)·dil_y) × (TW + (kw-1)·dil_x) pixels × 2 vec4] is staged in workgroup memory
-// `halo` (vec4 over channels: pixel p's channels q0+4k..+3 at halo[2p + k]; ≤ 768 vec4), with
+// `halo` (vec4 over channels: pixel p's channels q0+4k..+3 at halo[2p + k]; ≤ 1024 vec4), with
 // aligned vec4 loads from storage (VEC_SRC) or masked scalar loads; then per kernel row a the
 // weight tile [kw × KC × TV] vec4 in `wtile` (≤ 512 vec4). Each src and weight element is read
 // from storage once per workgroup.
@@ -39,10 +39,11 @@
 // padding the halo, and the epilogue's stores of neighbouring lanes are neighbours in memory.
 // Grid (flattened 2-D): n × tiles_y × tiles_x × vec tiles, vec tile fastest (neighbouring
 // workgroups share the halo in cache).
-// Limits (host-checked, kernels/convlstm_tiled.rs): halo pixels·2 ≤ 768 vec4, kw·KC·TV ≤ 512
+// Limits (host-checked, kernels/convlstm_tiled.rs): halo pixels·2 ≤ 1024 vec4, kw·KC·TV ≤ 512
 // vec4 (kw ≤ 8 at TV = 8, ≤ 16 at TV = 4), loop iterations per invocation under the llvmpipe
-// budget (DESIGN.md §5), u32 indexing. 20 KiB of workgroup memory. Barriers in uniform control
-// flow only (every loop bound and branch comes from the uniform block or a constant).
+// budget (DESIGN.md §5), u32 indexing. 24 KiB of workgroup memory (the halo pool holds every
+// kernel the scalar-halo version's did). Barriers in uniform control flow only (every loop
+// bound and branch comes from the uniform block or a constant).
 // Caveats: f32 accumulation in a different order than the CPU reference (rounding only).
 
 struct TileParams {
@@ -87,7 +88,7 @@ const PX: u32 = 8u;
 const KC: u32 = 8u;
 const KV: u32 = 2u;
 const WG: u32 = 128u;
-const HALO: u32 = 768u;
+const HALO: u32 = 1024u;
 const WT: u32 = 512u;
 const VEC_SRC: u32 = 4u;
 

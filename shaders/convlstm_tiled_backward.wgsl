@@ -22,8 +22,9 @@
 //   6 state   storage rw  f32[2·B·Ho·Wo·F]     R (in dy_h_n, out dh0) then dc (in dy_c_n,
 //                                              out dc0); dgrad: dX f32[B·T, rows, cols, Cin]
 //   7 dgates4 storage rw  vec4[B·T·Ho·Wo·F]    dgates again, as vec4 (the halo's aligned
-//                                              loads; Q = 4F is always a multiple of 4, so
-//                                              flags bit 2 is always set)
+//                                              loads; Q = 4F, so flags bit 2 is set). dgrad:
+//                                              the same when Cout % 4 == 0, else a 16-byte
+//                                              placeholder it does not read (scalar loads)
 // Entry points (workgroups of 128, grid as convlstm_tile.wgsl):
 //   step    one step t: R_t (tile_conv over dZ_{t+1}, skipped when flags bit 1 is clear,
 //           i.e. t = T-1) fused with the gate gradients of the 8 pixels × 4 channels each

@@ -26,7 +26,7 @@
 // Memory: h tile + halo and the weight tile in workgroup memory (convlstm_tile.wgsl);
 // 8 vec4 accumulators (8 pixels × 4 gates of one filter) and the epilogue in registers; rk
 // read once per workgroup per step.
-// Limits: those of convlstm_tile.wgsl (kw ≤ 8, or 16 when TV = 4; halo ≤ 768 vec4).
+// Limits: those of convlstm_tile.wgsl (kw ≤ 8, or 16 when TV = 4; halo ≤ 1024 vec4).
 // Caveats: one dependent dispatch per step (the recurrent conv needs the neighbours' h).
 
 @group(0) @binding(2) var<storage, read_write> zx: array<f32>;

@@ -22,8 +22,9 @@ const PX: usize = 8;
 const KC: usize = 8;
 const KV: usize = KC / 4;
 const WG: usize = 128;
-/// Halo pool in vec4s.
-const HALO: usize = 768;
+/// Halo pool in vec4s: (8 + A)·(16 + B)·2 ≤ 1024 holds every kernel extent A = (kh-1)·dil,
+/// B = (kw-1)·dil with (8 + A)·(8 + B) ≤ 256, the scalar-halo tile's limit before it.
+const HALO: usize = 1024;
 /// Weight-tile pool in vec4s.
 const WT: usize = 512;
 /// Bytes of workgroup memory the tiled kernels declare (halo and weight vec4s).
@@ -143,8 +144,8 @@ struct TileGeom {
 }
 
 impl TileGeom {
-    /// Picks the vec columns per workgroup: 4 (a 8×16 pixel tile) where that leaves fewer
-    /// columns idle than 8 (8×8 pixels; e.g. the backward at F = 16 or 40: 4 or 10 vec
+    /// Picks the vec columns per workgroup: 4 (an 8×32 pixel tile) where that leaves fewer
+    /// columns idle than 8 (8×16 pixels; e.g. the backward at F = 16 or 40: 4 or 10 vec
     /// columns) and its wider halo fits, else 8.
     fn with_tv(mut self) -> Self {
         self.tv = 4;
@@ -182,7 +183,7 @@ impl TileGeom {
     /// The source is read with aligned vec4 loads (every channel group of 4 starts on a
     /// 16-byte boundary); else with masked scalar loads.
     fn vec_src(&self) -> bool {
-        self.src.2 % 4 == 0
+        self.src.2.is_multiple_of(4)
     }
 
     /// The flags bit of [`TileGeom::vec_src`].
@@ -529,6 +530,42 @@ mod tests {
         (0..n)
             .map(|i| (((i as u32).wrapping_mul(2_654_435_761) ^ seed) % 1000) as f32 / 500.0 - 1.0)
             .collect()
+    }
+
+    /// Every kernel the scalar-halo tile ran still runs: all kh, kw ≤ 8, the tall 17×1 and
+    /// 13×5 (whose halo needs the full 1024-vec4 pool) at small and large F (both load
+    /// paths), the wide 1×16 where the 4-column tile is picked; a kernel wider than the
+    /// weight tile is refused by name.
+    #[test]
+    fn the_tiles_hold_every_kernel_up_to_8x8() {
+        use crate::Activation;
+        let ctx = Context::new().expect("a wgpu adapter (lavapipe in CI) is required");
+        let shape = |kernel, filters| CellShape {
+            b: 2,
+            t: 3,
+            rows: 64,
+            cols: 64,
+            filters,
+            kernel,
+            activation: Activation::Tanh,
+            recurrent_activation: Activation::Sigmoid,
+        };
+        let mut kernels: Vec<(usize, usize)> = (1..=8)
+            .flat_map(|kh| (1..=8).map(move |kw| (kh, kw)))
+            .collect();
+        kernels.extend([(17, 1), (13, 5), (1, 16)]);
+        for &k in &kernels {
+            for f in [1, 2, 3, 5, 12, 16, 40, 64, 128] {
+                if k.1 > 8 && f > 3 {
+                    // Only the 4-column tile (picked where it idles fewer columns, as
+                    // before: F ≤ 3 here) holds a kernel wider than 8.
+                    continue;
+                }
+                fits(&ctx, &shape(k, f)).unwrap_or_else(|e| panic!("{k:?} F {f}: {e}"));
+            }
+        }
+        let e = fits(&ctx, &shape((3, 9), 16)).unwrap_err().to_string();
+        assert!(e.contains("kernel width <= 8"), "{e}");
     }
 
     /// dX from [`dgrad`] against its f64 definition, `|got - want| ≤ 1e-5 + 1e-4·|want|`.
