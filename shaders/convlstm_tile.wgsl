@@ -34,9 +34,10 @@
 // load (the scalar-halo version before it: 16 per 5 loads, 3.2).
 // Workgroup layout: 128 invocations: v = lid % TV (vec column), pixel group pg = lid / TV →
 // row ty = pg / S, first column gx = pg % S (S = 16 / TV groups per row); the group owns the
-// 8 columns gx + j·S (j < 8), interleaved with its row's other groups, so the lanes of one
-// 8-lane quarter-warp read neighbouring pixels (halo vec4s 2 apart: distinct banks) without
-// padding the halo, and the epilogue's stores of neighbouring lanes are neighbours in memory.
+// 8 columns gx + j·S (j < 8), interleaved with its row's other groups: each aligned block of
+// 8 lanes (what NVIDIA serves per pass of a 16-byte shared load) reads one pixel (TV = 8) or
+// two neighbouring ones (TV = 4; halo vec4s 2 apart: distinct banks) without padding the
+// halo, and the epilogue's stores of neighbouring lanes are neighbours in memory.
 // Grid (flattened 2-D): n × tiles_y × tiles_x × vec tiles, vec tile fastest (neighbouring
 // workgroups share the halo in cache).
 // Limits (host-checked, kernels/convlstm_tiled.rs): halo pixels·2 ≤ 1024 vec4, kw·KC·TV ≤ 512
