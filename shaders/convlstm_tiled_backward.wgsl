@@ -21,14 +21,18 @@
 //                                              frame t and reads frame t+1
 //   6 state   storage rw  f32[2·B·Ho·Wo·F]     R (in dy_h_n, out dh0) then dc (in dy_c_n,
 //                                              out dc0); dgrad: dX f32[B·T, rows, cols, Cin]
+//   7 dgates4 storage rw  vec4[B·T·Ho·Wo·F]    dgates again, as vec4 (the halo's aligned
+//                                              loads; Q = 4F, so flags bit 2 is set). dgrad:
+//                                              the same when Cout % 4 == 0, else a 16-byte
+//                                              placeholder it does not read (scalar loads)
 // Entry points (workgroups of 128, grid as convlstm_tile.wgsl):
 //   step    one step t: R_t (tile_conv over dZ_{t+1}, skipped when flags bit 1 is clear,
-//           i.e. t = T-1) fused with the gate gradients of the 4 pixels × 4 channels each
+//           i.e. t = T-1) fused with the gate gradients of the 8 pixels × 4 channels each
 //           invocation owns. frames = B, src_off = t+1, src_sb = T.
 //   recur   the final pass: dh0 = R_{-1} from dZ_0 into state[0..B·Ho·Wo·F].
 //   dgrad   dX for every frame (frames = B·T, src_off = 0, src_sb = 1), overwritten.
 // Memory: dZ tile + halo and the weight tile in workgroup memory (convlstm_tile.wgsl);
-// accumulators and the epilogue in registers.
+// 8 vec4 accumulators (8 pixels × 4 channels) and the epilogue in registers.
 // Limits: those of convlstm_tile.wgsl; dgrad needs stride 1 (host falls back otherwise).
 // Caveats: f32 accumulation; one dispatch per step.
 
@@ -37,11 +41,16 @@
 @group(0) @binding(4) var<storage, read> dy: array<f32>;
 @group(0) @binding(5) var<storage, read_write> dgates: array<f32>;
 @group(0) @binding(6) var<storage, read_write> state: array<f32>;
+@group(0) @binding(7) var<storage, read_write> dgates4: array<vec4<f32>>;
 
 const HAS_NEXT: u32 = 2u;
 
 fn src_value(i: u32) -> f32 {
     return dgates[i];
+}
+
+fn src_vec(i4: u32) -> vec4<f32> {
+    return dgates4[i4];
 }
 
 // Gate gradients of one output (pixel `pix` of sequence b, channel ch) given R_t.
@@ -79,7 +88,7 @@ fn step(
     @builtin(num_workgroups) nwg: vec3<u32>,
 ) {
     let t = tile_of(lid, wid, nwg);
-    var acc = array<vec4<f32>, 4>(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
+    var acc = array<vec4<f32>, 8>();
     if ((p.flags & HAS_NEXT) != 0u) {
         acc = tile_conv(lid, t);
     }
@@ -87,8 +96,8 @@ fn step(
     if (!tile_live(wid, nwg) || y >= p.dr) {
         return;
     }
-    for (var j = 0u; j < 4u; j++) {
-        let x = t.x0 + t.tx0 + j;
+    for (var j = 0u; j < PX; j++) {
+        let x = tile_x(t, j);
         for (var k = 0u; k < 4u; k++) {
             let ch = (t.v0 + t.v) * 4u + k;
             if (x < p.dc && ch < p.filters) {
@@ -98,15 +107,15 @@ fn step(
     }
 }
 
-// Writes the 4 pixels × 4 channels of an invocation to state as [frames, dr, dc, filters].
-fn store_plain(t: Tile, acc: array<vec4<f32>, 4>) {
+// Writes the 8 pixels × 4 channels of an invocation to state as [frames, dr, dc, filters].
+fn store_plain(t: Tile, acc: array<vec4<f32>, 8>) {
     let y = t.y0 + t.ty;
     if (y >= p.dr) {
         return;
     }
     var a = acc;
-    for (var j = 0u; j < 4u; j++) {
-        let x = t.x0 + t.tx0 + j;
+    for (var j = 0u; j < PX; j++) {
+        let x = tile_x(t, j);
         for (var k = 0u; k < 4u; k++) {
             let ch = (t.v0 + t.v) * 4u + k;
             if (x < p.dc && ch < p.filters) {

@@ -7,7 +7,7 @@
 //   i,f,o = ract(z_i,z_f,z_o)   g = act(z_c)   c = f⊙c_prev + i⊙g   h = o⊙act(c)
 // pt = (kh-1)/2, pl = (kw-1)/2 (TF "same": extra padding bottom/right). The recurrent conv is
 // tile_conv with src = h_{t-1} (Q = F), vec column v = filter, vec4 = its 4 gates, so each
-// invocation ends with all 4 gates of its 4 pixels and the cell update is its epilogue.
+// invocation ends with all 4 gates of its 8 pixels and the cell update is its epilogue.
 //
 // Bindings (group 0):
 //   0 p     uniform TileParams (convlstm_tile.wgsl): frames = B, src_off = (t % slots)·B,
@@ -19,21 +19,30 @@
 //                                             2 otherwise); reads slot t, writes slot t+1
 //   4 cseq  storage rw  f32[S,B,Ho,Wo,F]      c ring, same slots
 //   5 out   storage rw  f32[B,T,Ho,Wo,F]      output sequence (processing order)
+//   6 hseq4 storage rw  vec4[S·B·Ho·Wo·F/4]   hseq again, as vec4 (the halo's aligned loads),
+//                                             when F % 4 == 0 (flags bit 2); else a 16-byte
+//                                             placeholder the kernel does not read
 // Entry point `step`: one step; workgroups of 128 (see convlstm_tile.wgsl for the tile).
 // Memory: h tile + halo and the weight tile in workgroup memory (convlstm_tile.wgsl);
-// 16 accumulators and the epilogue in registers; rk read once per workgroup per step.
-// Limits: those of convlstm_tile.wgsl (kw ≤ 8, or 16 when TV = 4; halo ≤ 2304 floats).
+// 8 vec4 accumulators (8 pixels × 4 gates of one filter) and the epilogue in registers; rk
+// read once per workgroup per step.
+// Limits: those of convlstm_tile.wgsl (kw ≤ 8, or 16 when TV = 4; halo ≤ 1024 vec4).
 // Caveats: one dependent dispatch per step (the recurrent conv needs the neighbours' h).
 
 @group(0) @binding(2) var<storage, read_write> zx: array<f32>;
 @group(0) @binding(3) var<storage, read_write> hseq: array<f32>;
 @group(0) @binding(4) var<storage, read_write> cseq: array<f32>;
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
+@group(0) @binding(6) var<storage, read_write> hseq4: array<vec4<f32>>;
 
 const TRAIN: u32 = 1u;
 
 fn src_value(i: u32) -> f32 {
     return hseq[i];
+}
+
+fn src_vec(i4: u32) -> vec4<f32> {
+    return hseq4[i4];
 }
 
 // Gates and state update of one output (pixel `pix` of sequence b, filter f).
@@ -74,8 +83,8 @@ fn step(
     if (!tile_live(wid, nwg) || f >= p.filters || y >= p.dr) {
         return;
     }
-    for (var j = 0u; j < 4u; j++) {
-        let x = t.x0 + t.tx0 + j;
+    for (var j = 0u; j < PX; j++) {
+        let x = tile_x(t, j);
         if (x < p.dc) {
             cell_update(t.n, y * p.dc + x, f, acc[j]);
         }

@@ -131,7 +131,9 @@ proptest! {
 }
 
 /// The tiled kernels forced on shapes that do not fill their tiles: frames not multiples of
-/// the 8×8 pixel tile, F not a multiple of 4 or of the 8-filter tile (and above it), 1×1 /
+/// the 8×16 / 8×32 pixel tiles (and wider than one), F not a multiple of 4 (h staged with
+/// masked scalar loads) or a multiple of 4 but not of the 8-channel chunk (vec4 loads, the
+/// chunk's second vec4 absent), F not a multiple of the 8-filter tile (and above it), 1×1 /
 /// 2×4 / 3×3 / 5×5 kernels, strides and Cin < 16 (dX then runs the direct gather), Cin ≥ 16
 /// with valid padding and dilation (dX tiled, with a dilated halo), every activation code the
 /// kernels see, go_backwards and last-step outputs.
@@ -145,6 +147,7 @@ fn tiled_matches_cpu_on_odd_shapes() {
         (7, 9, 2, 6, (1, 1)),
         (10, 9, 17, 3, (5, 5)),
         (6, 11, 16, 17, (2, 4)),
+        (9, 37, 2, 12, (3, 3)),
     ];
     for (k, &(rows, cols, cin, f, kernel)) in cases.iter().enumerate() {
         let mut cfg = ConvLstm2dConfig::new(rows, cols, cin, f, kernel);
@@ -165,11 +168,15 @@ fn tiled_matches_cpu_on_odd_shapes() {
                 cfg.dilation_rate = (2, 2);
                 cfg.return_sequences = true;
             }
-            _ => {
+            4 => {
                 cfg.padding = Padding::Valid;
                 cfg.dilation_rate = (1, 2);
                 cfg.return_sequences = true;
                 cfg.activation = Activation::Sigmoid;
+            }
+            _ => {
+                cfg.padding = Padding::Same;
+                cfg.return_sequences = true;
             }
         }
         check(cfg, 2, 3, 100 + k as u64, Algorithm::Tiled);

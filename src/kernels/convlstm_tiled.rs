@@ -13,16 +13,22 @@ use crate::kernels::rec::u32_of;
 
 /// Tile sizes and workgroup-memory pools of `convlstm_tile.wgsl` (must match the shader).
 const TH: usize = 8;
-/// Pixel-tile width × vec columns per workgroup = 64 (the `TV` pipeline constant: 8 or 4).
-const TW_TV: usize = 64;
+/// Pixel-tile width × vec columns per workgroup = 128 (the `TV` pipeline constant: 8 or 4),
+/// so each of the 128 invocations owns [`PX`] pixels of one vec column.
+const TW_TV: usize = 128;
+/// Pixels per invocation (its register block: `PX` vec4 accumulators).
+const PX: usize = 8;
+/// Channels per staged chunk, and vec4s per halo pixel (`KC / 4`).
 const KC: usize = 8;
-/// Floats per halo pixel (KC padded by one against bank conflicts).
-const KCP: usize = 9;
+const KV: usize = KC / 4;
 const WG: usize = 128;
-const HALO: usize = 2304;
+/// Halo pool in vec4s: (8 + A)·(16 + B)·2 ≤ 1024 holds every kernel extent A = (kh-1)·dil,
+/// B = (kw-1)·dil with (8 + A)·(8 + B) ≤ 256, the scalar-halo tile's limit before it.
+const HALO: usize = 1024;
+/// Weight-tile pool in vec4s.
 const WT: usize = 512;
-/// Bytes of workgroup memory the tiled kernels declare (halo f32s + weight vec4s).
-const WG_BYTES: usize = HALO * 4 + WT * 16;
+/// Bytes of workgroup memory the tiled kernels declare (halo and weight vec4s).
+const WG_BYTES: usize = (HALO + WT) * 16;
 
 /// Mirrors `TileParams` in `shaders/convlstm_tile.wgsl`.
 #[repr(C)]
@@ -70,19 +76,27 @@ struct PackParams {
 
 const TRAIN: u32 = 1;
 const HAS_NEXT: u32 = 2;
+/// The source's channel groups of 4 are 16-byte aligned (Q % 4 == 0): the halo is staged with
+/// vec4 loads through the source's vec4 binding.
+const VEC_SRC: u32 = 4;
 
+/// Bindings 1..: the packed weights, zx, hseq, cseq, out, and hseq's vec4 view (a second
+/// read-write binding of the same buffer, which a usage scope allows).
 const FWD: &[Access] = &[
     Access::Read,
     Access::ReadWrite,
     Access::ReadWrite,
     Access::ReadWrite,
     Access::ReadWrite,
+    Access::ReadWrite,
 ];
+/// Bindings 1..: the packed weights, gates, cseq, dy, dgates, state, and dgates' vec4 view.
 const BWD: &[Access] = &[
     Access::Read,
     Access::Read,
     Access::Read,
     Access::Read,
+    Access::ReadWrite,
     Access::ReadWrite,
     Access::ReadWrite,
 ];
@@ -130,12 +144,12 @@ struct TileGeom {
 }
 
 impl TileGeom {
-    /// Picks the vec columns per workgroup: 4 (a 8×16 pixel tile) where that leaves fewer
-    /// columns idle than 8 (8×8 pixels; e.g. the backward at F = 16 or 40: 4 or 10 vec
+    /// Picks the vec columns per workgroup: 4 (an 8×32 pixel tile) where that leaves fewer
+    /// columns idle than 8 (8×16 pixels; e.g. the backward at F = 16 or 40: 4 or 10 vec
     /// columns) and its wider halo fits, else 8.
     fn with_tv(mut self) -> Self {
         self.tv = 4;
-        let narrow_fits = self.halo_floats() <= HALO;
+        let narrow_fits = self.halo_vec4s() <= HALO;
         let idle = |tv: usize| self.nv.div_ceil(tv) * tv - self.nv;
         self.tv = if narrow_fits && idle(4) < idle(8) {
             4
@@ -160,9 +174,21 @@ impl TileGeom {
         )
     }
 
-    fn halo_floats(&self) -> usize {
+    /// Halo vec4s of one channel chunk.
+    fn halo_vec4s(&self) -> usize {
         let (hy, hx) = self.halo();
-        hy * hx * KCP
+        hy * hx * KV
+    }
+
+    /// The source is read with aligned vec4 loads (every channel group of 4 starts on a
+    /// 16-byte boundary); else with masked scalar loads.
+    fn vec_src(&self) -> bool {
+        self.src.2.is_multiple_of(4)
+    }
+
+    /// The flags bit of [`TileGeom::vec_src`].
+    fn src_flags(&self) -> u32 {
+        if self.vec_src() { VEC_SRC } else { 0 }
     }
 
     /// The pipeline constant of the tile kernels.
@@ -170,13 +196,15 @@ impl TileGeom {
         [("TV", self.tv as u32)]
     }
 
-    /// Loop iterations of one invocation (staging, multiply-adds, epilogue), the figure
-    /// llvmpipe's per-invocation cap applies to (DESIGN.md §5).
+    /// Loop iterations of one invocation (staging, with 4 per vec4 on the scalar path;
+    /// multiply-adds; epilogue: at most [`PX`] pixels × 4 channels), the figure llvmpipe's
+    /// per-invocation cap applies to (DESIGN.md §5).
     fn loops(&self) -> usize {
-        let (hy, hx) = self.halo();
         let (kh, kw) = self.kernel;
-        let per_row = (kw * KC * self.tv).div_ceil(WG) + 1 + kw * (1 + KC);
-        self.src.2.div_ceil(KC) * ((hy * hx * KC).div_ceil(WG) + 1 + kh * (per_row + 1)) + 32
+        let per_load = if self.vec_src() { 1 } else { 5 };
+        let stage = self.halo_vec4s().div_ceil(WG) * per_load + 1;
+        let per_row = (kw * KC * self.tv).div_ceil(WG) + 1 + kw * (1 + KV);
+        self.src.2.div_ceil(KC) * (stage + 1 + kh * (per_row + 1)) + PX * 5 + 8
     }
 
     /// Whether the tiled kernels can run this convolution on `ctx` (else `Error::Limit`
@@ -192,17 +220,17 @@ impl TileGeom {
                 l.max_compute_workgroup_storage_size, l.max_compute_invocations_per_workgroup
             )));
         }
-        if self.halo_floats() > HALO || self.kernel.1 * KC * self.tv > WT {
+        if self.halo_vec4s() > HALO || self.kernel.1 * KC * self.tv > WT {
             return Err(Error::Limit(format!(
-                "the tiled ConvLSTM2D kernels stage ({TH}+({}-1)*{}) x ({}+({}-1)*{}) x {KCP} \
-                 = {} floats of halo (limit {HALO}) and {} x {KC} x {} = {} weight vec4s \
+                "the tiled ConvLSTM2D kernels stage ({TH}+({}-1)*{}) x ({}+({}-1)*{}) x {KV} \
+                 = {} vec4s of halo (limit {HALO}) and {} x {KC} x {} = {} weight vec4s \
                  (limit {WT}, i.e. kernel width <= {}); use Algorithm::Stepwise",
                 self.kernel.0,
                 self.dil.0,
                 self.tw(),
                 self.kernel.1,
                 self.dil.1,
-                self.halo_floats(),
+                self.halo_vec4s(),
                 self.kernel.1,
                 self.tv,
                 self.kernel.1 * KC * self.tv,
@@ -353,6 +381,17 @@ fn pack(
     Ok(dst)
 }
 
+/// What to bind as the source's vec4 view: `None` (the source itself) when the kernel reads
+/// it as vec4s, else a one-vec4 placeholder it never reads (a source whose channels are not a
+/// multiple of 4 may be smaller than the vec4 the binding needs, or not a whole number of them).
+fn vec_placeholder(rec: &Recorder<'_>, g: &TileGeom) -> Result<Option<wgpu::Buffer>> {
+    if g.vec_src() {
+        Ok(None)
+    } else {
+        buffers::zeros(rec.ctx(), "unused vec4 view", 4).map(Some)
+    }
+}
+
 /// Records the tiled forward loop (one dispatch per step after one packing dispatch);
 /// `slots` = T+1 when training, 2 otherwise. Bindings as the Stepwise loop's.
 pub(crate) fn record_forward(
@@ -381,11 +420,13 @@ pub(crate) fn record_forward(
     prm.filters = u32_of(f, "filters")?;
     prm.act = activation_code(s.activation);
     prm.ract = activation_code(s.recurrent_activation);
-    prm.flags = if train { TRAIN } else { 0 };
+    prm.flags = g.src_flags() | if train { TRAIN } else { 0 };
     // h_{t-1} of sequence b is ring frame (t % slots)·B + b.
     prm.src_sb = 1;
     let groups = g.groups()?;
-    let list = [&wt, b.zx, b.hseq, b.cseq, b.out];
+    let placeholder = vec_placeholder(rec, &g)?;
+    let hseq4 = placeholder.as_ref().unwrap_or(b.hseq);
+    let list = [&wt, b.zx, b.hseq, b.cseq, b.out, hseq4];
     for t in 0..s.t {
         prm.t = t as u32;
         prm.src_off = u32_of((t % slots) * s.b, "frame")?;
@@ -422,16 +463,18 @@ pub(crate) fn record_backward(
     prm.ract = activation_code(s.recurrent_activation);
     prm.src_sb = u32_of(s.t, "seq_len")?;
     let groups = g.groups()?;
-    let list = [&wt, b.gates, b.cseq, b.dy, b.dgates, b.state];
+    // dZ has Q = 4F channels: always read as vec4s.
+    debug_assert!(g.vec_src());
+    let list = [&wt, b.gates, b.cseq, b.dy, b.dgates, b.state, b.dgates];
     for t in (0..s.t).rev() {
         prm.t = t as u32;
         let next = t + 1 < s.t;
-        prm.flags = if next { HAS_NEXT } else { 0 };
+        prm.flags = g.src_flags() | if next { HAS_NEXT } else { 0 };
         prm.src_off = if next { t as u32 + 1 } else { 0 };
         rec.dispatch_spec(&BWD_STEP, &g.spec(), &prm, &list, groups)?;
     }
     prm.t = 0;
-    prm.flags = 0;
+    prm.flags = g.src_flags();
     prm.src_off = 0;
     rec.dispatch_spec(&BWD_RECUR, &g.spec(), &prm, &list, groups)
 }
@@ -467,11 +510,14 @@ pub(crate) fn dgrad(
     prm.t_len = 1;
     prm.slots = 1;
     prm.batch = prm.frames;
+    prm.flags = tg.src_flags();
+    let placeholder = vec_placeholder(rec, &tg)?;
+    let grad4 = placeholder.as_ref().unwrap_or(grad);
     rec.dispatch_spec(
         &BWD_DGRAD,
         &tg.spec(),
         &prm,
-        &[&wt, w, w, w, grad, dst],
+        &[&wt, w, w, w, grad, dst, grad4],
         tg.groups()?,
     )
 }
@@ -486,24 +532,45 @@ mod tests {
             .collect()
     }
 
-    /// The tiled dX against its definition (f64), on a geometry that fills no tile: 9×11
-    /// frames, Cin 18 (5 vec columns), dilation (2, 1), valid rows / padded columns.
+    /// Every kernel the scalar-halo tile ran still runs: all kh, kw ≤ 8, the tall 17×1 and
+    /// 13×5 (whose halo needs the full 1024-vec4 pool) at small and large F (both load
+    /// paths), the wide 1×16 where the 4-column tile is picked; a kernel wider than the
+    /// weight tile is refused by name.
     #[test]
-    fn tiled_dgrad_matches_the_definition() {
+    fn the_tiles_hold_every_kernel_up_to_8x8() {
+        use crate::Activation;
         let ctx = Context::new().expect("a wgpu adapter (lavapipe in CI) is required");
-        let g = ConvGeom {
-            rows: 9,
-            cols: 11,
-            cin: 18,
-            out_rows: 5,
-            out_cols: 11,
-            kernel: (3, 2),
-            strides: (1, 1),
-            dilation: (2, 1),
-            pad: (0, 1),
+        let shape = |kernel, filters| CellShape {
+            b: 2,
+            t: 3,
+            rows: 64,
+            cols: 64,
+            filters,
+            kernel,
+            activation: Activation::Tanh,
+            recurrent_activation: Activation::Sigmoid,
         };
-        let (frames, cout) = (3, 12);
-        assert!(dgrad_fits(&ctx, &g, frames, cout));
+        let mut kernels: Vec<(usize, usize)> = (1..=8)
+            .flat_map(|kh| (1..=8).map(move |kw| (kh, kw)))
+            .collect();
+        kernels.extend([(17, 1), (13, 5), (1, 16)]);
+        for &k in &kernels {
+            for f in [1, 2, 3, 5, 12, 16, 40, 64, 128] {
+                if k.1 > 8 && f > 3 {
+                    // Only the 4-column tile (picked where it idles fewer columns, as
+                    // before: F ≤ 3 here) holds a kernel wider than 8.
+                    continue;
+                }
+                fits(&ctx, &shape(k, f)).unwrap_or_else(|e| panic!("{k:?} F {f}: {e}"));
+            }
+        }
+        let e = fits(&ctx, &shape((3, 9), 16)).unwrap_err().to_string();
+        assert!(e.contains("kernel width <= 8"), "{e}");
+    }
+
+    /// dX from [`dgrad`] against its f64 definition, `|got - want| ≤ 1e-5 + 1e-4·|want|`.
+    fn check_dgrad(ctx: &Context, g: &ConvGeom, frames: usize, cout: usize) {
+        assert!(dgrad_fits(ctx, g, frames, cout));
         let grad = values(frames * g.out_rows * g.out_cols * cout, 5);
         let w = values(g.kernel.0 * g.kernel.1 * g.cin * cout, 9);
         let mut want = vec![0.0f64; frames * g.rows * g.cols * g.cin];
@@ -531,19 +598,44 @@ mod tests {
                 }
             }
         }
-        let grad_b = buffers::upload(&ctx, "grad", &grad).unwrap();
-        let w_b = buffers::upload(&ctx, "w", &w).unwrap();
-        let dst = buffers::upload(&ctx, "dx", &vec![7.0f32; want.len()]).unwrap();
-        let mut rec = Recorder::new(&ctx);
-        dgrad(&mut rec, &g, frames, cout, &grad_b, &w_b, &dst).unwrap();
+        let grad_b = buffers::upload(ctx, "grad", &grad).unwrap();
+        let w_b = buffers::upload(ctx, "w", &w).unwrap();
+        let dst = buffers::upload(ctx, "dx", &vec![7.0f32; want.len()]).unwrap();
+        let mut rec = Recorder::new(ctx);
+        dgrad(&mut rec, g, frames, cout, &grad_b, &w_b, &dst).unwrap();
         rec.submit().unwrap();
-        let got = buffers::read_f32(&ctx, &[(&dst, 0, want.len())]).unwrap();
+        let got = buffers::read_f32(ctx, &[(&dst, 0, want.len())]).unwrap();
         for (i, (&x, &r)) in got[0].iter().zip(&want).enumerate() {
             assert!(
                 (f64::from(x) - r).abs() <= 1e-5 + 1e-4 * r.abs(),
-                "element {i}: {x} vs {r}"
+                "cout {cout}, element {i}: {x} vs {r}"
             );
         }
+    }
+
+    /// The tiled dX against its definition (f64), on a geometry that fills no tile: 9×11
+    /// frames, Cin 18 (5 vec columns), dilation (2, 1), valid rows / padded columns; with 12
+    /// gate channels (the halo staged with vec4 loads) and 13 (masked scalar loads).
+    #[test]
+    fn tiled_dgrad_matches_the_definition() {
+        let ctx = Context::new().expect("a wgpu adapter (lavapipe in CI) is required");
+        let g = ConvGeom {
+            rows: 9,
+            cols: 11,
+            cin: 18,
+            out_rows: 5,
+            out_cols: 11,
+            kernel: (3, 2),
+            strides: (1, 1),
+            dilation: (2, 1),
+            pad: (0, 1),
+        };
+        let frames = 3;
+        for cout in [12, 13] {
+            assert_eq!(dgrad_geom(&g, frames, cout).vec_src(), cout == 12);
+            check_dgrad(&ctx, &g, frames, cout);
+        }
+        let cout = 12;
         // Below 16 input channels or with strides, dX takes the direct gather.
         assert!(!dgrad_fits(&ctx, &ConvGeom { cin: 15, ..g }, frames, cout));
         let strided = ConvGeom {
