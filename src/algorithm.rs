@@ -25,7 +25,7 @@ pub enum Algorithm {
     /// hangs. LSTM projection and GRU reset-before take two barriers per step.
     Grid,
     /// ConvLSTM2D only: each step's recurrent convolution as a tiled implicit GEMM (a
-    /// workgroup computes 8×8 pixels × 8 filters, or 8×16 × 4, × 4 gates with the h tile,
+    /// workgroup computes 8×16 pixels × 8 filters, or 8×32 × 4, × 4 gates with the h tile,
     /// its halo and the weight tile in workgroup memory) with the cell update as its epilogue; the
     /// backward's transposed convolution and dX the same way. The recurrent cells (LSTM,
     /// GRU, SimpleRNN) have no such kernel: for them it means [`Algorithm::Auto`].
