@@ -66,8 +66,10 @@ pub(crate) fn upload<T: bytemuck::Pod>(
 
 /// The uniform arena of one submission.
 pub(crate) fn create_uniform(ctx: &Context, bytes: &[u8]) -> Result<wgpu::Buffer> {
+    // At least 256 bytes: the recorder keeps a workspace's arena only when it is that long
+    // (a shorter one would be replaced, with its bind groups, on every call).
     let mut data = bytes.to_vec();
-    if data.is_empty() {
+    if data.len() < 256 {
         data.resize(256, 0);
     }
     Ok(ctx
