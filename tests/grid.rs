@@ -320,20 +320,12 @@ fn wide_hidden_sizes_match_cpu() {
 /// picks another algorithm whose output matches the CPU.
 #[test]
 fn without_coherent_storage_grid_is_refused_and_auto_avoids_it() {
-    let inst = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
-    let adapter = pollster::block_on(inst.request_adapter(&wgpu::RequestAdapterOptions::default()))
-        .expect("GPU tests need an adapter (scripts/test.sh installs lavapipe)");
-    let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
-        required_limits: adapter.limits(),
-        ..Default::default()
-    }))
-    .unwrap();
+    let ctx = common::own_device(|_| {});
     assert!(
-        !device
+        !ctx.device()
             .features()
             .contains(wgpu::Features::MEMORY_DECORATION_COHERENT)
     );
-    let ctx = std::sync::Arc::new(wgpu_rnn::Context::from_device(adapter, device, queue).unwrap());
     let x = common::rand3((4, 2, 3), 5, 1.0);
     let mut l = Lstm::new(LstmConfig::new(3, 8), Backend::Gpu(ctx), 2).unwrap();
     l.set_algorithm(Algorithm::Grid);

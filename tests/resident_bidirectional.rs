@@ -24,25 +24,17 @@ const B: usize = 3;
 const I: usize = 4;
 const H: usize = 12;
 
-/// A context on the test adapter whose device allows only `storage` storage buffers per
-/// shader stage (the adapter's limits otherwise): what a caller's own device may look like.
+/// A context whose device allows only `storage` storage buffers per shader stage (the
+/// adapter's limits otherwise): what a caller's own device may look like.
 fn ctx_with_storage(storage: u32) -> Arc<Context> {
-    let inst = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
-    let adapter = pollster::block_on(inst.request_adapter(&wgpu::RequestAdapterOptions::default()))
-        .expect("GPU tests need an adapter (scripts/test.sh installs lavapipe)");
-    let mut limits = adapter.limits();
-    assert!(
-        limits.max_storage_buffers_per_shader_stage >= 14,
-        "the test adapter binds {} storage buffers per stage; the one-dispatch form needs 14",
-        limits.max_storage_buffers_per_shader_stage
-    );
-    limits.max_storage_buffers_per_shader_stage = storage;
-    let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
-        required_limits: limits,
-        ..Default::default()
-    }))
-    .unwrap();
-    Arc::new(Context::from_device(adapter, device, queue).unwrap())
+    common::own_device(|l| {
+        assert!(
+            l.max_storage_buffers_per_shader_stage >= 14,
+            "the test adapter binds {} storage buffers per stage; one dispatch needs 14",
+            l.max_storage_buffers_per_shader_stage
+        );
+        l.max_storage_buffers_per_shader_stage = storage;
+    })
 }
 
 /// Everything a forward and backward produce, flattened, with both passes' dispatch counts.

@@ -5,9 +5,8 @@ use super::Recorder;
 use super::Shader::{GruBackward, GruForward};
 use super::grid;
 use super::rec::{
-    AUX_PER_T, BwdBufs, FINAL, FwdBufs, Params, PoolNeed, RecShape, TRAIN, backward_chunks,
-    base_params, bwd, check_step_budget, forward_chunks, fwd, per_inv, persistent_plan,
-    step_groups, u32_of,
+    AUX_PER_T, BwdBufs, FwdBufs, Params, PoolNeed, RecShape, TRAIN, backward_chunks, base_params,
+    bwd, check_step_budget, forward_chunks, fwd, per_inv, persistent_plan, step_groups, u32_of,
 };
 use super::resident::{self, Cell};
 use super::step_tiled::{self, TiledCell};
@@ -77,12 +76,10 @@ pub(crate) fn bwd_params(
 pub(crate) fn record_final(
     rec: &mut Recorder<'_>,
     s: &RecShape,
-    mut prm: Params,
+    prm: Params,
     bufs: &BwdBufs<'_>,
 ) -> Result<()> {
-    prm.flags |= FINAL;
-    prm.s_begin = 0;
-    rec.dispatch(&BWD_RECUR, &prm, &bufs.list(), step_groups(s.b * s.h)?)
+    super::rec::record_final(rec, &BWD_RECUR, prm, bufs, step_groups(s.b * s.h)?)
 }
 
 /// Records the forward recurrence; `aux` receives hn (reset-after) or r⊙h (reset-before),

@@ -368,6 +368,20 @@ pub(crate) fn backward_chunks(
     Ok(())
 }
 
+/// Records a cell's FINAL pass (dh0, after the reversed loop): `k` over `groups` with the
+/// backward block `prm` flagged FINAL at step 0.
+pub(crate) fn record_final(
+    rec: &mut Recorder<'_>,
+    k: &KernelDef,
+    mut prm: Params,
+    bufs: &BwdBufs<'_>,
+    groups: u32,
+) -> Result<()> {
+    prm.flags |= FINAL;
+    prm.s_begin = 0;
+    rec.dispatch(k, &prm, &bufs.list(), groups)
+}
+
 /// Buffers of one layer-direction's forward recurrence (bindings 1..7 in this order).
 pub(crate) struct FwdBufs<'a> {
     pub gx: &'a wgpu::Buffer,

@@ -315,6 +315,58 @@ fn spec(p: &Plan) -> [(&'static str, u32); 3] {
     [("WG", p.wg), ("VB", p.vb), ("SB", p.sb)]
 }
 
+/// The kernel of `cell`, one direction or both (`bi`), forward or backward.
+fn kernel(cell: Cell, backward: bool, bi: bool) -> &'static KernelDef {
+    match (backward, bi, cell) {
+        (false, false, Cell::Lstm) => &FWD_LSTM,
+        (false, false, Cell::Gru { .. }) => &FWD_GRU,
+        (false, false, Cell::Rnn) => &FWD_RNN,
+        (true, false, Cell::Lstm) => &BWD_LSTM,
+        (true, false, Cell::Gru { .. }) => &BWD_GRU,
+        (true, false, Cell::Rnn) => &BWD_RNN,
+        (false, true, Cell::Lstm) => &BI_FWD_LSTM,
+        (false, true, Cell::Gru { .. }) => &BI_FWD_GRU,
+        (false, true, Cell::Rnn) => &BI_FWD_RNN,
+        (true, true, Cell::Lstm) => &BI_BWD_LSTM,
+        (true, true, Cell::Gru { .. }) => &BI_BWD_GRU,
+        (true, true, Cell::Rnn) => &BI_BWD_RNN,
+    }
+}
+
+/// Records all T steps in chunks under the loop budget: forward from step 0 up, backward
+/// from T-1 down. `list` holds one direction's buffers, or both (`bi`: twice the
+/// workgroups, the first half direction 0).
+fn record_chunks(
+    rec: &mut Recorder<'_>,
+    (cell, backward, bi): (Cell, bool, bool),
+    s: &RecShape,
+    prm: &mut Params,
+    list: &[&wgpu::Buffer],
+) -> Result<()> {
+    let plan = plan(rec.ctx(), cell, s, backward)?;
+    let k = kernel(cell, backward, bi);
+    let groups = if bi {
+        plan.groups.checked_mul(2).ok_or_else(|| {
+            Error::Limit(format!(
+                "Resident: 2 x {} workgroups overflow u32",
+                plan.groups
+            ))
+        })?
+    } else {
+        plan.groups
+    };
+    prm.b_tile = plan.bt as u32;
+    let mut done = 0;
+    while done < s.t {
+        let n = plan.steps.min(s.t - done);
+        prm.s_begin = if backward { s.t - 1 - done } else { done } as u32;
+        prm.n_steps = n as u32;
+        rec.dispatch_spec(k, &spec(&plan), prm, list, groups)?;
+        done += n;
+    }
+    Ok(())
+}
+
 /// Records the forward recurrence over all T steps in chunks.
 pub(crate) fn record_forward(
     rec: &mut Recorder<'_>,
@@ -323,23 +375,7 @@ pub(crate) fn record_forward(
     prm: &mut Params,
     bufs: &FwdBufs<'_>,
 ) -> Result<()> {
-    let plan = plan(rec.ctx(), cell, s, false)?;
-    let k = match cell {
-        Cell::Lstm => &FWD_LSTM,
-        Cell::Gru { .. } => &FWD_GRU,
-        Cell::Rnn => &FWD_RNN,
-    };
-    prm.b_tile = plan.bt as u32;
-    let list = bufs.list();
-    let mut s0 = 0;
-    while s0 < s.t {
-        let n = plan.steps.min(s.t - s0);
-        prm.s_begin = s0 as u32;
-        prm.n_steps = n as u32;
-        rec.dispatch_spec(k, &spec(&plan), prm, &list, plan.groups)?;
-        s0 += n;
-    }
-    Ok(())
+    record_chunks(rec, (cell, false, false), s, prm, &bufs.list())
 }
 
 /// Records the backward recurrence over all T steps (T-1 down) in chunks; the caller runs
@@ -351,28 +387,12 @@ pub(crate) fn record_backward(
     prm: &mut Params,
     bufs: &BwdBufs<'_>,
 ) -> Result<()> {
-    let plan = plan(rec.ctx(), cell, s, true)?;
-    let k = match cell {
-        Cell::Lstm => &BWD_LSTM,
-        Cell::Gru { .. } => &BWD_GRU,
-        Cell::Rnn => &BWD_RNN,
-    };
-    prm.b_tile = plan.bt as u32;
-    let list = bufs.list();
-    let mut done = 0;
-    while done < s.t {
-        let n = plan.steps.min(s.t - done);
-        prm.s_begin = (s.t - 1 - done) as u32;
-        prm.n_steps = n as u32;
-        rec.dispatch_spec(k, &spec(&plan), prm, &list, plan.groups)?;
-        done += n;
-    }
-    Ok(())
+    record_chunks(rec, (cell, true, false), s, prm, &bufs.list())
 }
 
-/// Records the forward recurrence of both directions of a layer over all T steps, one
-/// dispatch per chunk (`bufs[d]` of direction d; `prm` is direction 0's block: dir 0, col of
-/// direction 0; direction 1 writes P columns further). The caller checked [`bi_ok`].
+/// Records the forward recurrence of both directions of a layer, one dispatch per chunk
+/// (`bufs[d]` of direction d; `prm` is direction 0's block: dir 0, col of direction 0;
+/// direction 1 writes P columns further). The caller checked [`bi_ok`].
 pub(crate) fn record_forward_bi(
     rec: &mut Recorder<'_>,
     cell: Cell,
@@ -380,34 +400,13 @@ pub(crate) fn record_forward_bi(
     prm: &mut Params,
     bufs: [&FwdBufs<'_>; 2],
 ) -> Result<()> {
-    let plan = plan(rec.ctx(), cell, s, false)?;
-    let k = match cell {
-        Cell::Lstm => &BI_FWD_LSTM,
-        Cell::Gru { .. } => &BI_FWD_GRU,
-        Cell::Rnn => &BI_FWD_RNN,
-    };
     let (a, b) = (bufs[0].list(), bufs[1].list());
     // Direction 1's own buffers: gx, w_rec, hseq, cseq, aux (lens and out are shared).
     let list = [
         a[0], a[1], a[2], a[3], a[4], a[5], a[6], b[0], b[1], b[3], b[4], b[6],
     ];
-    prm.b_tile = plan.bt as u32;
     prm.dir = 0;
-    let groups = plan.groups.checked_mul(2).ok_or_else(|| {
-        Error::Limit(format!(
-            "Resident: 2 x {} workgroups overflow u32",
-            plan.groups
-        ))
-    })?;
-    let mut s0 = 0;
-    while s0 < s.t {
-        let n = plan.steps.min(s.t - s0);
-        prm.s_begin = s0 as u32;
-        prm.n_steps = n as u32;
-        rec.dispatch_spec(k, &spec(&plan), prm, &list, groups)?;
-        s0 += n;
-    }
-    Ok(())
+    record_chunks(rec, (cell, false, true), s, prm, &list)
 }
 
 /// Records the backward recurrence of both directions of a layer (T-1 down), one dispatch
@@ -420,34 +419,13 @@ pub(crate) fn record_backward_bi(
     prm: &mut Params,
     bufs: [&BwdBufs<'_>; 2],
 ) -> Result<()> {
-    let plan = plan(rec.ctx(), cell, s, true)?;
-    let k = match cell {
-        Cell::Lstm => &BI_BWD_LSTM,
-        Cell::Gru { .. } => &BI_BWD_GRU,
-        Cell::Rnn => &BI_BWD_RNN,
-    };
     let (a, b) = (bufs[0].list(), bufs[1].list());
     // Direction 1's own: gates, w_rec, seq, dgates, state, aux (lens and dy are shared).
     let list = [
         a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], b[0], b[1], b[3], b[5], b[6], b[7],
     ];
-    prm.b_tile = plan.bt as u32;
     prm.dir = 0;
-    let groups = plan.groups.checked_mul(2).ok_or_else(|| {
-        Error::Limit(format!(
-            "Resident: 2 x {} workgroups overflow u32",
-            plan.groups
-        ))
-    })?;
-    let mut done = 0;
-    while done < s.t {
-        let n = plan.steps.min(s.t - done);
-        prm.s_begin = (s.t - 1 - done) as u32;
-        prm.n_steps = n as u32;
-        rec.dispatch_spec(k, &spec(&plan), prm, &list, groups)?;
-        done += n;
-    }
-    Ok(())
+    record_chunks(rec, (cell, true, true), s, prm, &list)
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use super::Recorder;
 use super::Shader::{RnnBackward, RnnForward};
 use super::grid;
 use super::rec::{
-    BwdBufs, FINAL, FwdBufs, Params, PoolNeed, RecShape, backward_chunks, base_params, bwd,
+    BwdBufs, FwdBufs, Params, PoolNeed, RecShape, backward_chunks, base_params, bwd,
     check_step_budget, forward_chunks, fwd, per_inv, persistent_plan, step_groups, u32_of,
 };
 use super::resident::{self, Cell};
@@ -57,12 +57,10 @@ pub(crate) fn bwd_params(s: &RecShape, relu: bool, dy_at: (usize, usize)) -> Res
 pub(crate) fn record_final(
     rec: &mut Recorder<'_>,
     s: &RecShape,
-    mut prm: Params,
+    prm: Params,
     bufs: &BwdBufs<'_>,
 ) -> Result<()> {
-    prm.flags |= FINAL;
-    prm.s_begin = 0;
-    rec.dispatch(&BWD_RECUR, &prm, &bufs.list(), step_groups(s.b * s.h)?)
+    super::rec::record_final(rec, &BWD_RECUR, prm, bufs, step_groups(s.b * s.h)?)
 }
 
 /// Records the forward recurrence (nothing but the h ring is saved for backward).

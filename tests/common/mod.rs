@@ -77,3 +77,20 @@ pub fn example_bin(name: &str) -> std::path::PathBuf {
     );
     bin
 }
+
+/// A context on this binary's adapter over a device the test opens itself, as a caller of
+/// `Context::from_device` would: the adapter's limits, changed by `limits`, and no optional
+/// features. Panics (fails the test) when no adapter exists.
+pub fn own_device(limits: impl FnOnce(&mut wgpu::Limits)) -> Arc<Context> {
+    let inst = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+    let adapter = pollster::block_on(inst.request_adapter(&wgpu::RequestAdapterOptions::default()))
+        .expect("GPU tests need an adapter (scripts/test.sh installs lavapipe)");
+    let mut l = adapter.limits();
+    limits(&mut l);
+    let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+        required_limits: l,
+        ..Default::default()
+    }))
+    .expect("the adapter opens a device within its own limits");
+    Arc::new(Context::from_device(adapter, device, queue).expect("a device with those limits"))
+}
