@@ -26,6 +26,8 @@ QUICK=${1:-}
 BIN=target/release/wgpu-rnn
 NEXT=target/release/examples/next_frame
 export PYTHONUNBUFFERED=1
+# The PyTorch side runs on CUDA; TORCH_DEVICE=cpu tries the plumbing on a machine without one.
+TORCH_DEVICE=${TORCH_DEVICE:-cuda}
 
 say() { echo "== $* ($(date +%T))" | tee -a "$LOG"; }
 # stage SECONDS CMD...: runs CMD under a time limit, its output into the log.
@@ -76,20 +78,20 @@ fi
 say "recurrent cells: ours, then cuDNN fp32 (TF32 off)"
 stage 240 "$BIN" bench --cells lstm,gru,rnn --impls persistent,stepwise,resident,grid \
     --shapes "$SHAPES" --json "$OUT/rec_ours.json"
-stage 120 python3 bench/pytorch_baseline.py --device cuda --cells lstm,gru,rnn \
+stage 120 python3 bench/pytorch_baseline.py --device "$TORCH_DEVICE" --cells lstm,gru,rnn \
     --shapes "$SHAPES" --json "$OUT/rec_torch.json"
 stage 30 "$BIN" compare "$OUT/rec_ours.json" "$OUT/rec_torch.json"
 
 say "GEMM: ours, then torch.matmul fp32"
 stage 90 "$BIN" bench --cells gemm --gemm-shapes "$GEMMS" --json "$OUT/gemm_ours.json"
-stage 60 python3 bench/pytorch_baseline.py --device cuda --cells gemm \
+stage 60 python3 bench/pytorch_baseline.py --device "$TORCH_DEVICE" --cells gemm \
     --gemm-shapes "$GEMMS" --json "$OUT/gemm_torch.json"
 stage 30 "$BIN" compare "$OUT/gemm_ours.json" "$OUT/gemm_torch.json"
 
 say "ConvLSTM2D: ours, then the two PyTorch loops"
 stage 150 "$BIN" bench --cells convlstm2d --impls stepwise,persistent,tiled "${CONV[@]}" \
     --json "$OUT/conv_ours.json"
-stage 120 python3 bench/pytorch_convlstm.py --device cuda --check "${CONV[@]}" \
+stage 120 python3 bench/pytorch_convlstm.py --device "$TORCH_DEVICE" --check "${CONV[@]}" \
     --json "$OUT/conv_torch.json"
 stage 30 "$BIN" compare "$OUT/conv_ours.json" "$OUT/conv_torch.json"
 

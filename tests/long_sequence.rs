@@ -8,7 +8,10 @@ mod common;
 use wgpu_rnn::{Algorithm, Backend, Lstm, LstmConfig};
 
 fn long_run(algo: Algorithm, (t, b): (usize, usize)) {
-    let cfg = LstmConfig::new(4, 32);
+    long_run_cfg(algo, (t, b), LstmConfig::new(4, 32));
+}
+
+fn long_run_cfg(algo: Algorithm, (t, b): (usize, usize), cfg: LstmConfig) {
     let mut gpu = Lstm::new(cfg, common::gpu(), 5).unwrap();
     gpu.set_algorithm(algo);
     let cpu = Lstm::new(cfg, Backend::Cpu, 5).unwrap();
@@ -44,6 +47,15 @@ fn long_sequence_stepwise() {
 #[test]
 fn long_sequence_resident() {
     long_run(Algorithm::Resident, (12000, 2));
+}
+
+/// Both directions in one dispatch per chunk: the reverse direction's chunks start from the
+/// same processing step as the forward's, from T-1 down in time.
+#[test]
+fn long_sequence_resident_bidirectional() {
+    let mut cfg = LstmConfig::new(4, 32);
+    cfg.bidirectional = true;
+    long_run_cfg(Algorithm::Resident, (12000, 1), cfg);
 }
 
 /// Grid at H = 32 plans one slice (a grid of one workgroup, whose barrier passes alone), so
