@@ -54,14 +54,19 @@ nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv >>"$LOG" 2
 say "verify: every golden, every algorithm"
 GOLDENS=(tests/data/*.safetensors)
 [ -d .golden ] && GOLDENS+=(.golden/*.safetensors)
-for algo in auto stepwise persistent resident grid tiled; do
-    echo "-- $algo" >>"$LOG"
-    timeout 120 "$BIN" verify --algorithm "$algo" "${GOLDENS[@]}" >"$OUT/verify.jsonl" 2>&1
+# verify NAME ARGS...: one summary line per run, and the first failing rows.
+verify() {
+    echo "-- $1" >>"$LOG"
+    shift
+    timeout 120 "$BIN" verify "$@" >"$OUT/verify.jsonl" 2>&1
     echo "exit $?: $(tail -n 1 "$OUT/verify.jsonl")" >>"$LOG"
     grep '"pass":false' "$OUT/verify.jsonl" | head -n 5 >>"$LOG"
+}
+for algo in auto stepwise persistent resident grid tiled; do
+    verify "$algo" --algorithm "$algo" "${GOLDENS[@]}"
 done
-echo "-- models (--backend gpu)" >>"$LOG"
-stage 120 "$BIN" verify tests/data/models/*.safetensors
+WGPU_RNN_STEP=tiled WGPU_RNN_GEMM=gpu_scalar verify "tiled step, scalar-load GEMM" "${GOLDENS[@]}"
+verify "Keras models" tests/data/models/*.safetensors
 rm -f "$OUT/verify.jsonl"
 
 if [ "$QUICK" = quick ]; then
