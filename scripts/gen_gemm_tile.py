@@ -65,11 +65,14 @@ HEADER = """\
 // ([TK][TN] as vec4 of 4 columns), double-buffered: 2·TK·(TM+TN)·4 B = 16 KiB for both
 // configurations. Each invocation holds its block of C in vec4 registers (t128: 16 vec4,
 // t64: 4 vec4) and, while it multiplies the current k tile out of workgroup memory, holds
-// the next tile's global loads (one vec4 of A and one of B) in registers; they are stored
-// into the other buffer after the multiply, so one barrier per k tile suffices. Operand loaders walk the operand's contiguous axis (row-major or
-// transposed) so neighbouring invocations read neighbouring addresses: a load of mode 1 is
-// stored as it is (the tile's vec4 layout), one of mode 2 (4 k values of one row/column) is
-// scattered into component row % 4 (col % 4) of 4 consecutive k rows of the tile.
+// the next tile's global loads in registers (modes 0 and 1: one vec4 of A and one of B;
+// mode 2: a 4×4 block, 4 vec4, in the first TK·TM/16 invocations); they are stored into the
+// other buffer after the multiply, so one barrier per k tile suffices. Operand loaders walk
+// the operand's contiguous axis (row-major or transposed) so neighbouring invocations read
+// neighbouring addresses: a load of mode 1 is stored as it is (the tile's vec4 layout); a
+// block of mode 2 (4 rows × 4 k values) is transposed in registers and stored as 4 whole
+// vec4s. Every workgroup-memory store writes a whole vec4 that no other invocation writes
+// (WGSL lets a store to one component access the whole vector).
 // Workgroup 16×16 = 256 invocations: invocation (x, y) owns rows 4·(y + 16·i) + 0..3 and
 // columns 4·(x + 16·j) + 0..3 of the tile. Grid: ceil(M/TM)·ceil(N/TN)·S workgroups,
 // flattened from a 2-D dispatch, column tiles fastest, then row tiles, then slices.
@@ -78,10 +81,9 @@ HEADER = """\
 // k tiles per invocation stay under the loop budget, DESIGN.md §5); S·M·N floats of scratch.
 // Caveats: out-of-range rows, columns and k read as 0 (indices clamped, values masked), so
 // any M, N, K works; f32 accumulation in k order per slice (vec4 and scalar loads give the
-// same sums). Mode 2's scattered stores put the 2 (t128) or 4 (t64) invocations that share
-// a row on one workgroup-memory bank (coalesced global reads chosen over conflict-free
-// stores; an untimed choice). The vec4 loads are checked on lavapipe only; not timed on a
-// real GPU from this session (BENCHMARKS.md).
+// same sums). Mode 2 loads with a quarter of the invocations (4 vec4 each), an untimed
+// choice. The vec4 loads are checked on lavapipe only; not timed on a real GPU from this
+// session (BENCHMARKS.md).
 """
 
 COMMON = """
@@ -264,6 +266,8 @@ var<workgroup> {name}_as: array<vec4<f32>, {2 * tk * qm}>;
 var<workgroup> {name}_bs: array<vec4<f32>, {2 * tk * qn}>;""")
     # Global loader: vec4 number l of A (4 rows at one k, or 4 k of one row) and of B.
     kq = tk // 4                       # 4-groups along k of a k tile
+    ba, bb = kq * qm, kq * qn          # 4×4 blocks of an A / B tile (mode 2: one per invocation)
+    assert ba <= THREADS and bb <= THREADS
     L.append(f"""
 // Element e's (k, group) of a [TK][T/4] tile: along k first when the operand is contiguous
 // along k (consecutive invocations read consecutive addresses), else along the group.
@@ -271,59 +275,63 @@ fn {name}_split(e: u32, k_contig: bool, q: u32) -> vec2<u32> {{
     return select(vec2<u32>(e / q, e % q), vec2<u32>(e % {tk}u, e / {tk}u), k_contig);
 }}
 
-// vec4 number l of this invocation's share of the next A tile. A_LOAD == 2: unit e is row
-// e / {kq}, k group e % {kq} (consecutive invocations read consecutive vec4s of a row);
-// else 4 rows at one k (the workgroup-memory layout), split as above.
+// vec4 number l of this invocation's share of the next A tile (A_LOAD 0 or 1): 4 rows at one
+// k (the workgroup-memory layout), split as above.
 fn {name}_load_a(tid: u32, l: u32, row0: u32, k0: u32, k_end: u32) -> vec4<f32> {{
-    let e = tid + l * {THREADS}u;
-    if (A_LOAD == 2u) {{
-        return ks4_a(row0 + e / {kq}u, k0 + 4u * (e % {kq}u), k_end);
-    }}
-    let kq = {name}_split(e, p.a_cs == 1u, {qm}u);
+    let kq = {name}_split(tid + l * {THREADS}u, p.a_cs == 1u, {qm}u);
     return rows4_a(row0 + 4u * kq.y, k0 + kq.x, k_end);
 }}
 
 fn {name}_load_b(tid: u32, l: u32, col0: u32, k0: u32, k_end: u32) -> vec4<f32> {{
-    let e = tid + l * {THREADS}u;
-    if (B_LOAD == 2u) {{
-        return ks4_b(k0 + 4u * (e % {kq}u), col0 + e / {kq}u, k_end);
-    }}
-    let kq = {name}_split(e, p.b_rs == 1u && p.b_cs != 1u, {qn}u);
+    let kq = {name}_split(tid + l * {THREADS}u, p.b_rs == 1u && p.b_cs != 1u, {qn}u);
     return cols4_b(k0 + kq.x, col0 + 4u * kq.y, k_end);
 }}
 
-// Stores what {name}_load_a returned: A_LOAD == 2 scatters the 4 k values of one row into
-// component row % 4 of 4 consecutive k rows of the tile.
 fn {name}_store_a(tid: u32, l: u32, buf: u32, v: vec4<f32>) {{
-    let e = tid + l * {THREADS}u;
-    if (A_LOAD == 2u) {{
-        let r = e / {kq}u;
-        let i = buf * {tk * qm}u + 4u * (e % {kq}u) * {qm}u + r / 4u;
-        let j = r % 4u;
-        {name}_as[i][j] = v.x;
-        {name}_as[i + {qm}u][j] = v.y;
-        {name}_as[i + {2 * qm}u][j] = v.z;
-        {name}_as[i + {3 * qm}u][j] = v.w;
-        return;
-    }}
-    let kq = {name}_split(e, p.a_cs == 1u, {qm}u);
+    let kq = {name}_split(tid + l * {THREADS}u, p.a_cs == 1u, {qm}u);
     {name}_as[buf * {tk * qm}u + kq.x * {qm}u + kq.y] = v;
 }}
 
 fn {name}_store_b(tid: u32, l: u32, buf: u32, v: vec4<f32>) {{
-    let e = tid + l * {THREADS}u;
-    if (B_LOAD == 2u) {{
-        let c = e / {kq}u;
-        let i = buf * {tk * qn}u + 4u * (e % {kq}u) * {qn}u + c / 4u;
-        let j = c % 4u;
-        {name}_bs[i][j] = v.x;
-        {name}_bs[i + {qn}u][j] = v.y;
-        {name}_bs[i + {2 * qn}u][j] = v.z;
-        {name}_bs[i + {3 * qn}u][j] = v.w;
-        return;
-    }}
-    let kq = {name}_split(e, p.b_rs == 1u && p.b_cs != 1u, {qn}u);
+    let kq = {name}_split(tid + l * {THREADS}u, p.b_rs == 1u && p.b_cs != 1u, {qn}u);
     {name}_bs[buf * {tk * qn}u + kq.x * {qn}u + kq.y] = v;
+}}
+
+// A_LOAD == 2 (contiguous along k): invocation tid < {kq * qm} loads one 4×4 block, rows
+// 4·(tid / {kq}) .. +3 × k group tid % {kq}, as 4 vec4s along k (columns of the matrix =
+// rows of A), and stores its transpose as 4 whole vec4s of the k-major tile: no two
+// invocations write parts of one vec4 (WGSL lets a component store touch the whole vector).
+fn {name}_load_a2(tid: u32, row0: u32, k0: u32, k_end: u32) -> mat4x4<f32> {{
+    let r = row0 + 4u * (tid / {kq}u);
+    let k = k0 + 4u * (tid % {kq}u);
+    return mat4x4<f32>(ks4_a(r, k, k_end), ks4_a(r + 1u, k, k_end),
+                       ks4_a(r + 2u, k, k_end), ks4_a(r + 3u, k, k_end));
+}}
+
+fn {name}_store_a2(tid: u32, buf: u32, m: mat4x4<f32>) {{
+    let t = transpose(m);
+    let i = buf * {tk * qm}u + 4u * (tid % {kq}u) * {qm}u + tid / {kq}u;
+    {name}_as[i] = t[0];
+    {name}_as[i + {qm}u] = t[1];
+    {name}_as[i + {2 * qm}u] = t[2];
+    {name}_as[i + {3 * qm}u] = t[3];
+}}
+
+// B_LOAD == 2: the same for B, columns 4·(tid / {kq}) .. +3.
+fn {name}_load_b2(tid: u32, col0: u32, k0: u32, k_end: u32) -> mat4x4<f32> {{
+    let c = col0 + 4u * (tid / {kq}u);
+    let k = k0 + 4u * (tid % {kq}u);
+    return mat4x4<f32>(ks4_b(k, c, k_end), ks4_b(k, c + 1u, k_end),
+                       ks4_b(k, c + 2u, k_end), ks4_b(k, c + 3u, k_end));
+}}
+
+fn {name}_store_b2(tid: u32, buf: u32, m: mat4x4<f32>) {{
+    let t = transpose(m);
+    let i = buf * {tk * qn}u + 4u * (tid % {kq}u) * {qn}u + tid / {kq}u;
+    {name}_bs[i] = t[0];
+    {name}_bs[i + {qn}u] = t[1];
+    {name}_bs[i + {2 * qn}u] = t[2];
+    {name}_bs[i + {3 * qn}u] = t[3];
 }}""")
     def mul(ind):
         """acc += the k tile in buffer `cur` (fully unrolled)."""
@@ -369,10 +377,22 @@ fn {entry}(
             for q in range(cb):
                 L.append(f"    var r{r}_{q} = vec4<f32>(0.0);")
         L.append("    if (nt > 0u) {")
+        L.append(f"        if (A_LOAD == 2u) {{")
+        L.append(f"            if (tid < {ba}u) {{")
+        L.append(f"                {name}_store_a2(tid, 0u, {name}_load_a2(tid, row0, kb, ke));")
+        L.append("            }")
+        L.append("        } else {")
         for l in range(la):
-            L.append(f"        {name}_store_a(tid, {l}u, 0u, {name}_load_a(tid, {l}u, row0, kb, ke));")
+            L.append(f"            {name}_store_a(tid, {l}u, 0u, {name}_load_a(tid, {l}u, row0, kb, ke));")
+        L.append("        }")
+        L.append(f"        if (B_LOAD == 2u) {{")
+        L.append(f"            if (tid < {bb}u) {{")
+        L.append(f"                {name}_store_b2(tid, 0u, {name}_load_b2(tid, col0, kb, ke));")
+        L.append("            }")
+        L.append("        } else {")
         for l in range(lb):
-            L.append(f"        {name}_store_b(tid, {l}u, 0u, {name}_load_b(tid, {l}u, col0, kb, ke));")
+            L.append(f"            {name}_store_b(tid, {l}u, 0u, {name}_load_b(tid, {l}u, col0, kb, ke));")
+        L.append("        }")
         L.append("    }")
         L.append("    workgroupBarrier();")
         L.append("    for (var t = 0u; t < nt; t++) {")
@@ -384,18 +404,44 @@ fn {entry}(
             L.append(f"        var na{l} = vec4<f32>(0.0);")
         for l in range(lb):
             L.append(f"        var nb{l} = vec4<f32>(0.0);")
+        L.append("        var ma = mat4x4<f32>();")
+        L.append("        var mb = mat4x4<f32>();")
         L.append("        if (more) {")
+        L.append(f"            if (A_LOAD == 2u) {{")
+        L.append(f"                if (tid < {ba}u) {{")
+        L.append(f"                    ma = {name}_load_a2(tid, row0, kn, ke);")
+        L.append("                }")
+        L.append("            } else {")
         for l in range(la):
-            L.append(f"            na{l} = {name}_load_a(tid, {l}u, row0, kn, ke);")
+            L.append(f"                na{l} = {name}_load_a(tid, {l}u, row0, kn, ke);")
+        L.append("            }")
+        L.append(f"            if (B_LOAD == 2u) {{")
+        L.append(f"                if (tid < {bb}u) {{")
+        L.append(f"                    mb = {name}_load_b2(tid, col0, kn, ke);")
+        L.append("                }")
+        L.append("            } else {")
         for l in range(lb):
-            L.append(f"            nb{l} = {name}_load_b(tid, {l}u, col0, kn, ke);")
+            L.append(f"                nb{l} = {name}_load_b(tid, {l}u, col0, kn, ke);")
+        L.append("            }")
         L.append("        }")
         L += mul("        ")
         L.append("        if (more) {")
+        L.append(f"            if (A_LOAD == 2u) {{")
+        L.append(f"                if (tid < {ba}u) {{")
+        L.append(f"                    {name}_store_a2(tid, 1u - cur, ma);")
+        L.append("                }")
+        L.append("            } else {")
         for l in range(la):
-            L.append(f"            {name}_store_a(tid, {l}u, 1u - cur, na{l});")
+            L.append(f"                {name}_store_a(tid, {l}u, 1u - cur, na{l});")
+        L.append("            }")
+        L.append(f"            if (B_LOAD == 2u) {{")
+        L.append(f"                if (tid < {bb}u) {{")
+        L.append(f"                    {name}_store_b2(tid, 1u - cur, mb);")
+        L.append("                }")
+        L.append("            } else {")
         for l in range(lb):
-            L.append(f"            {name}_store_b(tid, {l}u, 1u - cur, nb{l});")
+            L.append(f"                {name}_store_b(tid, {l}u, 1u - cur, nb{l});")
+        L.append("            }")
         L.append("        }")
         L.append("        workgroupBarrier();")
         L.append("    }")

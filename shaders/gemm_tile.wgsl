@@ -45,11 +45,14 @@
 // ([TK][TN] as vec4 of 4 columns), double-buffered: 2·TK·(TM+TN)·4 B = 16 KiB for both
 // configurations. Each invocation holds its block of C in vec4 registers (t128: 16 vec4,
 // t64: 4 vec4) and, while it multiplies the current k tile out of workgroup memory, holds
-// the next tile's global loads (one vec4 of A and one of B) in registers; they are stored
-// into the other buffer after the multiply, so one barrier per k tile suffices. Operand loaders walk the operand's contiguous axis (row-major or
-// transposed) so neighbouring invocations read neighbouring addresses: a load of mode 1 is
-// stored as it is (the tile's vec4 layout), one of mode 2 (4 k values of one row/column) is
-// scattered into component row % 4 (col % 4) of 4 consecutive k rows of the tile.
+// the next tile's global loads in registers (modes 0 and 1: one vec4 of A and one of B;
+// mode 2: a 4×4 block, 4 vec4, in the first TK·TM/16 invocations); they are stored into the
+// other buffer after the multiply, so one barrier per k tile suffices. Operand loaders walk
+// the operand's contiguous axis (row-major or transposed) so neighbouring invocations read
+// neighbouring addresses: a load of mode 1 is stored as it is (the tile's vec4 layout); a
+// block of mode 2 (4 rows × 4 k values) is transposed in registers and stored as 4 whole
+// vec4s. Every workgroup-memory store writes a whole vec4 that no other invocation writes
+// (WGSL lets a store to one component access the whole vector).
 // Workgroup 16×16 = 256 invocations: invocation (x, y) owns rows 4·(y + 16·i) + 0..3 and
 // columns 4·(x + 16·j) + 0..3 of the tile. Grid: ceil(M/TM)·ceil(N/TN)·S workgroups,
 // flattened from a 2-D dispatch, column tiles fastest, then row tiles, then slices.
@@ -58,10 +61,9 @@
 // k tiles per invocation stay under the loop budget, DESIGN.md §5); S·M·N floats of scratch.
 // Caveats: out-of-range rows, columns and k read as 0 (indices clamped, values masked), so
 // any M, N, K works; f32 accumulation in k order per slice (vec4 and scalar loads give the
-// same sums). Mode 2's scattered stores put the 2 (t128) or 4 (t64) invocations that share
-// a row on one workgroup-memory bank (coalesced global reads chosen over conflict-free
-// stores; an untimed choice). The vec4 loads are checked on lavapipe only; not timed on a
-// real GPU from this session (BENCHMARKS.md).
+// same sums). Mode 2 loads with a quarter of the invocations (4 vec4 each), an untimed
+// choice. The vec4 loads are checked on lavapipe only; not timed on a real GPU from this
+// session (BENCHMARKS.md).
 
 struct Params {
     m: u32,
@@ -236,59 +238,63 @@ fn t128_split(e: u32, k_contig: bool, q: u32) -> vec2<u32> {
     return select(vec2<u32>(e / q, e % q), vec2<u32>(e % 8u, e / 8u), k_contig);
 }
 
-// vec4 number l of this invocation's share of the next A tile. A_LOAD == 2: unit e is row
-// e / 2, k group e % 2 (consecutive invocations read consecutive vec4s of a row);
-// else 4 rows at one k (the workgroup-memory layout), split as above.
+// vec4 number l of this invocation's share of the next A tile (A_LOAD 0 or 1): 4 rows at one
+// k (the workgroup-memory layout), split as above.
 fn t128_load_a(tid: u32, l: u32, row0: u32, k0: u32, k_end: u32) -> vec4<f32> {
-    let e = tid + l * 256u;
-    if (A_LOAD == 2u) {
-        return ks4_a(row0 + e / 2u, k0 + 4u * (e % 2u), k_end);
-    }
-    let kq = t128_split(e, p.a_cs == 1u, 32u);
+    let kq = t128_split(tid + l * 256u, p.a_cs == 1u, 32u);
     return rows4_a(row0 + 4u * kq.y, k0 + kq.x, k_end);
 }
 
 fn t128_load_b(tid: u32, l: u32, col0: u32, k0: u32, k_end: u32) -> vec4<f32> {
-    let e = tid + l * 256u;
-    if (B_LOAD == 2u) {
-        return ks4_b(k0 + 4u * (e % 2u), col0 + e / 2u, k_end);
-    }
-    let kq = t128_split(e, p.b_rs == 1u && p.b_cs != 1u, 32u);
+    let kq = t128_split(tid + l * 256u, p.b_rs == 1u && p.b_cs != 1u, 32u);
     return cols4_b(k0 + kq.x, col0 + 4u * kq.y, k_end);
 }
 
-// Stores what t128_load_a returned: A_LOAD == 2 scatters the 4 k values of one row into
-// component row % 4 of 4 consecutive k rows of the tile.
 fn t128_store_a(tid: u32, l: u32, buf: u32, v: vec4<f32>) {
-    let e = tid + l * 256u;
-    if (A_LOAD == 2u) {
-        let r = e / 2u;
-        let i = buf * 256u + 4u * (e % 2u) * 32u + r / 4u;
-        let j = r % 4u;
-        t128_as[i][j] = v.x;
-        t128_as[i + 32u][j] = v.y;
-        t128_as[i + 64u][j] = v.z;
-        t128_as[i + 96u][j] = v.w;
-        return;
-    }
-    let kq = t128_split(e, p.a_cs == 1u, 32u);
+    let kq = t128_split(tid + l * 256u, p.a_cs == 1u, 32u);
     t128_as[buf * 256u + kq.x * 32u + kq.y] = v;
 }
 
 fn t128_store_b(tid: u32, l: u32, buf: u32, v: vec4<f32>) {
-    let e = tid + l * 256u;
-    if (B_LOAD == 2u) {
-        let c = e / 2u;
-        let i = buf * 256u + 4u * (e % 2u) * 32u + c / 4u;
-        let j = c % 4u;
-        t128_bs[i][j] = v.x;
-        t128_bs[i + 32u][j] = v.y;
-        t128_bs[i + 64u][j] = v.z;
-        t128_bs[i + 96u][j] = v.w;
-        return;
-    }
-    let kq = t128_split(e, p.b_rs == 1u && p.b_cs != 1u, 32u);
+    let kq = t128_split(tid + l * 256u, p.b_rs == 1u && p.b_cs != 1u, 32u);
     t128_bs[buf * 256u + kq.x * 32u + kq.y] = v;
+}
+
+// A_LOAD == 2 (contiguous along k): invocation tid < 64 loads one 4×4 block, rows
+// 4·(tid / 2) .. +3 × k group tid % 2, as 4 vec4s along k (columns of the matrix =
+// rows of A), and stores its transpose as 4 whole vec4s of the k-major tile: no two
+// invocations write parts of one vec4 (WGSL lets a component store touch the whole vector).
+fn t128_load_a2(tid: u32, row0: u32, k0: u32, k_end: u32) -> mat4x4<f32> {
+    let r = row0 + 4u * (tid / 2u);
+    let k = k0 + 4u * (tid % 2u);
+    return mat4x4<f32>(ks4_a(r, k, k_end), ks4_a(r + 1u, k, k_end),
+                       ks4_a(r + 2u, k, k_end), ks4_a(r + 3u, k, k_end));
+}
+
+fn t128_store_a2(tid: u32, buf: u32, m: mat4x4<f32>) {
+    let t = transpose(m);
+    let i = buf * 256u + 4u * (tid % 2u) * 32u + tid / 2u;
+    t128_as[i] = t[0];
+    t128_as[i + 32u] = t[1];
+    t128_as[i + 64u] = t[2];
+    t128_as[i + 96u] = t[3];
+}
+
+// B_LOAD == 2: the same for B, columns 4·(tid / 2) .. +3.
+fn t128_load_b2(tid: u32, col0: u32, k0: u32, k_end: u32) -> mat4x4<f32> {
+    let c = col0 + 4u * (tid / 2u);
+    let k = k0 + 4u * (tid % 2u);
+    return mat4x4<f32>(ks4_b(k, c, k_end), ks4_b(k, c + 1u, k_end),
+                       ks4_b(k, c + 2u, k_end), ks4_b(k, c + 3u, k_end));
+}
+
+fn t128_store_b2(tid: u32, buf: u32, m: mat4x4<f32>) {
+    let t = transpose(m);
+    let i = buf * 256u + 4u * (tid % 2u) * 32u + tid / 2u;
+    t128_bs[i] = t[0];
+    t128_bs[i + 32u] = t[1];
+    t128_bs[i + 64u] = t[2];
+    t128_bs[i + 96u] = t[3];
 }
 
 @compute @workgroup_size(16, 16, 1)
@@ -330,8 +336,20 @@ fn gemm_t128(
     var r7_0 = vec4<f32>(0.0);
     var r7_1 = vec4<f32>(0.0);
     if (nt > 0u) {
-        t128_store_a(tid, 0u, 0u, t128_load_a(tid, 0u, row0, kb, ke));
-        t128_store_b(tid, 0u, 0u, t128_load_b(tid, 0u, col0, kb, ke));
+        if (A_LOAD == 2u) {
+            if (tid < 64u) {
+                t128_store_a2(tid, 0u, t128_load_a2(tid, row0, kb, ke));
+            }
+        } else {
+            t128_store_a(tid, 0u, 0u, t128_load_a(tid, 0u, row0, kb, ke));
+        }
+        if (B_LOAD == 2u) {
+            if (tid < 64u) {
+                t128_store_b2(tid, 0u, t128_load_b2(tid, col0, kb, ke));
+            }
+        } else {
+            t128_store_b(tid, 0u, 0u, t128_load_b(tid, 0u, col0, kb, ke));
+        }
     }
     workgroupBarrier();
     for (var t = 0u; t < nt; t++) {
@@ -340,9 +358,23 @@ fn gemm_t128(
         let kn = kb + (t + 1u) * 8u;
         var na0 = vec4<f32>(0.0);
         var nb0 = vec4<f32>(0.0);
+        var ma = mat4x4<f32>();
+        var mb = mat4x4<f32>();
         if (more) {
-            na0 = t128_load_a(tid, 0u, row0, kn, ke);
-            nb0 = t128_load_b(tid, 0u, col0, kn, ke);
+            if (A_LOAD == 2u) {
+                if (tid < 64u) {
+                    ma = t128_load_a2(tid, row0, kn, ke);
+                }
+            } else {
+                na0 = t128_load_a(tid, 0u, row0, kn, ke);
+            }
+            if (B_LOAD == 2u) {
+                if (tid < 64u) {
+                    mb = t128_load_b2(tid, col0, kn, ke);
+                }
+            } else {
+                nb0 = t128_load_b(tid, 0u, col0, kn, ke);
+            }
         }
         let ab = cur * 256u + lid.y;
         let bb = cur * 256u + lid.x;
@@ -507,8 +539,20 @@ fn gemm_t128(
         r7_0 = fma(vec4<f32>(a7_1[3]), b7_0, r7_0);
         r7_1 = fma(vec4<f32>(a7_1[3]), b7_1, r7_1);
         if (more) {
-            t128_store_a(tid, 0u, 1u - cur, na0);
-            t128_store_b(tid, 0u, 1u - cur, nb0);
+            if (A_LOAD == 2u) {
+                if (tid < 64u) {
+                    t128_store_a2(tid, 1u - cur, ma);
+                }
+            } else {
+                t128_store_a(tid, 0u, 1u - cur, na0);
+            }
+            if (B_LOAD == 2u) {
+                if (tid < 64u) {
+                    t128_store_b2(tid, 1u - cur, mb);
+                }
+            } else {
+                t128_store_b(tid, 0u, 1u - cur, nb0);
+            }
         }
         workgroupBarrier();
     }
@@ -544,59 +588,63 @@ fn t64_split(e: u32, k_contig: bool, q: u32) -> vec2<u32> {
     return select(vec2<u32>(e / q, e % q), vec2<u32>(e % 16u, e / 16u), k_contig);
 }
 
-// vec4 number l of this invocation's share of the next A tile. A_LOAD == 2: unit e is row
-// e / 4, k group e % 4 (consecutive invocations read consecutive vec4s of a row);
-// else 4 rows at one k (the workgroup-memory layout), split as above.
+// vec4 number l of this invocation's share of the next A tile (A_LOAD 0 or 1): 4 rows at one
+// k (the workgroup-memory layout), split as above.
 fn t64_load_a(tid: u32, l: u32, row0: u32, k0: u32, k_end: u32) -> vec4<f32> {
-    let e = tid + l * 256u;
-    if (A_LOAD == 2u) {
-        return ks4_a(row0 + e / 4u, k0 + 4u * (e % 4u), k_end);
-    }
-    let kq = t64_split(e, p.a_cs == 1u, 16u);
+    let kq = t64_split(tid + l * 256u, p.a_cs == 1u, 16u);
     return rows4_a(row0 + 4u * kq.y, k0 + kq.x, k_end);
 }
 
 fn t64_load_b(tid: u32, l: u32, col0: u32, k0: u32, k_end: u32) -> vec4<f32> {
-    let e = tid + l * 256u;
-    if (B_LOAD == 2u) {
-        return ks4_b(k0 + 4u * (e % 4u), col0 + e / 4u, k_end);
-    }
-    let kq = t64_split(e, p.b_rs == 1u && p.b_cs != 1u, 16u);
+    let kq = t64_split(tid + l * 256u, p.b_rs == 1u && p.b_cs != 1u, 16u);
     return cols4_b(k0 + kq.x, col0 + 4u * kq.y, k_end);
 }
 
-// Stores what t64_load_a returned: A_LOAD == 2 scatters the 4 k values of one row into
-// component row % 4 of 4 consecutive k rows of the tile.
 fn t64_store_a(tid: u32, l: u32, buf: u32, v: vec4<f32>) {
-    let e = tid + l * 256u;
-    if (A_LOAD == 2u) {
-        let r = e / 4u;
-        let i = buf * 256u + 4u * (e % 4u) * 16u + r / 4u;
-        let j = r % 4u;
-        t64_as[i][j] = v.x;
-        t64_as[i + 16u][j] = v.y;
-        t64_as[i + 32u][j] = v.z;
-        t64_as[i + 48u][j] = v.w;
-        return;
-    }
-    let kq = t64_split(e, p.a_cs == 1u, 16u);
+    let kq = t64_split(tid + l * 256u, p.a_cs == 1u, 16u);
     t64_as[buf * 256u + kq.x * 16u + kq.y] = v;
 }
 
 fn t64_store_b(tid: u32, l: u32, buf: u32, v: vec4<f32>) {
-    let e = tid + l * 256u;
-    if (B_LOAD == 2u) {
-        let c = e / 4u;
-        let i = buf * 256u + 4u * (e % 4u) * 16u + c / 4u;
-        let j = c % 4u;
-        t64_bs[i][j] = v.x;
-        t64_bs[i + 16u][j] = v.y;
-        t64_bs[i + 32u][j] = v.z;
-        t64_bs[i + 48u][j] = v.w;
-        return;
-    }
-    let kq = t64_split(e, p.b_rs == 1u && p.b_cs != 1u, 16u);
+    let kq = t64_split(tid + l * 256u, p.b_rs == 1u && p.b_cs != 1u, 16u);
     t64_bs[buf * 256u + kq.x * 16u + kq.y] = v;
+}
+
+// A_LOAD == 2 (contiguous along k): invocation tid < 64 loads one 4×4 block, rows
+// 4·(tid / 4) .. +3 × k group tid % 4, as 4 vec4s along k (columns of the matrix =
+// rows of A), and stores its transpose as 4 whole vec4s of the k-major tile: no two
+// invocations write parts of one vec4 (WGSL lets a component store touch the whole vector).
+fn t64_load_a2(tid: u32, row0: u32, k0: u32, k_end: u32) -> mat4x4<f32> {
+    let r = row0 + 4u * (tid / 4u);
+    let k = k0 + 4u * (tid % 4u);
+    return mat4x4<f32>(ks4_a(r, k, k_end), ks4_a(r + 1u, k, k_end),
+                       ks4_a(r + 2u, k, k_end), ks4_a(r + 3u, k, k_end));
+}
+
+fn t64_store_a2(tid: u32, buf: u32, m: mat4x4<f32>) {
+    let t = transpose(m);
+    let i = buf * 256u + 4u * (tid % 4u) * 16u + tid / 4u;
+    t64_as[i] = t[0];
+    t64_as[i + 16u] = t[1];
+    t64_as[i + 32u] = t[2];
+    t64_as[i + 48u] = t[3];
+}
+
+// B_LOAD == 2: the same for B, columns 4·(tid / 4) .. +3.
+fn t64_load_b2(tid: u32, col0: u32, k0: u32, k_end: u32) -> mat4x4<f32> {
+    let c = col0 + 4u * (tid / 4u);
+    let k = k0 + 4u * (tid % 4u);
+    return mat4x4<f32>(ks4_b(k, c, k_end), ks4_b(k, c + 1u, k_end),
+                       ks4_b(k, c + 2u, k_end), ks4_b(k, c + 3u, k_end));
+}
+
+fn t64_store_b2(tid: u32, buf: u32, m: mat4x4<f32>) {
+    let t = transpose(m);
+    let i = buf * 256u + 4u * (tid % 4u) * 16u + tid / 4u;
+    t64_bs[i] = t[0];
+    t64_bs[i + 16u] = t[1];
+    t64_bs[i + 32u] = t[2];
+    t64_bs[i + 48u] = t[3];
 }
 
 @compute @workgroup_size(16, 16, 1)
@@ -626,8 +674,20 @@ fn gemm_t64(
     var r2_0 = vec4<f32>(0.0);
     var r3_0 = vec4<f32>(0.0);
     if (nt > 0u) {
-        t64_store_a(tid, 0u, 0u, t64_load_a(tid, 0u, row0, kb, ke));
-        t64_store_b(tid, 0u, 0u, t64_load_b(tid, 0u, col0, kb, ke));
+        if (A_LOAD == 2u) {
+            if (tid < 64u) {
+                t64_store_a2(tid, 0u, t64_load_a2(tid, row0, kb, ke));
+            }
+        } else {
+            t64_store_a(tid, 0u, 0u, t64_load_a(tid, 0u, row0, kb, ke));
+        }
+        if (B_LOAD == 2u) {
+            if (tid < 64u) {
+                t64_store_b2(tid, 0u, t64_load_b2(tid, col0, kb, ke));
+            }
+        } else {
+            t64_store_b(tid, 0u, 0u, t64_load_b(tid, 0u, col0, kb, ke));
+        }
     }
     workgroupBarrier();
     for (var t = 0u; t < nt; t++) {
@@ -636,9 +696,23 @@ fn gemm_t64(
         let kn = kb + (t + 1u) * 16u;
         var na0 = vec4<f32>(0.0);
         var nb0 = vec4<f32>(0.0);
+        var ma = mat4x4<f32>();
+        var mb = mat4x4<f32>();
         if (more) {
-            na0 = t64_load_a(tid, 0u, row0, kn, ke);
-            nb0 = t64_load_b(tid, 0u, col0, kn, ke);
+            if (A_LOAD == 2u) {
+                if (tid < 64u) {
+                    ma = t64_load_a2(tid, row0, kn, ke);
+                }
+            } else {
+                na0 = t64_load_a(tid, 0u, row0, kn, ke);
+            }
+            if (B_LOAD == 2u) {
+                if (tid < 64u) {
+                    mb = t64_load_b2(tid, col0, kn, ke);
+                }
+            } else {
+                nb0 = t64_load_b(tid, 0u, col0, kn, ke);
+            }
         }
         let ab = cur * 256u + lid.y;
         let bb = cur * 256u + lid.x;
@@ -739,8 +813,20 @@ fn gemm_t64(
         r2_0 = fma(vec4<f32>(a15_0[2]), b15_0, r2_0);
         r3_0 = fma(vec4<f32>(a15_0[3]), b15_0, r3_0);
         if (more) {
-            t64_store_a(tid, 0u, 1u - cur, na0);
-            t64_store_b(tid, 0u, 1u - cur, nb0);
+            if (A_LOAD == 2u) {
+                if (tid < 64u) {
+                    t64_store_a2(tid, 1u - cur, ma);
+                }
+            } else {
+                t64_store_a(tid, 0u, 1u - cur, na0);
+            }
+            if (B_LOAD == 2u) {
+                if (tid < 64u) {
+                    t64_store_b2(tid, 1u - cur, mb);
+                }
+            } else {
+                t64_store_b(tid, 0u, 1u - cur, nb0);
+            }
         }
         workgroupBarrier();
     }

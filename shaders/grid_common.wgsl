@@ -79,10 +79,6 @@ fn chunks(len: u32) -> u32 {
     return (len + CHUNK - 1u) / CHUNK;
 }
 
-fn vset(vrow: u32, bl: u32, k: u32, x: f32) {
-    gvec[bl * vrow + k / 4u][k % 4u] = x;
-}
-
 fn vget(vrow: u32, bl: u32, k: u32) -> f32 {
     return gvec[bl * vrow + k / 4u][k % 4u];
 }

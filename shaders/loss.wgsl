@@ -79,7 +79,7 @@ fn wg_max(v: f32, lid: u32) -> f32 {
     workgroupBarrier();
     for (var s = WG / 2u; s > 0u; s = s / 2u) {
         if (lid < s) {
-            red[lid].x = max(red[lid].x, red[lid + s].x);
+            red[lid] = vec4<f32>(max(red[lid].x, red[lid + s].x), 0.0, 0.0, 0.0);
         }
         workgroupBarrier();
     }

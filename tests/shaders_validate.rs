@@ -82,3 +82,61 @@ fn a_broken_shader_is_rejected() {
     );
     assert!(header_ok("bad.wgsl", "// one line\nfn f() {}\n").is_err());
 }
+
+/// WGSL lets a store to one component of a vector access the whole vector (§14.5.1), and
+/// DXC and Metal may compile a dynamically indexed one as a read-modify-write, so
+/// invocations that write different components of one workgroup vec4 race there. No shader
+/// may store a single component of a `var<workgroup>` vec4 array, except resident_common's
+/// `vset`: Algorithm::Resident runs on Vulkan only, where the store stays scalar.
+#[test]
+fn no_component_stores_into_workgroup_vec4s() {
+    let dir = format!("{}/shaders", env!("CARGO_MANIFEST_DIR"));
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let src = std::fs::read_to_string(&path).unwrap();
+        // Names of workgroup vec4 arrays declared in any shader (modules concatenate files).
+        for decl in src.lines().filter(|l| l.starts_with("var<workgroup>")) {
+            if !decl.contains("vec4<f32>") {
+                continue;
+            }
+            let name = decl["var<workgroup>".len()..]
+                .trim()
+                .split(':')
+                .next()
+                .unwrap();
+            for other in std::fs::read_dir(&dir).unwrap() {
+                let p = other.unwrap().path();
+                let text = std::fs::read_to_string(&p).unwrap();
+                let of = p.file_name().unwrap().to_string_lossy().to_string();
+                for (n, line) in text.lines().enumerate() {
+                    let l = line.trim_start();
+                    if l.starts_with("//") || !l.starts_with(&format!("{name}[")) {
+                        continue;
+                    }
+                    // `name[i][j] = …` or `name[i].x = …` (not `==`).
+                    let lhs = l.split('=').next().unwrap();
+                    let is_store = l.contains('=') && !l.contains("==") && !lhs.contains('(');
+                    let component = lhs.matches('[').count() > 1 || lhs.contains("].");
+                    if is_store && component {
+                        found.push(format!("{of}:{}: {l}", n + 1));
+                    }
+                }
+            }
+        }
+    }
+    found.sort();
+    found.dedup();
+    let allowed = |f: &String| {
+        f.starts_with("resident_common.wgsl:") && f.contains("vbuf[base + bl * vrow + k / 4u]")
+    };
+    let bad: Vec<_> = found.iter().filter(|f| !allowed(f)).collect();
+    assert!(
+        bad.is_empty(),
+        "component stores into workgroup vec4s: {bad:#?}"
+    );
+    assert!(
+        found.iter().any(allowed),
+        "the check no longer sees Resident's vset"
+    );
+}

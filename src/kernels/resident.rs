@@ -267,11 +267,29 @@ pub(crate) fn plan(ctx: &Context, cell: Cell, s: &RecShape, backward: bool) -> R
 
 /// Checks that forward (and backward when training) fit this device.
 pub(crate) fn fits(ctx: &Context, cell: Cell, s: &RecShape, train: bool) -> Result<()> {
+    stores_ok(&ctx.adapter().backend)?;
     plan(ctx, cell, s, false)?;
     if train {
         plan(ctx, cell, s, true)?;
     }
     Ok(())
+}
+
+/// Whether the backend keeps the kernels' single-component stores into workgroup vec4s
+/// (`vset` in resident_common.wgsl: invocations j and j+1 write components of one vec4)
+/// apart. naga's SPIR-V stores through an access chain to the component, one scalar; DXC
+/// and Metal's compiler may lower a dynamically indexed component store as a read-modify-
+/// write of the whole vector (llvm-project#167729), losing a neighbour's write, and WGSL
+/// allows that. So Resident runs on Vulkan only; elsewhere it is refused and Auto skips it.
+pub(crate) fn stores_ok(backend: &str) -> Result<()> {
+    if backend == "Vulkan" {
+        return Ok(());
+    }
+    Err(Error::Unsupported(format!(
+        "Algorithm::Resident writes single components of workgroup vec4s, which only Vulkan \
+         (SPIR-V) keeps apart from their neighbours; on {backend} use Algorithm::Persistent \
+         or Stepwise"
+    )))
 }
 
 /// Whether `Algorithm::Auto` should pick Resident on a GPU: it fits and its workgroups stay
@@ -280,7 +298,9 @@ pub(crate) fn fits(ctx: &Context, cell: Cell, s: &RecShape, train: bool) -> Resu
 /// the weights would spill. (By that reasoning, not measured.)
 pub(crate) fn auto_ok(ctx: &Context, cell: Cell, s: &RecShape, train: bool) -> bool {
     let small = |p: Result<Plan>| p.is_ok_and(|p| p.wg <= 512);
-    small(plan(ctx, cell, s, false)) && (!train || small(plan(ctx, cell, s, true)))
+    stores_ok(&ctx.adapter().backend).is_ok()
+        && small(plan(ctx, cell, s, false))
+        && (!train || small(plan(ctx, cell, s, true)))
 }
 
 /// The largest hidden size (no projection, batch 1) Resident runs forward and backward on
@@ -343,6 +363,7 @@ fn record_chunks(
     prm: &mut Params,
     list: &[&wgpu::Buffer],
 ) -> Result<()> {
+    stores_ok(&rec.ctx().adapter().backend)?;
     let plan = plan(rec.ctx(), cell, s, backward)?;
     let k = kernel(cell, backward, bi);
     let groups = if bi {
@@ -445,6 +466,18 @@ mod tests {
         assert_eq!(block(common), block(mine));
         let regs = include_str!("../../shaders/resident_regs.wgsl");
         assert!(regs.contains(&format!("const CHUNK: u32 = {CHUNK}u;")));
+    }
+
+    /// Resident runs where component stores stay scalar (Vulkan) and is a typed refusal
+    /// naming the backend elsewhere.
+    #[test]
+    fn resident_runs_on_vulkan_only() {
+        assert!(stores_ok("Vulkan").is_ok());
+        for b in ["Dx12", "Metal", "Gl"] {
+            let e = stores_ok(b).unwrap_err();
+            assert!(matches!(e, Error::Unsupported(_)), "{e}");
+            assert!(e.to_string().contains(b), "{e}");
+        }
     }
 
     /// The two-direction kernels are generated from the one-direction sources: they must be
