@@ -80,8 +80,12 @@ const HAS_NEXT: u32 = 2;
 /// vec4 loads through the source's vec4 binding.
 const VEC_SRC: u32 = 4;
 
-/// Bindings 1..: the packed weights, zx, hseq, cseq, out, and hseq's vec4 view (a second
-/// read-write binding of the same buffer, which a usage scope allows).
+/// Bindings 1..: the packed weights, zx, hseq, cseq, out, and hseq's vec4 view: a second
+/// read-write binding of the same buffer. wgpu's usage scopes accept it on every native
+/// backend; the WebGPU spec (browsers) forbids overlapping writable bindings. It is safe
+/// here because a dispatch reads the vec4 view only at ring slot t and writes the f32 view
+/// only at slot t+1 (backward: frame t+1 read, frame t written), so no address is written
+/// through one view and read through the other, and no aliasing assumption can reorder them.
 const FWD: &[Access] = &[
     Access::Read,
     Access::ReadWrite,
