@@ -66,6 +66,7 @@ for algo in auto stepwise persistent resident grid tiled; do
     verify "$algo" --algorithm "$algo" "${GOLDENS[@]}"
 done
 WGPU_RNN_STEP=tiled WGPU_RNN_GEMM=gpu_scalar verify "tiled step, scalar-load GEMM" "${GOLDENS[@]}"
+WGPU_RNN_RESIDENT_STORES=staged verify "resident, staged stores" --algorithm resident "${GOLDENS[@]}"
 verify "Keras models" tests/data/models/*.safetensors
 rm -f "$OUT/verify.jsonl"
 

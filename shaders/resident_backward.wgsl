@@ -27,6 +27,9 @@
 // gradient vector of each batch row of the tile that the next mat-vec multiplies (C·16 vec4
 // per row; GRU reset-before a second block for [0|0|da_n]); sbuf the partial sums
 // [b_tile, P, C], then R / direct part [b_tile, P], LSTM dc [b_tile, H], LSTM total dh.
+// Staged (STAGED = 1, every backend but Vulkan; resident_common.wgsl): vset writes the
+// scalar mirror vstage and vsync copies it into vbuf before each mat-vec, one more barrier
+// per mat-vec, so no two invocations store parts of one workgroup vec4.
 // Workgroup layout: WG ≥ P·C invocations, one workgroup per batch tile; per step 2 barriers
 // (LSTM projection 3, GRU reset-before 4).
 // Limits: P·C ≤ max invocations, workgroup memory ≤ the device's (host-checked, Error::Limit).
@@ -115,12 +118,12 @@ fn load_dg(lid: u32, b0: u32, s: u32, width: u32, dg_w: u32, mode: u32, vb: u32)
     for (var e = lid; e < p.b_tile * vrow; e += WG) {
         let b = b0 + e / vrow;
         let k = (e % vrow) * 4u;
-        vbuf[vb + e] = vec4<f32>(
+        vput(vb + e, vec4<f32>(
             dg_elem(b, s, k, width, dg_w, mode),
             dg_elem(b, s, k + 1u, width, dg_w, mode),
             dg_elem(b, s, k + 2u, width, dg_w, mode),
             dg_elem(b, s, k + 3u, width, dg_w, mode),
-        );
+        ));
     }
 }
 
@@ -194,6 +197,7 @@ fn lstm(
     for (var i = 0u; i < p.n_steps; i++) {
         let s = p.s_begin - i;
         let t = time_of(s);
+        vsync(lid);
         matvec(w, lid, G, P, 0u);
         workgroupBarrier();
         // R_s and the total dh per (b, q); without projection the gate gradients follow.
@@ -317,6 +321,7 @@ fn gru(
 
     for (var i = 0u; i < p.n_steps; i++) {
         let t = time_of(p.s_begin - i);
+        vsync(lid);
         matvec(w, lid, G, H, 0u);
         workgroupBarrier();
         for (var e = lid; e < bt * H; e += WG) {
@@ -369,6 +374,7 @@ fn gru(
         }
         workgroupBarrier();
         if (before) {
+            vsync(lid);
             matvec(w, lid, G, H, v2);
             workgroupBarrier();
             for (var e = lid; e < bt * H; e += WG) {
@@ -433,6 +439,7 @@ fn rnn(
     for (var i = 0u; i < p.n_steps; i++) {
         let s = p.s_begin - i;
         let t = time_of(s);
+        vsync(lid);
         matvec(w, lid, H, H, 0u);
         workgroupBarrier();
         for (var e = lid; e < bt * H; e += WG) {

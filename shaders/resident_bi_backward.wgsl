@@ -200,12 +200,12 @@ fn load_dg_0(lid: u32, b0: u32, s: u32, width: u32, dg_w: u32, mode: u32, vb: u3
     for (var e = lid; e < p.b_tile * vrow; e += WG) {
         let b = b0 + e / vrow;
         let k = (e % vrow) * 4u;
-        vbuf[vb + e] = vec4<f32>(
+        vput(vb + e, vec4<f32>(
             dg_elem_0(b, s, k, width, dg_w, mode),
             dg_elem_0(b, s, k + 1u, width, dg_w, mode),
             dg_elem_0(b, s, k + 2u, width, dg_w, mode),
             dg_elem_0(b, s, k + 3u, width, dg_w, mode),
-        );
+        ));
     }
 }
 
@@ -273,6 +273,7 @@ fn lstm_0(
     for (var i = 0u; i < p.n_steps; i++) {
         let s = p.s_begin - i;
         let t = time_of_0(s);
+        vsync(lid);
         matvec(w, lid, G, P, 0u);
         workgroupBarrier();
         // R_s and the total dh per (b, q); without projection the gate gradients follow.
@@ -395,6 +396,7 @@ fn gru_0(
 
     for (var i = 0u; i < p.n_steps; i++) {
         let t = time_of_0(p.s_begin - i);
+        vsync(lid);
         matvec(w, lid, G, H, 0u);
         workgroupBarrier();
         for (var e = lid; e < bt * H; e += WG) {
@@ -447,6 +449,7 @@ fn gru_0(
         }
         workgroupBarrier();
         if (before) {
+            vsync(lid);
             matvec(w, lid, G, H, v2);
             workgroupBarrier();
             for (var e = lid; e < bt * H; e += WG) {
@@ -510,6 +513,7 @@ fn rnn_0(
     for (var i = 0u; i < p.n_steps; i++) {
         let s = p.s_begin - i;
         let t = time_of_0(s);
+        vsync(lid);
         matvec(w, lid, H, H, 0u);
         workgroupBarrier();
         for (var e = lid; e < bt * H; e += WG) {
@@ -639,12 +643,12 @@ fn load_dg_1(lid: u32, b0: u32, s: u32, width: u32, dg_w: u32, mode: u32, vb: u3
     for (var e = lid; e < p.b_tile * vrow; e += WG) {
         let b = b0 + e / vrow;
         let k = (e % vrow) * 4u;
-        vbuf[vb + e] = vec4<f32>(
+        vput(vb + e, vec4<f32>(
             dg_elem_1(b, s, k, width, dg_w, mode),
             dg_elem_1(b, s, k + 1u, width, dg_w, mode),
             dg_elem_1(b, s, k + 2u, width, dg_w, mode),
             dg_elem_1(b, s, k + 3u, width, dg_w, mode),
-        );
+        ));
     }
 }
 
@@ -712,6 +716,7 @@ fn lstm_1(
     for (var i = 0u; i < p.n_steps; i++) {
         let s = p.s_begin - i;
         let t = time_of_1(s);
+        vsync(lid);
         matvec(w, lid, G, P, 0u);
         workgroupBarrier();
         // R_s and the total dh per (b, q); without projection the gate gradients follow.
@@ -834,6 +839,7 @@ fn gru_1(
 
     for (var i = 0u; i < p.n_steps; i++) {
         let t = time_of_1(p.s_begin - i);
+        vsync(lid);
         matvec(w, lid, G, H, 0u);
         workgroupBarrier();
         for (var e = lid; e < bt * H; e += WG) {
@@ -886,6 +892,7 @@ fn gru_1(
         }
         workgroupBarrier();
         if (before) {
+            vsync(lid);
             matvec(w, lid, G, H, v2);
             workgroupBarrier();
             for (var e = lid; e < bt * H; e += WG) {
@@ -949,6 +956,7 @@ fn rnn_1(
     for (var i = 0u; i < p.n_steps; i++) {
         let s = p.s_begin - i;
         let t = time_of_1(s);
+        vsync(lid);
         matvec(w, lid, H, H, 0u);
         workgroupBarrier();
         for (var e = lid; e < bt * H; e += WG) {

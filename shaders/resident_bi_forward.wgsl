@@ -187,12 +187,12 @@ fn load_h_0(lid: u32, b0: u32, slot: u32, vb: u32) {
     for (var e = lid; e < p.b_tile * vrow; e += WG) {
         let b = b0 + e / vrow;
         let k = (e % vrow) * 4u;
-        vbuf[vb + e] = vec4<f32>(
+        vput(vb + e, vec4<f32>(
             h_elem_0(b, slot, k),
             h_elem_0(b, slot, k + 1u),
             h_elem_0(b, slot, k + 2u),
             h_elem_0(b, slot, k + 3u),
-        );
+        ));
     }
 }
 
@@ -231,6 +231,7 @@ fn lstm_0(
     for (var i = 0u; i < p.n_steps; i++) {
         let t = time_of_0(p.s_begin + i);
         let ws = slot_after_0(t);
+        vsync(lid);
         matvec(w, lid, P, 0u, rows, rows, 0u);
         workgroupBarrier();
         for (var e = lid; e < bt * H; e += WG) {
@@ -327,6 +328,7 @@ fn gru_0(
     for (var i = 0u; i < p.n_steps; i++) {
         let t = time_of_0(p.s_begin + i);
         let ws = slot_after_0(t);
+        vsync(lid);
         matvec(w, lid, H, 0u, select(rows, 2u * H, before), rows, 0u);
         workgroupBarrier();
         for (var e = lid; e < bt * H; e += WG) {
@@ -366,6 +368,7 @@ fn gru_0(
         }
         workgroupBarrier();
         if (before) {
+            vsync(lid);
             matvec(w, lid, H, 2u * H, rows, rows, rhb);
             workgroupBarrier();
             for (var e = lid; e < bt * H; e += WG) {
@@ -416,6 +419,7 @@ fn rnn_0(
     for (var i = 0u; i < p.n_steps; i++) {
         let t = time_of_0(p.s_begin + i);
         let ws = slot_after_0(t);
+        vsync(lid);
         matvec(w, lid, H, 0u, H, H, 0u);
         workgroupBarrier();
         for (var e = lid; e < bt * H; e += WG) {
@@ -516,12 +520,12 @@ fn load_h_1(lid: u32, b0: u32, slot: u32, vb: u32) {
     for (var e = lid; e < p.b_tile * vrow; e += WG) {
         let b = b0 + e / vrow;
         let k = (e % vrow) * 4u;
-        vbuf[vb + e] = vec4<f32>(
+        vput(vb + e, vec4<f32>(
             h_elem_1(b, slot, k),
             h_elem_1(b, slot, k + 1u),
             h_elem_1(b, slot, k + 2u),
             h_elem_1(b, slot, k + 3u),
-        );
+        ));
     }
 }
 
@@ -560,6 +564,7 @@ fn lstm_1(
     for (var i = 0u; i < p.n_steps; i++) {
         let t = time_of_1(p.s_begin + i);
         let ws = slot_after_1(t);
+        vsync(lid);
         matvec(w, lid, P, 0u, rows, rows, 0u);
         workgroupBarrier();
         for (var e = lid; e < bt * H; e += WG) {
@@ -656,6 +661,7 @@ fn gru_1(
     for (var i = 0u; i < p.n_steps; i++) {
         let t = time_of_1(p.s_begin + i);
         let ws = slot_after_1(t);
+        vsync(lid);
         matvec(w, lid, H, 0u, select(rows, 2u * H, before), rows, 0u);
         workgroupBarrier();
         for (var e = lid; e < bt * H; e += WG) {
@@ -695,6 +701,7 @@ fn gru_1(
         }
         workgroupBarrier();
         if (before) {
+            vsync(lid);
             matvec(w, lid, H, 2u * H, rows, rows, rhb);
             workgroupBarrier();
             for (var e = lid; e < bt * H; e += WG) {
@@ -745,6 +752,7 @@ fn rnn_1(
     for (var i = 0u; i < p.n_steps; i++) {
         let t = time_of_1(p.s_begin + i);
         let ws = slot_after_1(t);
+        vsync(lid);
         matvec(w, lid, H, 0u, H, H, 0u);
         workgroupBarrier();
         for (var e = lid; e < bt * H; e += WG) {

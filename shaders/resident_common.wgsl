@@ -12,8 +12,8 @@
 //                  chunks multiply (h, or the gate gradients), sbuf partial sums and state
 //   time_of, slot_before, slot_after   as in rnn_common.wgsl
 // Bindings: only `p` (group 0, binding 0, uniform, dynamic offset).
-// Memory plan: 16·VB + 4·SB bytes of workgroup memory, every byte written by the kernel
-// before it is read (pipelines skip the zero-fill).
+// Memory plan: 16·VB + 4·SB + 4·VS bytes of workgroup memory, every byte written by the
+// kernel before it is read (pipelines skip the zero-fill).
 // Limits: WG ≤ max invocations, 16·VB + 4·SB ≤ max workgroup storage (checked by the host).
 
 struct Params {
@@ -47,8 +47,16 @@ struct Params {
 override WG: u32 = 256u;
 override VB: u32 = 16u;
 override SB: u32 = 16u;
+// STAGED = 1 (every backend but Vulkan): vset writes the scalar mirror vstage (VS = 4·VB
+// floats) instead of one component of a vbuf vec4, and vsync copies the mirror into vbuf as
+// whole vec4s before each mat-vec. WGSL lets a store to one component access the whole
+// vector, and DXC and Metal may compile it as a read-modify-write that loses a neighbour's
+// component; naga's SPIR-V stores the scalar, so Vulkan keeps STAGED = 0 (no extra barrier).
+override STAGED: u32 = 0u;
+override VS: u32 = 1u;
 var<workgroup> vbuf: array<vec4<f32>, VB>;
 var<workgroup> sbuf: array<f32, SB>;
+var<workgroup> vstage: array<f32, VS>;
 
 fn time_of(s: u32) -> u32 {
     return select(s, p.t_len - 1u - s, p.dir == 1u);
@@ -67,9 +75,40 @@ fn chunks(len: u32) -> u32 {
     return (len + CHUNK - 1u) / CHUNK;
 }
 
-// Writes component k of the vector of batch row bl (rows of `vrow` vec4) at vec4 offset `base`.
+// Writes component k of the vector of batch row bl (rows of `vrow` vec4) at vec4 offset `base`
+// (STAGED: into the mirror; the mat-vec sees it after the next vsync).
 fn vset(base: u32, vrow: u32, bl: u32, k: u32, x: f32) {
-    vbuf[base + bl * vrow + k / 4u][k % 4u] = x;
+    let i = base + bl * vrow + k / 4u;
+    if (STAGED != 0u) {
+        vstage[4u * i + k % 4u] = x;
+    } else {
+        vbuf[i][k % 4u] = x;
+    }
+}
+
+// Writes the whole vec4 i of vbuf (and of the mirror when STAGED).
+fn vput(i: u32, v: vec4<f32>) {
+    vbuf[i] = v;
+    if (STAGED != 0u) {
+        vstage[4u * i] = v.x;
+        vstage[4u * i + 1u] = v.y;
+        vstage[4u * i + 2u] = v.z;
+        vstage[4u * i + 3u] = v.w;
+    }
+}
+
+// STAGED: vbuf ← the mirror, whole vec4s, then a barrier. Called after the barrier that
+// ends a phase and before each mat-vec; vget keeps reading the values before the phase's
+// vsets, as without staging (every vget in these kernels reads an element no vset of the
+// same phase has written). Uniform control flow (STAGED is a pipeline constant).
+fn vsync(lid: u32) {
+    if (STAGED != 0u) {
+        for (var i = lid; i < VB; i += WG) {
+            vbuf[i] = vec4<f32>(vstage[4u * i], vstage[4u * i + 1u], vstage[4u * i + 2u],
+                                vstage[4u * i + 3u]);
+        }
+        workgroupBarrier();
+    }
 }
 
 fn vget(base: u32, vrow: u32, bl: u32, k: u32) -> f32 {
@@ -79,6 +118,6 @@ fn vget(base: u32, vrow: u32, bl: u32, k: u32) -> f32 {
 // Zeroes vbuf[from..to) (vec4 units), spread over the workgroup.
 fn vzero(lid: u32, lo: u32, hi: u32) {
     for (var i = lo + lid; i < hi; i += WG) {
-        vbuf[i] = vec4<f32>(0.0);
+        vput(i, vec4<f32>(0.0));
     }
 }

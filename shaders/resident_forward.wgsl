@@ -24,6 +24,9 @@
 // tile (C·16 vec4 per row, zero past P; GRU reset-before: a second such block for r⊙h). sbuf
 // holds the partial sums [b_tile, G·H, C], then the LSTM's c [b_tile, H] and h_raw
 // [b_tile, H]. W_hr (projection) is read from storage in a third phase.
+// Staged (STAGED = 1, every backend but Vulkan; resident_common.wgsl): vset writes the
+// scalar mirror vstage and vsync copies it into vbuf before each mat-vec, one more barrier
+// per mat-vec, so no two invocations store parts of one workgroup vec4.
 // Workgroup layout: WG ≥ G·H·C invocations (override), one workgroup per batch tile of b_tile
 // rows; per step 2 barriers (LSTM projection 3, GRU reset-before 4).
 // Limits: G·H·C ≤ max invocations and the workgroup memory above ≤ the device's (host checks
@@ -104,12 +107,12 @@ fn load_h(lid: u32, b0: u32, slot: u32, vb: u32) {
     for (var e = lid; e < p.b_tile * vrow; e += WG) {
         let b = b0 + e / vrow;
         let k = (e % vrow) * 4u;
-        vbuf[vb + e] = vec4<f32>(
+        vput(vb + e, vec4<f32>(
             h_elem(b, slot, k),
             h_elem(b, slot, k + 1u),
             h_elem(b, slot, k + 2u),
             h_elem(b, slot, k + 3u),
-        );
+        ));
     }
 }
 
@@ -149,6 +152,7 @@ fn lstm(
     for (var i = 0u; i < p.n_steps; i++) {
         let t = time_of(p.s_begin + i);
         let ws = slot_after(t);
+        vsync(lid);
         matvec(w, lid, P, 0u, rows, rows, 0u);
         workgroupBarrier();
         for (var e = lid; e < bt * H; e += WG) {
@@ -246,6 +250,7 @@ fn gru(
     for (var i = 0u; i < p.n_steps; i++) {
         let t = time_of(p.s_begin + i);
         let ws = slot_after(t);
+        vsync(lid);
         matvec(w, lid, H, 0u, select(rows, 2u * H, before), rows, 0u);
         workgroupBarrier();
         for (var e = lid; e < bt * H; e += WG) {
@@ -285,6 +290,7 @@ fn gru(
         }
         workgroupBarrier();
         if (before) {
+            vsync(lid);
             matvec(w, lid, H, 2u * H, rows, rows, rhb);
             workgroupBarrier();
             for (var e = lid; e < bt * H; e += WG) {
@@ -336,6 +342,7 @@ fn rnn(
     for (var i = 0u; i < p.n_steps; i++) {
         let t = time_of(p.s_begin + i);
         let ws = slot_after(t);
+        vsync(lid);
         matvec(w, lid, H, 0u, H, H, 0u);
         workgroupBarrier();
         for (var e = lid; e < bt * H; e += WG) {

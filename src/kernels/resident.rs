@@ -111,6 +111,8 @@ pub(crate) struct Plan {
     pub groups: u32,
     /// Steps per dispatch (loop budget).
     pub steps: usize,
+    /// vset goes through the scalar mirror (`override STAGED`; see [`staged`]).
+    pub staged: bool,
 }
 
 /// What one direction of one cell needs per batch row, and its loop counts.
@@ -207,8 +209,29 @@ fn need(cell: Cell, s: &RecShape, backward: bool) -> Need {
     }
 }
 
+/// Whether the kernels stage their single-component stores into workgroup vec4s through a
+/// scalar mirror (resident_common.wgsl `STAGED`): on every backend but Vulkan, whose SPIR-V
+/// keeps such a store scalar. DXC and Metal's compiler may lower a dynamically indexed
+/// component store as a read-modify-write of the whole vector (llvm-project#167729), which
+/// would lose a neighbouring invocation's write; WGSL allows that. `WGPU_RNN_RESIDENT_STORES=
+/// staged` forces staging (tests run it on lavapipe).
+pub(crate) fn staged(ctx: &Context) -> bool {
+    ctx.adapter().backend != "Vulkan"
+        || std::env::var("WGPU_RNN_RESIDENT_STORES").as_deref() == Ok("staged")
+}
+
 /// Plans one direction of `cell` on this device, or says which limit it breaks.
 pub(crate) fn plan(ctx: &Context, cell: Cell, s: &RecShape, backward: bool) -> Result<Plan> {
+    plan_with(ctx, cell, s, backward, staged(ctx))
+}
+
+fn plan_with(
+    ctx: &Context,
+    cell: Cell,
+    s: &RecShape,
+    backward: bool,
+    staged: bool,
+) -> Result<Plan> {
     let n = need(cell, s, backward);
     let l = &ctx.limits;
     let c = n.len.div_ceil(CHUNK);
@@ -227,14 +250,16 @@ pub(crate) fn plan(ctx: &Context, cell: Cell, s: &RecShape, backward: bool) -> R
     }
     let vrow = c * CHUNK / 4;
     let row_floats = n.vecs * vrow * 4 + n.rows * c + n.extra;
+    // Staged: the scalar mirror (vstage) doubles the vector buffer.
+    let mirror = if staged { n.vecs * vrow * 4 } else { 0 };
     let max_bytes = l.max_compute_workgroup_storage_size as usize;
-    let cap = max_bytes / (4 * row_floats);
+    let cap = max_bytes / (4 * (row_floats + mirror));
     if cap == 0 {
         return Err(Error::Limit(format!(
             "Resident {}: one batch row needs {} bytes of workgroup memory (hidden_size {}); \
              the device allows {max_bytes}; use Algorithm::Persistent or Stepwise",
             n.what,
-            4 * row_floats,
+            4 * (row_floats + mirror),
             s.h
         )));
     }
@@ -246,7 +271,13 @@ pub(crate) fn plan(ctx: &Context, cell: Cell, s: &RecShape, backward: bool) -> R
     // Counted twice over: llvmpipe truncated a 12000-step LSTM H=32 forward at ~17-19
     // iterations per step of a chunk where this count says 11 (loop entries and exits seem
     // to count too); tests/long_sequence.rs guards the margin.
-    let step = 2 * (bt + (n.per_step)(bt, wg) + 4);
+    // Staged: up to two vsync copies of the vector buffer per step.
+    let sync = if staged {
+        2 * (bt * n.vecs * vrow).div_ceil(wg)
+    } else {
+        0
+    };
+    let step = 2 * (bt + (n.per_step)(bt, wg) + sync + 4);
     let budget = LOOP_BUDGET as usize;
     if load + step > budget {
         return Err(Error::Limit(format!(
@@ -262,34 +293,17 @@ pub(crate) fn plan(ctx: &Context, cell: Cell, s: &RecShape, backward: bool) -> R
         bt,
         groups,
         steps: ((budget - load) / step).max(1),
+        staged,
     })
 }
 
 /// Checks that forward (and backward when training) fit this device.
 pub(crate) fn fits(ctx: &Context, cell: Cell, s: &RecShape, train: bool) -> Result<()> {
-    stores_ok(&ctx.adapter().backend)?;
     plan(ctx, cell, s, false)?;
     if train {
         plan(ctx, cell, s, true)?;
     }
     Ok(())
-}
-
-/// Whether the backend keeps the kernels' single-component stores into workgroup vec4s
-/// (`vset` in resident_common.wgsl: invocations j and j+1 write components of one vec4)
-/// apart. naga's SPIR-V stores through an access chain to the component, one scalar; DXC
-/// and Metal's compiler may lower a dynamically indexed component store as a read-modify-
-/// write of the whole vector (llvm-project#167729), losing a neighbour's write, and WGSL
-/// allows that. So Resident runs on Vulkan only; elsewhere it is refused and Auto skips it.
-pub(crate) fn stores_ok(backend: &str) -> Result<()> {
-    if backend == "Vulkan" {
-        return Ok(());
-    }
-    Err(Error::Unsupported(format!(
-        "Algorithm::Resident writes single components of workgroup vec4s, which only Vulkan \
-         (SPIR-V) keeps apart from their neighbours; on {backend} use Algorithm::Persistent \
-         or Stepwise"
-    )))
 }
 
 /// Whether `Algorithm::Auto` should pick Resident on a GPU: it fits and its workgroups stay
@@ -298,9 +312,7 @@ pub(crate) fn stores_ok(backend: &str) -> Result<()> {
 /// the weights would spill. (By that reasoning, not measured.)
 pub(crate) fn auto_ok(ctx: &Context, cell: Cell, s: &RecShape, train: bool) -> bool {
     let small = |p: Result<Plan>| p.is_ok_and(|p| p.wg <= 512);
-    stores_ok(&ctx.adapter().backend).is_ok()
-        && small(plan(ctx, cell, s, false))
-        && (!train || small(plan(ctx, cell, s, true)))
+    small(plan(ctx, cell, s, false)) && (!train || small(plan(ctx, cell, s, true)))
 }
 
 /// The largest hidden size (no projection, batch 1) Resident runs forward and backward on
@@ -331,8 +343,14 @@ pub(crate) fn max_hidden_of(ok: impl Fn(&RecShape) -> bool) -> usize {
     h
 }
 
-fn spec(p: &Plan) -> [(&'static str, u32); 3] {
-    [("WG", p.wg), ("VB", p.vb), ("SB", p.sb)]
+fn spec(p: &Plan) -> [(&'static str, u32); 5] {
+    [
+        ("WG", p.wg),
+        ("VB", p.vb),
+        ("SB", p.sb),
+        ("STAGED", p.staged as u32),
+        ("VS", if p.staged { 4 * p.vb } else { 1 }),
+    ]
 }
 
 /// The kernel of `cell`, one direction or both (`bi`), forward or backward.
@@ -363,7 +381,6 @@ fn record_chunks(
     prm: &mut Params,
     list: &[&wgpu::Buffer],
 ) -> Result<()> {
-    stores_ok(&rec.ctx().adapter().backend)?;
     let plan = plan(rec.ctx(), cell, s, backward)?;
     let k = kernel(cell, backward, bi);
     let groups = if bi {
@@ -468,15 +485,34 @@ mod tests {
         assert!(regs.contains(&format!("const CHUNK: u32 = {CHUNK}u;")));
     }
 
-    /// Resident runs where component stores stay scalar (Vulkan) and is a typed refusal
-    /// naming the backend elsewhere.
+    /// Staging (every backend but Vulkan) keeps a scalar mirror of the vector buffer: the
+    /// plan charges its workgroup memory and its copies' loop iterations, sets the pipeline
+    /// constants, and otherwise plans the same tile.
     #[test]
-    fn resident_runs_on_vulkan_only() {
-        assert!(stores_ok("Vulkan").is_ok());
-        for b in ["Dx12", "Metal", "Gl"] {
-            let e = stores_ok(b).unwrap_err();
-            assert!(matches!(e, Error::Unsupported(_)), "{e}");
-            assert!(e.to_string().contains(b), "{e}");
+    fn staging_is_planned_with_its_memory_and_copies() {
+        let ctx = Context::new().expect("a wgpu adapter (lavapipe in CI) is required");
+        assert!(!staged(&ctx) || std::env::var("WGPU_RNN_RESIDENT_STORES").is_ok());
+        let s = RecShape {
+            t: 50,
+            b: 3,
+            h: 40,
+            p: 40,
+            proj: false,
+            dir: 0,
+            acts: super::super::rec::DEFAULT_ACTS,
+            rmask: 0,
+        };
+        for cell in [Cell::Lstm, Cell::Gru { reset_before: true }, Cell::Rnn] {
+            for backward in [false, true] {
+                let a = plan_with(&ctx, cell, &s, backward, false).unwrap();
+                let b = plan_with(&ctx, cell, &s, backward, true).unwrap();
+                assert_eq!((a.wg, a.vb, a.bt, a.groups), (b.wg, b.vb, b.bt, b.groups));
+                assert_eq!(b.sb, a.sb, "{cell:?} {backward}");
+                assert!(b.steps < a.steps, "{cell:?} {backward}: {b:?} vs {a:?}");
+                let (sa, sb) = (spec(&a), spec(&b));
+                assert_eq!((sa[3].1, sa[4].1), (0, 1));
+                assert_eq!((sb[3].1, sb[4].1), (1, 4 * b.vb));
+            }
         }
     }
 
