@@ -253,7 +253,8 @@ fn plan_with(
     // Staged: the scalar mirror (vstage) doubles the vector buffer.
     let mirror = if staged { n.vecs * vrow * 4 } else { 0 };
     let max_bytes = l.max_compute_workgroup_storage_size as usize;
-    let cap = max_bytes / (4 * (row_floats + mirror));
+    // Unstaged, the mirror is a 1-float placeholder (VS = 1).
+    let cap = max_bytes.saturating_sub(if staged { 0 } else { 4 }) / (4 * (row_floats + mirror));
     if cap == 0 {
         return Err(Error::Limit(format!(
             "Resident {}: one batch row needs {} bytes of workgroup memory (hidden_size {}); \
@@ -289,7 +290,9 @@ fn plan_with(
     Ok(Plan {
         wg: wg as u32,
         vb: u32_of(n.vecs * bt * vrow, "vector buffer")?,
-        sb: u32_of(bt * row_floats, "scratch buffer")?,
+        // sbuf holds the partial sums and the cell's extras; vbuf (and the mirror) are
+        // separate arrays, so the memory checked above is exactly what the kernel declares.
+        sb: u32_of(bt * (n.rows * c + n.extra), "scratch buffer")?,
         bt,
         groups,
         steps: ((budget - load) / step).max(1),
@@ -512,6 +515,49 @@ mod tests {
                 let (sa, sb) = (spec(&a), spec(&b));
                 assert_eq!((sa[3].1, sa[4].1), (0, 1));
                 assert_eq!((sb[3].1, sb[4].1), (1, 4 * b.vb));
+            }
+        }
+    }
+
+    /// The workgroup memory a pipeline declares (16·VB + 4·SB + 4·VS bytes) stays within the
+    /// device's limit, also when a large batch fills a workgroup up to it.
+    #[test]
+    fn declared_workgroup_memory_fits_the_limit() {
+        let ctx = Context::new().expect("a wgpu adapter (lavapipe in CI) is required");
+        let limit = ctx.limits.max_compute_workgroup_storage_size as usize;
+        for (b, h, proj) in [
+            (1, 8, false),
+            (4096, 16, false),
+            (4096, 64, true),
+            (300, 128, false),
+        ] {
+            let s = RecShape {
+                t: 4,
+                b,
+                h,
+                p: if proj { h / 2 } else { h },
+                proj,
+                dir: 0,
+                acts: super::super::rec::DEFAULT_ACTS,
+                rmask: 0,
+            };
+            for cell in [Cell::Lstm, Cell::Gru { reset_before: true }, Cell::Rnn] {
+                if proj && cell != Cell::Lstm {
+                    continue;
+                }
+                for backward in [false, true] {
+                    for staged in [false, true] {
+                        let Ok(p) = plan_with(&ctx, cell, &s, backward, staged) else {
+                            continue;
+                        };
+                        let vs = if staged { 4 * p.vb as usize } else { 1 };
+                        let bytes = 16 * p.vb as usize + 4 * p.sb as usize + 4 * vs;
+                        assert!(
+                            bytes <= limit,
+                            "{cell:?} {b} {h} {backward} {staged}: {bytes}"
+                        );
+                    }
+                }
             }
         }
     }
