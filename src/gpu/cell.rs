@@ -167,9 +167,35 @@ impl CellKind {
         }
     }
 
+    /// The forward kernels' parameter block of this cell (all but the per-dispatch fields).
+    fn forward_params(
+        self,
+        s: &RecShape,
+        train: bool,
+        slots: usize,
+        out_at: (usize, usize),
+    ) -> Result<Params> {
+        match self {
+            CellKind::Lstm => lstm::fwd_params(s, train, slots, out_at),
+            CellKind::Gru { reset_before } => {
+                gru::fwd_params(s, reset_before, train, slots, out_at)
+            }
+            CellKind::Rnn { relu } => rnn::fwd_params(s, relu, slots, out_at),
+        }
+    }
+
+    /// The backward kernels' parameter block of this cell.
+    fn backward_params(self, s: &RecShape, dy_at: (usize, usize)) -> Result<Params> {
+        match self {
+            CellKind::Lstm => lstm::bwd_params(s, dy_at),
+            CellKind::Gru { reset_before } => gru::bwd_params(s, reset_before, dy_at),
+            CellKind::Rnn { relu } => rnn::bwd_params(s, relu, dy_at),
+        }
+    }
+
     /// Records both directions' forward recurrences of a bidirectional layer in one Resident
-    /// dispatch per chunk (`s` is direction 0's shape; the caller resolved both to Resident
-    /// and checked `resident::bi_ok`). The output row holds 2·P columns.
+    /// dispatch per chunk (`s` is direction 0's shape; the caller checked
+    /// `resident::one_dispatch`). The output row holds 2·P columns.
     pub fn record_forward_bi(
         self,
         rec: &mut Recorder<'_>,
@@ -178,14 +204,8 @@ impl CellKind {
         slots: usize,
         bufs: [&FwdBufs<'_>; 2],
     ) -> Result<()> {
-        let at = (2 * s.p, 0);
-        let mut prm = match self {
-            CellKind::Lstm => lstm::fwd_params(s, train, slots, at)?,
-            CellKind::Gru { reset_before } => gru::fwd_params(s, reset_before, train, slots, at)?,
-            CellKind::Rnn { relu } => rnn::fwd_params(s, relu, slots, at)?,
-        };
-        let cell = self.pool_need(s).cell;
-        resident::record_forward_bi(rec, cell, s, &mut prm, bufs)
+        let mut prm = self.forward_params(s, train, slots, (2 * s.p, 0))?;
+        resident::record_forward_bi(rec, self.pool_need(s).cell, s, &mut prm, bufs)
     }
 
     /// The backward counterpart of [`record_forward_bi`](Self::record_forward_bi): both
@@ -197,18 +217,10 @@ impl CellKind {
         bufs: [&BwdBufs<'_>; 2],
     ) -> Result<()> {
         let p = s[0].p;
-        let params = |s: &RecShape, dir: usize| -> Result<Params> {
-            let at = (2 * p, dir * p);
-            match self {
-                CellKind::Lstm => lstm::bwd_params(s, at),
-                CellKind::Gru { reset_before } => gru::bwd_params(s, reset_before, at),
-                CellKind::Rnn { relu } => rnn::bwd_params(s, relu, at),
-            }
-        };
-        let mut prm = params(s[0], 0)?;
+        let mut prm = self.backward_params(s[0], (2 * p, 0))?;
         resident::record_backward_bi(rec, self.pool_need(s[0]).cell, s[0], &mut prm, bufs)?;
         for dir in 0..2 {
-            let prm = params(s[dir], dir)?;
+            let prm = self.backward_params(s[dir], (2 * p, dir * p))?;
             match self {
                 CellKind::Lstm => lstm::record_final(rec, s[dir], prm, bufs[dir])?,
                 CellKind::Gru { .. } => gru::record_final(rec, s[dir], prm, bufs[dir])?,

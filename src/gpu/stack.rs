@@ -242,9 +242,7 @@ pub(crate) fn record_forward(
             .collect();
         rec.set_phase(Phase::Recurrence);
         if let [(s0, c0), (_, c1)] = &pend[..]
-            && c0.algo == Algorithm::Resident
-            && c1.algo == Algorithm::Resident
-            && resident::bi_ok(ctx)
+            && resident::one_dispatch(ctx, [c0.algo, c1.algo])
         {
             kind.record_forward_bi(rec, s0, train, slots, [&bufs[0], &bufs[1]])?;
         } else {

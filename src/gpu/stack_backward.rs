@@ -6,7 +6,6 @@ use ndarray::{Array1, Array3, ArrayView3};
 
 use super::cell::{CellWeights, Rhs};
 use super::stack::{GpuGrads, GpuTape, GpuWeights, array2, array3, flat, mask_offset, shape_of};
-use crate::algorithm::Algorithm;
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::kernels::gemm::{self, Mat, Out};
@@ -126,9 +125,7 @@ pub(crate) fn record_backward(
         rec.set_phase(Phase::Recurrence);
         let cts = &tape.cells[layer * dn..(layer + 1) * dn];
         if let ([(s0, ..), (s1, ..)], [c0, c1]) = (&pend[..], cts)
-            && c0.algo == Algorithm::Resident
-            && c1.algo == Algorithm::Resident
-            && resident::bi_ok(ctx)
+            && resident::one_dispatch(ctx, [c0.algo, c1.algo])
         {
             kind.record_backward_bi(rec, [s0, s1], [&bufs[0], &bufs[1]])?;
         } else {

@@ -5,6 +5,7 @@
 use super::Shader::{ResidentBackward, ResidentBiBackward, ResidentBiForward, ResidentForward};
 use super::rec::{BwdBufs, FwdBufs, Params, RecShape, bwd, fwd, u32_of};
 use super::{Access, KernelDef, Recorder};
+use crate::algorithm::Algorithm;
 use crate::context::{Context, LOOP_BUDGET};
 use crate::error::{Error, Result};
 
@@ -75,6 +76,12 @@ const BI_BWD_RNN: KernelDef = bi(ResidentBiBackward, "rnn", BI_BWD);
 /// with default limits runs one dispatch per direction).
 pub(crate) fn bi_ok(ctx: &Context) -> bool {
     ctx.limits.max_storage_buffers_per_shader_stage as usize >= BI_BWD.len().max(BI_FWD.len())
+}
+
+/// Whether a bidirectional layer whose directions resolved to `algos` runs both in one
+/// dispatch: both Resident and [`bi_ok`].
+pub(crate) fn one_dispatch(ctx: &Context, algos: [Algorithm; 2]) -> bool {
+    algos == [Algorithm::Resident; 2] && bi_ok(ctx)
 }
 
 /// The cell a Resident kernel runs.
