@@ -13,8 +13,9 @@
 #   command: bash scripts/gpu_check.sh            (add "quick" for a smoke run of each stage)
 #   carry:   target/release/wgpu-rnn, target/release/examples/next_frame, .gl, .golden
 #   timeout_s: 540
-# Files come back from $OUT (at most 8): log.txt (adapter, verify summaries, the compare
-# tables, next-frame throughput) and the six bench reports rec|gemm|conv _ours|_torch.json.
+# Files come back from $OUT: log.txt (adapter, verify summaries, the compare tables, the
+# measured Auto table, next-frame throughput), the six bench reports
+# rec|gemm|conv _ours|_torch.json and auto_table.json (`wgpu-rnn tune --from`).
 # Every stage has its own time limit, so one slow stage cannot eat the others' time; a
 # failed stage is reported in log.txt and the script goes on. Record the numbers, card and
 # driver in BENCHMARKS.md.
@@ -87,6 +88,8 @@ stage 240 "$BIN" bench --cells lstm,gru,rnn --impls persistent,stepwise,resident
 stage 120 python3 bench/pytorch_baseline.py --device "$TORCH_DEVICE" --cells lstm,gru,rnn \
     --shapes "$SHAPES" --json "$OUT/rec_torch.json"
 stage 30 "$BIN" compare "$OUT/rec_ours.json" "$OUT/rec_torch.json"
+# The measured Auto table of this card, from the report above (no extra device time).
+stage 30 "$BIN" tune --from "$OUT/rec_ours.json" --out "$OUT/auto_table.json"
 
 say "GEMM: ours, then torch.matmul fp32"
 stage 90 "$BIN" bench --cells gemm --gemm-shapes "$GEMMS" --json "$OUT/gemm_ours.json"

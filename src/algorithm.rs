@@ -63,6 +63,60 @@ impl std::str::FromStr for Algorithm {
     }
 }
 
+impl Algorithm {
+    /// Every algorithm, in declaration order.
+    pub const ALL: [Algorithm; 6] = [
+        Algorithm::Auto,
+        Algorithm::Persistent,
+        Algorithm::Stepwise,
+        Algorithm::Resident,
+        Algorithm::Grid,
+        Algorithm::Tiled,
+    ];
+
+    fn bit(self) -> u8 {
+        1 << (self as u8)
+    }
+}
+
+/// A set of algorithms: which ones a submission's recurrences ran
+/// ([`RecordStats::algorithms`](crate::RecordStats::algorithms)), so a caller can see what
+/// `Auto` chose.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Algorithms(u8);
+
+impl Algorithms {
+    /// Adds one.
+    pub fn insert(&mut self, a: Algorithm) {
+        self.0 |= a.bit();
+    }
+
+    /// Whether `a` is in the set.
+    pub fn contains(self, a: Algorithm) -> bool {
+        self.0 & a.bit() != 0
+    }
+
+    /// The members, in declaration order.
+    pub fn iter(self) -> impl Iterator<Item = Algorithm> {
+        Algorithm::ALL
+            .into_iter()
+            .filter(move |a| self.contains(*a))
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+}
+
+impl FromIterator<Algorithm> for Algorithms {
+    fn from_iter<I: IntoIterator<Item = Algorithm>>(it: I) -> Self {
+        let mut s = Algorithms::default();
+        it.into_iter().for_each(|a| s.insert(a));
+        s
+    }
+}
+
 /// The largest hidden size (no projection) [`Algorithm::Resident`] runs forward and backward
 /// on `ctx`'s device, per cell: `("lstm", h), ("gru", h), ("gru_reset_before", h),
 /// ("rnn", h)`. It follows from the device's invocations and workgroup memory per workgroup

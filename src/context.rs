@@ -4,6 +4,7 @@
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::auto_table::{AUTO_TABLE_ENV, AutoTable};
 use crate::error::{Error, Result};
 use crate::kernels::Pipelines;
 
@@ -66,6 +67,8 @@ pub struct Context {
     id: u64,
     /// Running totals of the work and host-device traffic this context has seen.
     pub(crate) totals: Totals,
+    /// A measured `Algorithm::Auto` table for this adapter (`crate::auto_table`), if any.
+    auto_table: std::sync::RwLock<Option<Arc<AutoTable>>>,
 }
 
 /// Counters behind [`Context::totals`].
@@ -196,7 +199,7 @@ impl Context {
             rank(i.device_type, i.backend)
         });
         let adapter = adapters.swap_remove(0);
-        Self::open(adapter)
+        Self::open(adapter)?.with_env_auto_table()
     }
 
     fn open(adapter: wgpu::Adapter) -> Result<Self> {
@@ -245,12 +248,48 @@ impl Context {
         queue: wgpu::Queue,
     ) -> Result<Self> {
         check_limits(&device.limits())?;
-        Ok(Self::assemble(
-            adapter,
-            device,
-            queue,
-            Arc::new(Mutex::new(Vec::new())),
-        ))
+        Self::assemble(adapter, device, queue, Arc::new(Mutex::new(Vec::new())))
+            .with_env_auto_table()
+    }
+
+    /// Loads the table `WGPU_RNN_AUTO_TABLE` names, if set: a file that cannot be read, or
+    /// one measured on another adapter, is an error here rather than a silent fallback.
+    fn with_env_auto_table(self) -> Result<Self> {
+        if let Some(path) = std::env::var_os(AUTO_TABLE_ENV) {
+            let path = std::path::PathBuf::from(path);
+            let table = AutoTable::load(&path)
+                .map_err(|e| Error::Config(format!("{AUTO_TABLE_ENV}={}: {e}", path.display())))?;
+            self.set_auto_table(Some(table))
+                .map_err(|e| Error::Config(format!("{AUTO_TABLE_ENV}={}: {e}", path.display())))?;
+        }
+        Ok(self)
+    }
+
+    /// Sets (or with `None` removes) the measured table `Algorithm::Auto` consults before its
+    /// built-in rules (see [`crate::auto_table`]). A table measured on another adapter
+    /// (name or backend differ) is refused with [`Error::Config`] naming both.
+    pub fn set_auto_table(&self, table: Option<AutoTable>) -> Result<()> {
+        if let Some(t) = &table {
+            t.check()?;
+            let (a, s) = (&t.adapter, &self.summary);
+            if a.name != s.name || a.backend != s.backend {
+                return Err(Error::Config(format!(
+                    "the Auto table was measured on {:?} ({}); this context runs on {:?} ({})",
+                    a.name, a.backend, s.name, s.backend
+                )));
+            }
+        }
+        let mut slot = self
+            .auto_table
+            .write()
+            .map_err(|_| Error::Device("auto table lock poisoned".into()))?;
+        *slot = table.map(Arc::new);
+        Ok(())
+    }
+
+    /// The measured Auto table in use, if any.
+    pub fn auto_table(&self) -> Option<Arc<AutoTable>> {
+        self.auto_table.read().ok().and_then(|t| t.clone())
     }
 
     fn assemble(
@@ -276,6 +315,7 @@ impl Context {
             profiling: std::sync::atomic::AtomicBool::new(false),
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             totals: Totals::default(),
+            auto_table: std::sync::RwLock::new(None),
         }
     }
 

@@ -5,6 +5,7 @@
 //! [`Backend`], then call `forward`, or `forward_train` and `backward`.
 
 pub mod algorithm;
+pub mod auto_table;
 pub mod bench;
 pub mod context;
 pub mod cpu;
@@ -16,7 +17,7 @@ pub mod layer;
 pub mod limits;
 pub mod tensor;
 
-pub use algorithm::Algorithm;
+pub use algorithm::{Algorithm, Algorithms};
 pub use context::{AdapterSummary, Context};
 pub use error::{Error, Result};
 pub use kernels::{RecordStats, Recorder, ShaderModuleSource, shader_modules};

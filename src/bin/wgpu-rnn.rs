@@ -13,7 +13,7 @@ use wgpu_rnn::{Algorithm, Backend, Context};
 #[command(
     name = "wgpu-rnn",
     version,
-    about = "Fused recurrent kernels on wgpu: info and golden verification"
+    about = "Fused recurrent kernels on wgpu: info, golden verification, bench and tune"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -82,6 +82,31 @@ enum Cmd {
         /// The config JSON file.
         config: PathBuf,
     },
+    /// Measures which recurrence algorithm is fastest on this adapter for each cell, pass and
+    /// shape, and writes the table `Algorithm::Auto` then follows (load it with
+    /// WGPU_RNN_AUTO_TABLE=FILE or Context::set_auto_table). Prints it as Markdown.
+    Tune {
+        /// Where to write the table (JSON, format wgpu-rnn-auto-v1).
+        #[arg(long)]
+        out: PathBuf,
+        /// Build the table from a `bench --json` report instead of measuring (no adapter is
+        /// opened; the report's adapter is the table's).
+        #[arg(long)]
+        from: Option<PathBuf>,
+        /// Cells to measure, comma-separated: lstm, gru, rnn.
+        #[arg(long, default_value = "lstm,gru,rnn")]
+        cells: String,
+        /// Shapes "B,T,I,H;…" instead of the defaults (B 1, 8, 64, 256 × H = I 64, 128, 256,
+        /// 512 at T 100; with --quick B 1, 8 × H 16, 32 at T 20).
+        #[arg(long)]
+        shapes: Option<String>,
+        /// The small default shapes, for software adapters.
+        #[arg(long)]
+        quick: bool,
+        /// Timed runs per algorithm and shape (median; at least 5).
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+    },
     /// Joins two bench JSON reports (e.g. this crate's and bench/pytorch_baseline.py's) into a
     /// side-by-side table with the ratio of their best medians.
     Compare {
@@ -111,6 +136,46 @@ fn compare(a: &PathBuf, b: &PathBuf) -> ExitCode {
         },
         (Err(e), _) | (_, Err(e)) => {
             eprintln!("wgpu-rnn compare: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// What `tune` was asked for.
+struct TuneArgs {
+    out: PathBuf,
+    from: Option<PathBuf>,
+    cells: String,
+    shapes: Option<String>,
+    quick: bool,
+    runs: usize,
+}
+
+fn tune(a: TuneArgs) -> ExitCode {
+    use wgpu_rnn::auto_table::{self, AutoTable};
+    let table = match &a.from {
+        Some(path) => wgpu_rnn::limits::read_regular_file(path).and_then(|bytes| {
+            let v = serde_json::from_slice(&bytes)
+                .map_err(|e| wgpu_rnn::Error::Format(format!("{}: {e}", path.display())))?;
+            AutoTable::from_bench(&v)
+        }),
+        None => (|| {
+            let shapes = match &a.shapes {
+                Some(s) => wgpu_rnn::bench::parse_shapes(s)?,
+                None => auto_table::default_shapes(a.quick),
+            };
+            let cells: Vec<String> = a.cells.split(',').map(|c| c.trim().to_string()).collect();
+            let gpu = Backend::gpu()?;
+            auto_table::measure(&gpu, &cells, &shapes, a.runs).map(|(t, _)| t)
+        })(),
+    };
+    match table.and_then(|t| t.save(&a.out).map(|_| t)) {
+        Ok(t) => {
+            print!("{}", t.markdown());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("wgpu-rnn tune: {e}");
             ExitCode::FAILURE
         }
     }
@@ -384,6 +449,14 @@ fn info() -> ExitCode {
             for (cell, h) in wgpu_rnn::algorithm::grid_max_hidden(&ctx) {
                 println!("  {cell}: {h}");
             }
+            match ctx.auto_table() {
+                Some(t) => println!(
+                    "auto table: {} measured entries ({})",
+                    t.entries.len(),
+                    wgpu_rnn::auto_table::AUTO_TABLE_ENV
+                ),
+                None => println!("auto table: none (the built-in rules decide)"),
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -419,6 +492,21 @@ fn main() -> ExitCode {
             (shapes.as_deref(), gemm_shapes.as_deref()),
         ),
         Cmd::Compare { a, b } => compare(&a, &b),
+        Cmd::Tune {
+            out,
+            from,
+            cells,
+            shapes,
+            quick,
+            runs,
+        } => tune(TuneArgs {
+            out,
+            from,
+            cells,
+            shapes,
+            quick,
+            runs,
+        }),
         Cmd::Summary { config } => summary(&config),
     }
 }

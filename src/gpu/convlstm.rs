@@ -241,6 +241,7 @@ impl GpuConvLstm {
     ) -> Result<LayerRun> {
         let s = self.shape(b, t)?;
         let algo = kcell::resolve(ctx, algo, &s)?;
+        rec.note_algorithm(algo);
         let bwd = kcell::backward_algorithm(algo);
         let f = self.dims.filters;
         let frame = s.rows * s.cols * f;
@@ -334,6 +335,7 @@ impl GpuConvLstm {
             state: &g.state,
         };
         rec.set_phase(Phase::Recurrence);
+        rec.note_algorithm(tape.bwd);
         kcell::record_backward(rec, &s, tape.bwd, &bufs)?;
         rec.set_phase(Phase::Dense);
         // After the loop: every weight gradient in one pass over all T·B frames.

@@ -189,6 +189,7 @@ pub(crate) fn record_forward(
                 s.rmask = rec::u32_of(mask_offset(ci, (g, b, p)), "mask offset")?;
             }
             let algo = rec::resolve(ctx, algo, &s, train, &kind.pool_need(&s))?;
+            rec.note_algorithm(algo);
             let gx = al.zeros(rec, "gates", t * b * g * h)?;
             let input = inputs
                 .last()

@@ -124,6 +124,7 @@ pub(crate) fn record_backward(
             .collect();
         rec.set_phase(Phase::Recurrence);
         let cts = &tape.cells[layer * dn..(layer + 1) * dn];
+        cts.iter().for_each(|c| rec.note_algorithm(c.algo));
         if let ([(s0, ..), (s1, ..)], [c0, c1]) = (&pend[..], cts)
             && resident::one_dispatch(ctx, [c0.algo, c1.algo])
         {

@@ -218,6 +218,20 @@ pub(crate) fn resolve(
         // Resident applies (below).
         // Tiled is ConvLSTM2D's kernel: the recurrent cells take their Auto choice.
         Algorithm::Auto | Algorithm::Tiled => {
+            // A table measured on this adapter (crate::auto_table) decides first: its
+            // nearest entry's algorithms, fastest first, the first one this layer can run.
+            if let Some(table) = ctx.auto_table() {
+                let name = match need.cell {
+                    super::resident::Cell::Lstm => "lstm",
+                    super::resident::Cell::Gru { .. } => "gru",
+                    super::resident::Cell::Rnn => "rnn",
+                };
+                for a in table.ranked(name, train, s.b, s.h) {
+                    if let Ok(a) = resolve(ctx, a, s, train, need) {
+                        return Ok(a);
+                    }
+                }
+            }
             let resident = if !plain {
                 false
             } else if ctx.software {

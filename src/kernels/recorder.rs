@@ -8,6 +8,7 @@ use std::sync::Arc;
 use super::timing::PassTimer;
 use super::workspace::{BindKey, Workspace};
 use super::{KernelDef, Pipe, buffers};
+use crate::algorithm::Algorithm;
 use crate::context::{Context, Totals};
 use crate::error::{Error, Result};
 
@@ -66,6 +67,9 @@ pub struct RecordStats {
     /// Device-to-host read-backs, each one wait for the GPU (in [`Context::totals`]; 0 in one
     /// submission's stats).
     pub read_backs: usize,
+    /// The recurrence algorithms this submission's time loops ran (each layer-direction's
+    /// resolved choice, so `Auto` shows what it picked; empty without a recurrence).
+    pub algorithms: crate::algorithm::Algorithms,
 }
 
 impl RecordStats {
@@ -103,6 +107,8 @@ pub struct Recorder<'c> {
     align: usize,
     phase: Phase,
     started: std::time::Instant,
+    /// The recurrence algorithms recorded (reported in `RecordStats::algorithms`).
+    algorithms: crate::algorithm::Algorithms,
 }
 
 impl<'c> Recorder<'c> {
@@ -115,12 +121,18 @@ impl<'c> Recorder<'c> {
             align: ctx.limits.min_uniform_buffer_offset_alignment.max(16) as usize,
             phase: Phase::Dense,
             started: std::time::Instant::now(),
+            algorithms: Default::default(),
         }
     }
 
     /// The context dispatches are recorded for.
     pub fn ctx(&self) -> &'c Context {
         self.ctx
+    }
+
+    /// Notes that a time loop recorded here runs `a` (see `RecordStats::algorithms`).
+    pub(crate) fn note_algorithm(&mut self, a: Algorithm) {
+        self.algorithms.insert(a);
     }
 
     /// Tags the dispatches recorded from now on (a new phase starts a new compute pass).
@@ -241,7 +253,10 @@ impl<'c> Recorder<'c> {
     /// recorder's context's device. GPU timestamps are not taken on this path.
     pub fn encode_into(self, encoder: &mut wgpu::CommandEncoder) -> Result<RecordStats> {
         let ctx = self.ctx;
-        let mut stats = RecordStats::default();
+        let mut stats = RecordStats {
+            algorithms: self.algorithms,
+            ..Default::default()
+        };
         ctx.scoped(|| {
             let arena = buffers::create_uniform(ctx, &self.arena)?;
             #[allow(clippy::mutable_key_type)]
@@ -265,7 +280,10 @@ impl<'c> Recorder<'c> {
     /// next call of the same shape (whose buffers `ws` hands out again).
     pub(crate) fn submit_with(self, mut ws: Option<&mut Workspace>) -> Result<RecordStats> {
         let ctx = self.ctx;
-        let mut stats = RecordStats::default();
+        let mut stats = RecordStats {
+            algorithms: self.algorithms,
+            ..Default::default()
+        };
         // WGPU_RNN_PROFILE=dispatch: one pass per dispatch, each timed and printed to stderr
         // (a diagnostic for finding the kernel that dominates; it adds pass overhead).
         let per_dispatch = ctx.profiling_timestamps()
