@@ -3,9 +3,10 @@
 //! assembled from the gate gradients.
 
 use crate::algorithm::Algorithm;
+use crate::context::Context;
 use crate::error::Result;
 use crate::kernels::rec::{BwdBufs, FwdBufs, Params, PoolNeed, RecShape};
-use crate::kernels::{Recorder, gru, lstm, resident, rnn};
+use crate::kernels::{Recorder, grid, gru, lstm, resident, rnn};
 pub(crate) use crate::weights::CellWeights;
 
 /// The recurrent cell a GPU stack runs.
@@ -193,19 +194,46 @@ impl CellKind {
         }
     }
 
-    /// Records both directions' forward recurrences of a bidirectional layer in one Resident
-    /// dispatch per chunk (`s` is direction 0's shape; the caller checked
-    /// `resident::one_dispatch`). The output row holds 2·P columns.
+    /// The algorithm that runs both directions of a bidirectional layer in one dispatch, if
+    /// any: both directions resolved to Resident (`resident::one_dispatch`), or both to Grid
+    /// and both grids fit the co-resident cap together (`grid::bi_ok`). `s` is direction 0's
+    /// shape; `backward` asks for the reversed loop.
+    pub fn one_dispatch(
+        self,
+        ctx: &Context,
+        algos: [Algorithm; 2],
+        s: &RecShape,
+        backward: bool,
+    ) -> Option<Algorithm> {
+        if resident::one_dispatch(ctx, algos) {
+            Some(Algorithm::Resident)
+        } else if algos == [Algorithm::Grid; 2]
+            && grid::bi_ok(ctx, self.pool_need(s).cell, s, backward)
+        {
+            Some(Algorithm::Grid)
+        } else {
+            None
+        }
+    }
+
+    /// Records both directions' forward recurrences of a bidirectional layer in one
+    /// dispatch per chunk with `algo`, Resident or Grid (`s` is direction 0's shape; the
+    /// caller checked [`one_dispatch`](Self::one_dispatch)). The output row holds 2·P columns.
     pub fn record_forward_bi(
         self,
         rec: &mut Recorder<'_>,
-        s: &RecShape,
+        (s, algo): (&RecShape, Algorithm),
         train: bool,
         slots: usize,
         bufs: [&FwdBufs<'_>; 2],
     ) -> Result<()> {
         let mut prm = self.forward_params(s, train, slots, (2 * s.p, 0))?;
-        resident::record_forward_bi(rec, self.pool_need(s).cell, s, &mut prm, bufs)
+        let cell = self.pool_need(s).cell;
+        if algo == Algorithm::Grid {
+            grid::record_forward_bi(rec, cell, s, &mut prm, bufs)
+        } else {
+            resident::record_forward_bi(rec, cell, s, &mut prm, bufs)
+        }
     }
 
     /// The backward counterpart of [`record_forward_bi`](Self::record_forward_bi): both
@@ -213,12 +241,17 @@ impl CellKind {
     pub fn record_backward_bi(
         self,
         rec: &mut Recorder<'_>,
-        s: [&RecShape; 2],
+        (s, algo): ([&RecShape; 2], Algorithm),
         bufs: [&BwdBufs<'_>; 2],
     ) -> Result<()> {
         let p = s[0].p;
         let mut prm = self.backward_params(s[0], (2 * p, 0))?;
-        resident::record_backward_bi(rec, self.pool_need(s[0]).cell, s[0], &mut prm, bufs)?;
+        let cell = self.pool_need(s[0]).cell;
+        if algo == Algorithm::Grid {
+            grid::record_backward_bi(rec, cell, s[0], &mut prm, bufs)?;
+        } else {
+            resident::record_backward_bi(rec, cell, s[0], &mut prm, bufs)?;
+        }
         for dir in 0..2 {
             let prm = self.backward_params(s[dir], (2 * p, dir * p))?;
             match self {

@@ -11,7 +11,6 @@ use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::kernels::gemm::{self, Mat, Out};
 use crate::kernels::rec::{self, FwdBufs, RecShape};
-use crate::kernels::resident;
 use crate::kernels::workspace::Alloc;
 use crate::kernels::{Phase, RecordStats, Recorder, buffers};
 
@@ -243,9 +242,9 @@ pub(crate) fn record_forward(
             .collect();
         rec.set_phase(Phase::Recurrence);
         if let [(s0, c0), (_, c1)] = &pend[..]
-            && resident::one_dispatch(ctx, [c0.algo, c1.algo])
+            && let Some(a) = kind.one_dispatch(ctx, [c0.algo, c1.algo], s0, false)
         {
-            kind.record_forward_bi(rec, s0, train, slots, [&bufs[0], &bufs[1]])?;
+            kind.record_forward_bi(rec, (s0, a), train, slots, [&bufs[0], &bufs[1]])?;
         } else {
             for (dir, (s, c)) in pend.iter().enumerate() {
                 let at = (dn * p, dir * p);

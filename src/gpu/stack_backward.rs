@@ -10,8 +10,8 @@ use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::kernels::gemm::{self, Mat, Out};
 use crate::kernels::rec::{BwdBufs, u32_of};
+use crate::kernels::rec_dropout;
 use crate::kernels::{Phase, Recorder, buffers};
-use crate::kernels::{rec_dropout, resident};
 
 /// Device outputs of a recorded backward: dX `(T, B, I)`, dh0 `(L·D, B, P)`, dc0
 /// `(L·D, B, H)` (a placeholder without a cell state).
@@ -126,9 +126,9 @@ pub(crate) fn record_backward(
         let cts = &tape.cells[layer * dn..(layer + 1) * dn];
         cts.iter().for_each(|c| rec.note_algorithm(c.algo));
         if let ([(s0, ..), (s1, ..)], [c0, c1]) = (&pend[..], cts)
-            && resident::one_dispatch(ctx, [c0.algo, c1.algo])
+            && let Some(a) = kind.one_dispatch(ctx, [c0.algo, c1.algo], s0, true)
         {
-            kind.record_backward_bi(rec, [s0, s1], [&bufs[0], &bufs[1]])?;
+            kind.record_backward_bi(rec, ([s0, s1], a), [&bufs[0], &bufs[1]])?;
         } else {
             for (dir, (s, ..)) in pend.iter().enumerate() {
                 let at = (dn * p, dir * p);

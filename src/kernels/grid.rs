@@ -7,7 +7,7 @@
 
 use std::sync::Mutex;
 
-use super::Shader::{GridBackward, GridForward};
+use super::Shader::{GridBackward, GridBiBackward, GridBiForward, GridForward};
 use super::rec::{BwdBufs, FwdBufs, Params, RecShape, u32_of};
 use super::resident::{CHUNK, Cell};
 use super::{Access, KernelDef, Recorder, buffers};
@@ -38,6 +38,17 @@ const fn def(shader: super::Shader, entry: &'static str, storage: &'static [Acce
 
 const FWD: &[Access] = &[RW, R, R, RW, RW, RW, RW, RW];
 const BWD: &[Access] = &[R, R, R, R, R, RW, RW, RW, RW];
+/// Both directions in one dispatch (`grid_bi_*.wgsl`, scripts/gen_bidirectional.py): the
+/// one-direction bindings with direction 0's sync, then direction 1's own gx, w_rec, hseq,
+/// cseq, aux, sync (forward) or gates, w_rec, seq, dgates, state, aux, sync (backward).
+const BI_FWD: &[Access] = &[RW, R, R, RW, RW, RW, RW, RW, RW, R, RW, RW, RW, RW];
+const BI_BWD: &[Access] = &[R, R, R, R, R, RW, RW, RW, RW, R, R, R, RW, RW, RW, RW];
+const BI_FWD_LSTM: KernelDef = def(GridBiForward, "lstm", BI_FWD);
+const BI_FWD_GRU: KernelDef = def(GridBiForward, "gru", BI_FWD);
+const BI_FWD_RNN: KernelDef = def(GridBiForward, "rnn", BI_FWD);
+const BI_BWD_LSTM: KernelDef = def(GridBiBackward, "lstm", BI_BWD);
+const BI_BWD_GRU: KernelDef = def(GridBiBackward, "gru", BI_BWD);
+const BI_BWD_RNN: KernelDef = def(GridBiBackward, "rnn", BI_BWD);
 const FWD_LSTM: KernelDef = def(GridForward, "lstm", FWD);
 const FWD_GRU: KernelDef = def(GridForward, "gru", FWD);
 const FWD_RNN: KernelDef = def(GridForward, "rnn", FWD);
@@ -102,6 +113,16 @@ fn phases(cell: Cell, s: &RecShape) -> usize {
 
 /// Plans one direction of `cell` on this device, or names the limit it breaks.
 pub(crate) fn plan(ctx: &Context, cell: Cell, s: &RecShape, backward: bool) -> Result<Plan> {
+    // The backward binds 9 storage buffers (the barrier counter beside the 8 of the
+    // recurrent family): one more than wgpu's default limit, which a caller's device may have.
+    let bindings = if backward { BWD.len() } else { FWD.len() };
+    let have = ctx.limits.max_storage_buffers_per_shader_stage as usize;
+    if have < bindings {
+        return Err(Error::Limit(format!(
+            "Grid {}: binds {bindings} storage buffers per shader stage; the device allows              {have} (max_storage_buffers_per_shader_stage)",
+            if backward { "backward" } else { "forward" }
+        )));
+    }
     let g = cell.gates();
     let h = s.h;
     let np = phases(cell, s);
@@ -242,12 +263,24 @@ pub(crate) fn fits(ctx: &Context, cell: Cell, s: &RecShape, train: bool) -> Resu
     Ok(())
 }
 
+/// Whether both directions of a layer (shape `s` of direction 0; the reverse one plans the
+/// same) can run in one Grid dispatch: the device binds the two-direction kernels' 16
+/// storage buffers, and both grids together stay within the co-resident cap (each direction
+/// still meets only its own barrier counter, so a cap exceeded would only cost fallbacks).
+pub(crate) fn bi_ok(ctx: &Context, cell: Cell, s: &RecShape, backward: bool) -> bool {
+    let bindings = BI_BWD.len().max(BI_FWD.len());
+    ctx.limits.max_storage_buffers_per_shader_stage as usize >= bindings
+        && plan(ctx, cell, s, backward).is_ok_and(|p| 2 * p.slices * p.tiles <= MAX_GROUPS)
+}
+
 fn spec(p: &Plan) -> [(&'static str, u32); 3] {
     [("WG", p.wg), ("VB", p.vb), ("SB", p.sb)]
 }
 
 /// Records the grid chunks and then the fallback chunks (or, in step mode, one dispatch
-/// per step). `first(s0, n)` turns a chunk of processing steps into `s_begin`.
+/// per step). `first(s0, n)` turns a chunk of processing steps into `s_begin`. `dirs`
+/// directions share each dispatch (2: the two-direction kernels, twice the workgroups).
+#[allow(clippy::too_many_arguments)]
 fn record(
     rec: &mut Recorder<'_>,
     k: &KernelDef,
@@ -255,6 +288,7 @@ fn record(
     prm: &mut Params,
     list: &[&wgpu::Buffer],
     t: usize,
+    dirs: usize,
     first: impl Fn(usize) -> usize,
 ) -> Result<()> {
     let hk = hook();
@@ -265,7 +299,7 @@ fn record(
         hk.fail_at_barrier.map_or(0, |f| f as u32 + 1),
     ];
     let base = prm.flags;
-    let grid = u32_of(plan.slices * plan.tiles, "workgroups")?;
+    let grid = u32_of(dirs * plan.slices * plan.tiles, "workgroups")?;
     let chunks = |n: usize| (0..t).step_by(n).map(move |i| (i, n.min(t - i)));
     if hk.step_mode {
         // One dispatch per step and phase (_pad3 = phase + 1 selects it).
@@ -291,7 +325,8 @@ fn record(
         for (i, n) in chunks(plan.fb_steps) {
             prm.s_begin = first(i) as u32;
             prm.n_steps = n as u32;
-            rec.dispatch_spec(k, &spec(plan), prm, list, u32_of(plan.tiles, "tiles")?)?;
+            let groups = u32_of(dirs * plan.tiles, "tiles")?;
+            rec.dispatch_spec(k, &spec(plan), prm, list, groups)?;
         }
     }
     prm.flags = base;
@@ -316,7 +351,7 @@ pub(crate) fn record_forward(
     let sync = buffers::zeros(rec.ctx(), "grid sync", 1)?;
     let mut list = bufs.list().to_vec();
     list.push(&sync);
-    record(rec, k, &plan, prm, &list, s.t, |i| i)
+    record(rec, k, &plan, prm, &list, s.t, 1, |i| i)
 }
 
 /// Records the backward recurrence (T-1 down); the caller runs the cell's FINAL pass.
@@ -338,7 +373,69 @@ pub(crate) fn record_backward(
     let mut list = bufs.list().to_vec();
     list.push(&sync);
     let t = s.t;
-    record(rec, k, &plan, prm, &list, t, |i| t - 1 - i)
+    record(rec, k, &plan, prm, &list, t, 1, |i| t - 1 - i)
+}
+
+/// Records the forward recurrence of both directions of a layer in one dispatch per chunk
+/// (`bufs[d]` of direction d; `prm` is direction 0's block: dir 0, col of direction 0;
+/// direction 1 writes P columns further). The caller checked [`bi_ok`].
+pub(crate) fn record_forward_bi(
+    rec: &mut Recorder<'_>,
+    cell: Cell,
+    s: &RecShape,
+    prm: &mut Params,
+    bufs: [&FwdBufs<'_>; 2],
+) -> Result<()> {
+    memory_model_ok(rec.ctx())?;
+    let plan = plan(rec.ctx(), cell, s, false)?;
+    let k = match cell {
+        Cell::Lstm => &BI_FWD_LSTM,
+        Cell::Gru { .. } => &BI_FWD_GRU,
+        Cell::Rnn => &BI_FWD_RNN,
+    };
+    let (a, b) = (bufs[0].list(), bufs[1].list());
+    let sync = [
+        buffers::zeros(rec.ctx(), "grid sync", 1)?,
+        buffers::zeros(rec.ctx(), "grid sync", 1)?,
+    ];
+    // Direction 1's own: gx, w_rec, hseq, cseq, aux, sync (lens and out are shared).
+    let list = [
+        a[0], a[1], a[2], a[3], a[4], a[5], a[6], &sync[0], b[0], b[1], b[3], b[4], b[6], &sync[1],
+    ];
+    prm.dir = 0;
+    record(rec, k, &plan, prm, &list, s.t, 2, |i| i)
+}
+
+/// Records the backward recurrence of both directions of a layer (T-1 down) in one dispatch
+/// per chunk; the caller runs each direction's FINAL pass. As [`record_forward_bi`] for
+/// `prm` and `bufs`.
+pub(crate) fn record_backward_bi(
+    rec: &mut Recorder<'_>,
+    cell: Cell,
+    s: &RecShape,
+    prm: &mut Params,
+    bufs: [&BwdBufs<'_>; 2],
+) -> Result<()> {
+    memory_model_ok(rec.ctx())?;
+    let plan = plan(rec.ctx(), cell, s, true)?;
+    let k = match cell {
+        Cell::Lstm => &BI_BWD_LSTM,
+        Cell::Gru { .. } => &BI_BWD_GRU,
+        Cell::Rnn => &BI_BWD_RNN,
+    };
+    let (a, b) = (bufs[0].list(), bufs[1].list());
+    let sync = [
+        buffers::zeros(rec.ctx(), "grid sync", 1)?,
+        buffers::zeros(rec.ctx(), "grid sync", 1)?,
+    ];
+    // Direction 1's own: gates, w_rec, seq, dgates, state, aux, sync (lens and dy shared).
+    let list = [
+        a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], &sync[0], b[0], b[1], b[3], b[5], b[6],
+        b[7], &sync[1],
+    ];
+    prm.dir = 0;
+    let t = s.t;
+    record(rec, k, &plan, prm, &list, t, 2, |i| t - 1 - i)
 }
 
 #[cfg(test)]
@@ -355,5 +452,37 @@ mod tests {
             b[..b.find('}').unwrap()].to_string()
         };
         assert_eq!(block(common), block(src));
+    }
+
+    /// One binding per storage buffer the launchers pass (bindings 1..), one-direction and
+    /// two-direction kernels alike.
+    #[test]
+    fn bindings_match_the_launchers() {
+        for (src, n) in [
+            (
+                include_str!("../../shaders/grid_forward.wgsl"),
+                super::FWD.len(),
+            ),
+            (
+                include_str!("../../shaders/grid_backward.wgsl"),
+                super::BWD.len(),
+            ),
+            (
+                include_str!("../../shaders/grid_bi_forward.wgsl"),
+                super::BI_FWD.len(),
+            ),
+            (
+                include_str!("../../shaders/grid_bi_backward.wgsl"),
+                super::BI_BWD.len(),
+            ),
+        ] {
+            for k in 1..=n {
+                assert!(
+                    src.contains(&format!("@binding({k})")),
+                    "binding {k} missing"
+                );
+            }
+            assert!(!src.contains(&format!("@binding({})", n + 1)));
+        }
     }
 }

@@ -71,6 +71,8 @@ pub(crate) enum Shader {
     ResidentBiBackward,
     GridForward,
     GridBackward,
+    GridBiForward,
+    GridBiBackward,
     TensorOps,
     Embedding,
     SeqMask,
@@ -88,7 +90,7 @@ pub(crate) enum Shader {
 }
 
 impl Shader {
-    const ALL: [Shader; 42] = [
+    const ALL: [Shader; 44] = [
         Shader::Gemm,
         Shader::GemmPlain,
         Shader::GemmTile,
@@ -117,6 +119,8 @@ impl Shader {
         Shader::ResidentBiBackward,
         Shader::GridForward,
         Shader::GridBackward,
+        Shader::GridBiForward,
+        Shader::GridBiBackward,
         Shader::TensorOps,
         Shader::Embedding,
         Shader::SeqMask,
@@ -301,6 +305,14 @@ impl Shader {
                 include_str!("../../shaders/grid_regs.wgsl"),
                 include_str!("../../shaders/grid_backward.wgsl")
             ),
+            Shader::GridBiForward => concat!(
+                include_str!("../../shaders/activations.wgsl"),
+                include_str!("../../shaders/grid_bi_forward.wgsl")
+            ),
+            Shader::GridBiBackward => concat!(
+                include_str!("../../shaders/activations.wgsl"),
+                include_str!("../../shaders/grid_bi_backward.wgsl")
+            ),
         }
     }
 
@@ -421,6 +433,8 @@ impl Shader {
                 "grid_regs.wgsl",
                 "grid_backward.wgsl",
             ],
+            Shader::GridBiForward => &["activations.wgsl", "grid_bi_forward.wgsl"],
+            Shader::GridBiBackward => &["activations.wgsl", "grid_bi_backward.wgsl"],
         }
     }
 

@@ -569,16 +569,16 @@ mod tests {
         }
     }
 
-    /// The two-direction kernels are generated from the one-direction sources: they must be
-    /// what scripts/gen_resident_bi.py writes from the current sources.
+    /// The two-direction kernels (Resident and Grid) are generated from the one-direction
+    /// sources: they must be what scripts/gen_bidirectional.py writes from the current sources.
     #[test]
     fn the_generated_bidirectional_shaders_are_up_to_date() {
         let root = env!("CARGO_MANIFEST_DIR");
         let out = std::process::Command::new("python3")
-            .arg(format!("{root}/scripts/gen_resident_bi.py"))
+            .arg(format!("{root}/scripts/gen_bidirectional.py"))
             .arg("--stdout")
             .output()
-            .expect("python3 runs scripts/gen_resident_bi.py");
+            .expect("python3 runs scripts/gen_bidirectional.py");
         assert!(
             out.status.success(),
             "{}",
@@ -586,13 +586,13 @@ mod tests {
         );
         let text = String::from_utf8(out.stdout).unwrap();
         let files: Vec<&str> = text.split("==> ").filter(|s| !s.is_empty()).collect();
-        assert_eq!(files.len(), 2);
+        assert_eq!(files.len(), 4);
         for f in files {
             let (name, want) = f.split_once('\n').unwrap();
             let have = std::fs::read_to_string(format!("{root}/shaders/{name}")).unwrap();
             assert!(
                 want == have,
-                "shaders/{name} differs from scripts/gen_resident_bi.py's output: rerun it"
+                "shaders/{name} differs from scripts/gen_bidirectional.py's output: rerun it"
             );
         }
         // One binding per storage buffer the launcher passes (bindings 1..).

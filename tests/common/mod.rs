@@ -82,6 +82,14 @@ pub fn example_bin(name: &str) -> std::path::PathBuf {
 /// `Context::from_device` would: the adapter's limits, changed by `limits`, and no optional
 /// features. Panics (fails the test) when no adapter exists.
 pub fn own_device(limits: impl FnOnce(&mut wgpu::Limits)) -> Arc<Context> {
+    own_device_with(wgpu::Features::empty(), limits)
+}
+
+/// [`own_device`] with the optional `features` (those the adapter has) requested too.
+pub fn own_device_with(
+    features: wgpu::Features,
+    limits: impl FnOnce(&mut wgpu::Limits),
+) -> Arc<Context> {
     let inst = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
     let adapter = pollster::block_on(inst.request_adapter(&wgpu::RequestAdapterOptions::default()))
         .expect("GPU tests need an adapter (scripts/test.sh installs lavapipe)");
@@ -89,6 +97,7 @@ pub fn own_device(limits: impl FnOnce(&mut wgpu::Limits)) -> Arc<Context> {
     limits(&mut l);
     let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
         required_limits: l,
+        required_features: features & adapter.features(),
         ..Default::default()
     }))
     .expect("the adapter opens a device within its own limits");
