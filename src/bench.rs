@@ -5,6 +5,7 @@
 //! (and `bench/pytorch_baseline.py`) can be joined side by side. The `gemm` cell times the
 //! GEMM kernels alone (`bench/gemm.rs`).
 
+mod device_wall;
 mod gemm;
 mod options;
 mod report;
@@ -82,6 +83,11 @@ pub struct BenchResult {
     /// clock bench/pytorch_baseline.py uses.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub wall_ms: Option<f64>,
+    /// GPU rows (recurrent cells, ConvLSTM2D): median wall time with the input already on
+    /// the device and the outputs left there (record, one submit, wait), the like-for-like
+    /// clock of PyTorch's baseline, whose tensors live on the GPU.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device_wall_ms: Option<f64>,
     pub gflops: f64,
     pub dispatches: usize,
     pub submits: usize,
@@ -336,6 +342,16 @@ pub fn run(opts: &BenchOptions, gpu: &Backend) -> Result<BenchReport> {
                 }
                 let on_gpu = matches!(backend, Backend::Gpu(_));
                 let r = bench_case(&case, backend, algo, runs, on_gpu && timed);
+                // GPU rows also get the like-for-like clock of PyTorch's baseline.
+                let r = r.and_then(|mut v| {
+                    if on_gpu {
+                        let d = device_wall::measure(&case, gpu, algo, runs)?;
+                        for (res, ms) in v.iter_mut().zip(d) {
+                            res.device_wall_ms = Some(ms);
+                        }
+                    }
+                    Ok(v)
+                });
                 match r {
                     Ok(mut v) => {
                         for res in &mut v {
@@ -403,6 +419,21 @@ fn bench_unfused(
     ])
 }
 
+/// The recurrent cells' bench input `(T, B, I)`.
+fn rec_input(case: &Case) -> Array3<f32> {
+    Array3::from_shape_fn((case.t, case.b, case.i.unwrap_or(1)), |(t, b, i)| {
+        ((t * 31 + b * 7 + i) as f32 * 0.01).sin()
+    })
+}
+
+/// ConvLSTM2D's bench input `(B, T, rows, cols, C)`.
+fn conv_input(case: &Case) -> Array5<f32> {
+    let [rows, cols, cin] = case.frame.unwrap_or([1, 1, 1]);
+    Array5::from_shape_fn((case.b, case.t, rows, cols, cin), |(b, t, y, x, _)| {
+        ((b + t * 3 + y * x) as f32 * 0.05).sin()
+    })
+}
+
 fn bench_case(
     case: &Case,
     backend: Backend,
@@ -411,9 +442,7 @@ fn bench_case(
     gpu_timed: bool,
 ) -> Result<Vec<BenchResult>> {
     let (mut l1, mut l2, mut l3, l4);
-    let x3 = Array3::from_shape_fn((case.t, case.b, case.i.unwrap_or(1)), |(t, b, i)| {
-        ((t * 31 + b * 7 + i) as f32 * 0.01).sin()
-    });
+    let x3 = rec_input(case);
     let (mut fwd, mut fb): Passes<'_> = match case.cell {
         "lstm" => {
             l1 = Lstm::new(
@@ -454,11 +483,8 @@ fn bench_case(
             h_passes!(&l3, &x3)
         }
         _ => {
-            let [rows, cols, cin] = case.frame.unwrap_or([1, 1, 1]);
             l4 = ConvLstm2dStack::new(convlstm_layers(case, &backend, algo)?)?;
-            let x5 = Array5::from_shape_fn((case.b, case.t, rows, cols, cin), |(b, t, y, x, _)| {
-                ((b + t * 3 + y * x) as f32 * 0.05).sin()
-            });
+            let x5 = conv_input(case);
             let l = &l4;
             let x5b = x5.clone();
             let fwd = boxed(move || l.forward(x5.view()).map(|_| vec![l.last_stats()]));
@@ -520,6 +546,7 @@ fn summarize(
         recurrence_ms: (rec.len() == samples.len() && !rec.is_empty()).then(|| median(&mut rec).0),
         encode_ms: on_gpu.then(|| median(&mut enc).0),
         wall_ms: on_gpu.then(|| median(&mut wall).0),
+        device_wall_ms: None,
         gflops: mult * case.flops / med / 1e6,
         dispatches: samples[0].stats.dispatches,
         submits: samples[0].stats.submits,

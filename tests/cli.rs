@@ -174,7 +174,10 @@ fn bench_writes_the_documented_json() {
         assert_eq!(r["encode_ms"].is_number(), gpu, "{r}");
         // GPU rows carry the wall time of a whole call (submit and read-back included).
         assert_eq!(r["wall_ms"].is_number(), gpu, "{r}");
+        // ... and the wall time with the input on the device and the outputs left there.
+        assert_eq!(r["device_wall_ms"].is_number(), gpu, "{r}");
         if gpu {
+            assert!(r["device_wall_ms"].as_f64().unwrap() > 0.0, "{r}");
             assert!(
                 r["wall_ms"].as_f64().unwrap() >= r["encode_ms"].as_f64().unwrap(),
                 "{r}"

@@ -178,7 +178,9 @@ pub(super) fn run(
                 max_ms: hi,
                 recurrence_ms: None,
                 encode_ms: None,
+                // Operands already live on the device, so wall_ms is that clock already.
                 wall_ms: Some(median(&mut walls[i]).0),
+                device_wall_ms: None,
                 gflops: flops / med / 1e6,
                 dispatches: dispatches[i],
                 submits: 1,

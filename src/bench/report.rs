@@ -98,7 +98,7 @@ fn row_key(r: &serde_json::Value) -> String {
 /// number. The time is the row's `wall_ms` when it has one (this crate's GPU rows: the
 /// median wall time of a whole call, the clock PyTorch's baseline uses), else `median_ms`.
 /// The error names the field and its value.
-fn check_row(r: &serde_json::Value) -> std::result::Result<(String, f64), String> {
+fn check_row(r: &serde_json::Value) -> std::result::Result<Row, String> {
     let text = |k: &str| -> std::result::Result<&str, String> {
         match r.get(k) {
             Some(serde_json::Value::String(s)) => Ok(s),
@@ -151,47 +151,83 @@ fn check_row(r: &serde_json::Value) -> std::result::Result<(String, f64), String
         }
     };
     let med = ms("median_ms")?.ok_or("no median_ms")?;
-    Ok((imp, ms("wall_ms")?.unwrap_or(med)))
+    Ok(Row {
+        imp,
+        ms: ms("wall_ms")?.unwrap_or(med),
+        device: ms("device_wall_ms")?,
+    })
+}
+
+/// One checked row: its implementation, its time (wall where it has one) and its
+/// device-resident wall time, if measured.
+struct Row {
+    imp: String,
+    ms: f64,
+    device: Option<f64>,
 }
 
 /// A side-by-side table of two reports (this crate's and, say, `bench/pytorch_baseline.py`'s
 /// on the same machine): one row per (cell, pass, shape) both contain, every implementation's
 /// time (wall time where a row has `wall_ms`, see [`check_row`]), and `b/a` = the second
-/// report's best time over the first's (above 1: the first is faster). Errors when the
-/// inputs are not reports.
+/// report's best time over the first's (above 1: the first is faster). Where the first
+/// report's rows carry `device_wall_ms` (input on the device, outputs left there: the clock
+/// of PyTorch's baseline, whose tensors live on the GPU), a second section compares those
+/// against the second report's times. Errors when the inputs are not reports.
 pub fn compare(a: &serde_json::Value, b: &serde_json::Value) -> Result<String> {
     use std::collections::BTreeMap;
-    let rows =
-        |v: &serde_json::Value, which: &str| -> Result<BTreeMap<String, Vec<(String, f64)>>> {
-            let list = v["results"]
-                .as_array()
-                .ok_or_else(|| Error::Format(format!("report {which} has no results array")))?;
-            let mut m: BTreeMap<String, Vec<(String, f64)>> = BTreeMap::new();
-            for (n, r) in list.iter().enumerate() {
-                let (imp, med) = check_row(r)
-                    .map_err(|e| Error::Format(format!("report {which}, results[{n}]: {e}")))?;
-                m.entry(row_key(r)).or_default().push((imp, med));
-            }
-            Ok(m)
-        };
+    let rows = |v: &serde_json::Value, which: &str| -> Result<BTreeMap<String, Vec<Row>>> {
+        let list = v["results"]
+            .as_array()
+            .ok_or_else(|| Error::Format(format!("report {which} has no results array")))?;
+        let mut m: BTreeMap<String, Vec<Row>> = BTreeMap::new();
+        for (n, r) in list.iter().enumerate() {
+            let row = check_row(r)
+                .map_err(|e| Error::Format(format!("report {which}, results[{n}]: {e}")))?;
+            m.entry(row_key(r)).or_default().push(row);
+        }
+        Ok(m)
+    };
     let (ra, rb) = (rows(a, "a")?, rows(b, "b")?);
     let name = |v: &serde_json::Value| v["adapter"]["name"].as_str().unwrap_or("?").to_string();
     let mut s = format!("a: {}\nb: {}\n", name(a), name(b));
+    let fmt = |v: &[(String, f64)]| {
+        v.iter()
+            .map(|(i, m)| format!("{i} {m:.2}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let best = |v: &[(String, f64)]| v.iter().map(|x| x.1).fold(f64::INFINITY, f64::min);
+    let times = |v: &[Row], device: bool| -> Vec<(String, f64)> {
+        v.iter()
+            .filter_map(|r| {
+                let ms = if device { r.device } else { Some(r.ms) };
+                ms.map(|m| (r.imp.clone(), m))
+            })
+            .collect()
+    };
+    let mut device_lines = String::new();
     for (key, va) in &ra {
         let Some(vb) = rb.get(key) else { continue };
-        let fmt = |v: &[(String, f64)]| {
-            v.iter()
-                .map(|(i, m)| format!("{i} {m:.2}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        let best = |v: &[(String, f64)]| v.iter().map(|x| x.1).fold(f64::INFINITY, f64::min);
+        let (ta, tb) = (times(va, false), times(vb, false));
         s.push_str(&format!(
             "{key}: a [{}] | b [{}] | b/a {:.2}\n",
-            fmt(va),
-            fmt(vb),
-            best(vb) / best(va)
+            fmt(&ta),
+            fmt(&tb),
+            best(&tb) / best(&ta)
         ));
+        let da = times(va, true);
+        if !da.is_empty() {
+            device_lines.push_str(&format!(
+                "{key}: a [{}] | b [{}] | b/a {:.2}\n",
+                fmt(&da),
+                fmt(&tb),
+                best(&tb) / best(&da)
+            ));
+        }
+    }
+    if !device_lines.is_empty() {
+        s.push_str("a with its input on the device and outputs left there (device_wall_ms):\n");
+        s.push_str(&device_lines);
     }
     Ok(s)
 }
@@ -245,6 +281,20 @@ mod tests {
             "{s}"
         );
         assert!(!s.contains("kernels [3]"), "{s}");
+        // Rows with device_wall_ms add a second section on that clock.
+        let mut dev = row("stepwise", 1.0, Some(4.0));
+        dev["device_wall_ms"] = serde_json::json!(1.5);
+        let cudnn = report(serde_json::json!([row("cudnn-fp32", 6.0, None)]));
+        let s = compare(&report(serde_json::json!([dev])), &cudnn).unwrap();
+        let (wall, device) = s
+            .split_once("(device_wall_ms):\n")
+            .expect("a device section");
+        assert!(wall.contains("b/a 1.50"), "{s}");
+        assert!(
+            device.contains("a [stepwise 1.50] | b [cudnn-fp32 6.00] | b/a 4.00"),
+            "{s}"
+        );
+        assert!(!compare(&ours, &torch).unwrap().contains("device_wall_ms"));
         let bad = report(serde_json::json!([row("stepwise", 1.0, Some(-1.0))]));
         let e = compare(&bad, &torch).unwrap_err().to_string();
         assert!(e.contains("wall_ms = -1.0"), "{e}");

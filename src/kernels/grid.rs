@@ -119,7 +119,8 @@ pub(crate) fn plan(ctx: &Context, cell: Cell, s: &RecShape, backward: bool) -> R
     let have = ctx.limits.max_storage_buffers_per_shader_stage as usize;
     if have < bindings {
         return Err(Error::Limit(format!(
-            "Grid {}: binds {bindings} storage buffers per shader stage; the device allows              {have} (max_storage_buffers_per_shader_stage)",
+            "Grid {}: binds {bindings} storage buffers per shader stage; the device allows \
+             {have} (max_storage_buffers_per_shader_stage)",
             if backward { "backward" } else { "forward" }
         )));
     }
