@@ -114,8 +114,9 @@ impl AutoTable {
     }
 
     /// Builds a table from a `wgpu-rnn bench` JSON report: for each recurrent (cell, pass,
-    /// B, H) the rows of the four recurrence algorithms, timed by `wall_ms` where present
-    /// (the whole call, as a user sees it), else `median_ms`. Other rows (cpu, unfused,
+    /// B, H) the rows of the four recurrence algorithms, timed by `device_wall_ms` where
+    /// present (the whole call on device tensors: what the algorithm costs, without the
+    /// transfers every algorithm shares), else `wall_ms`, else `median_ms`. Other rows (cpu, unfused,
     /// tiled, gemm, convlstm2d) are ignored.
     pub fn from_bench(report: &serde_json::Value) -> Result<Self> {
         let bad = |what: &str| Error::Format(format!("bench report: {what}"));
@@ -145,7 +146,7 @@ impl AutoTable {
             let (Some(b), Some(t), Some(h)) = (n("B"), n("T"), n("H")) else {
                 return Err(bad(&format!("a {cell} {imp} row lacks B, T or H")));
             };
-            let ms = ["wall_ms", "median_ms"]
+            let ms = ["device_wall_ms", "wall_ms", "median_ms"]
                 .iter()
                 .find_map(|k| r.get(*k).and_then(|v| v.as_f64()))
                 .ok_or_else(|| bad(&format!("a {cell} {imp} row has no time")))?;

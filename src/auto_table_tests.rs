@@ -107,6 +107,8 @@ fn a_bench_report_becomes_a_table_by_wall_time() {
         }
         r
     };
+    let mut dev_row = row("stepwise", "forward_backward", Some(1.0), 1.0);
+    dev_row["device_wall_ms"] = serde_json::json!(6.0);
     let report = serde_json::json!({
         "adapter": {"name": "Test GPU", "backend": "Vulkan", "device_type": "DiscreteGpu",
                     "driver": "1.0"},
@@ -118,6 +120,8 @@ fn a_bench_report_becomes_a_table_by_wall_time() {
             row("unfused", "forward", Some(0.1), 0.1),
             row("grid", "forward_backward", None, 4.0),
             row("resident", "forward_backward", None, 5.0),
+            // device_wall_ms, where present, decides over wall_ms.
+            dev_row,
             {"cell": "gemm", "pass": "forward", "M": 8, "K": 8, "N": 8, "impl": "gemm_gpu",
              "median_ms": 0.01},
         ],
@@ -131,7 +135,7 @@ fn a_bench_report_becomes_a_table_by_wall_time() {
     );
     assert_eq!(
         t.ranked("gru", true, 8, 128),
-        [Algorithm::Grid, Algorithm::Resident]
+        [Algorithm::Grid, Algorithm::Resident, Algorithm::Stepwise]
     );
     // A report with no recurrent algorithm row is an error naming what was missing.
     let empty = serde_json::json!({"adapter": report["adapter"], "results": []});
