@@ -17,6 +17,11 @@ pub const ADAPTER_ENV: &str = "WGPU_RNN_ADAPTER";
 /// shorter dispatch also keeps real drivers clear of watchdog timeouts.
 pub const LOOP_BUDGET: u32 = 48_000;
 
+/// The longest the host waits for one submission to finish before reporting the device
+/// as hung ([`Error::Device`]) instead of blocking forever. Generous: a long training
+/// step on a software adapter takes seconds to minutes.
+pub const GPU_WAIT: std::time::Duration = std::time::Duration::from_secs(900);
+
 /// What the crate tells users about the adapter it runs on.
 #[derive(Clone, Debug)]
 pub struct AdapterSummary {
@@ -382,6 +387,22 @@ impl Context {
 
     pub(crate) fn profiling_timestamps(&self) -> bool {
         self.profiling.load(std::sync::atomic::Ordering::Relaxed) && self.has_timestamps()
+    }
+
+    /// Waits (at most [`GPU_WAIT`]) for the work submitted so far, including map callbacks;
+    /// `what` names the wait in the error.
+    pub(crate) fn wait(&self, what: &str) -> Result<()> {
+        let poll = wgpu::PollType::Wait {
+            submission_index: None,
+            timeout: Some(GPU_WAIT),
+        };
+        self.device.poll(poll).map(|_| ()).map_err(|e| match e {
+            wgpu::PollError::Timeout => Error::Device(format!(
+                "{what}: the GPU did not finish within {} s (a hung or lost device)",
+                GPU_WAIT.as_secs()
+            )),
+            e => Error::Device(format!("{what}: poll failed: {e}")),
+        })
     }
 
     /// Runs `f` inside validation and out-of-memory error scopes; any error they catch, or

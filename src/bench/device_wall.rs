@@ -70,9 +70,7 @@ pub(super) fn measure(
             layer.record_backward(&mut rec, tape, &OutputGrads::output(f.y.clone()))?;
         }
         rec.submit()?;
-        ctx.device()
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| Error::Device(format!("poll failed: {e}")))?;
+        ctx.wait("device_wall_ms call")?;
         Ok(t0.elapsed().as_secs_f64() * 1e3)
     };
     let profiling = ctx.profiling_timestamps();

@@ -6,7 +6,7 @@
 
 use super::{BenchResult, median};
 use crate::context::Context;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::kernels::gemm::{self, GemmKernel, Mat, Out};
 use crate::kernels::{Recorder, buffers};
 
@@ -115,9 +115,7 @@ fn run_once(
         s.bias.then_some((bias, 0)),
     )?;
     let stats = rec.submit()?;
-    ctx.device
-        .poll(wgpu::PollType::wait_indefinitely())
-        .map_err(|e| Error::Device(format!("poll failed: {e}")))?;
+    ctx.wait("GEMM bench call")?;
     let wall = t0.elapsed().as_secs_f64() * 1e3;
     Ok(match (gpu_timed, stats.gpu_ms) {
         (true, Some(ms)) => (ms, true, wall, stats.dispatches),

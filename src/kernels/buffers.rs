@@ -116,9 +116,7 @@ pub(crate) fn read_f32(ctx: &Context, ranges: &[ReadRange<'_>]) -> Result<Vec<Ve
     slice.map_async(wgpu::MapMode::Read, move |r| {
         let _ = tx.send(r);
     });
-    ctx.device
-        .poll(wgpu::PollType::wait_indefinitely())
-        .map_err(|e| Error::Device(format!("poll failed: {e}")))?;
+    ctx.wait("read-back")?;
     rx.recv()
         .map_err(|_| Error::Device("map callback dropped".into()))?
         .map_err(|e| Error::Device(format!("map failed: {e}")))?;

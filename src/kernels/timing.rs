@@ -69,9 +69,7 @@ impl PassTimer {
         slice.map_async(wgpu::MapMode::Read, move |r| {
             let _ = tx.send(r);
         });
-        ctx.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| Error::Device(format!("poll failed: {e}")))?;
+        ctx.wait("timestamp read-back")?;
         rx.recv()
             .map_err(|_| Error::Device("map callback dropped".into()))?
             .map_err(|e| Error::Device(format!("map failed: {e}")))?;
