@@ -197,8 +197,11 @@ fn grid_sync_0(lid: u32, b: u32, groups: u32) -> bool {
         var spins = 0u;
         var c = atomicLoad(&sync_0[0]);
         var arrived = false;
-        // Test hook: this workgroup "never arrives" at barrier _pad3 - 1.
-        if (p._pad3 == b + 1u) {
+        // Test hook: this workgroup "never arrives" at barrier (_pad3 & 0xffffff) - 1, in
+        // the directions _pad3 >> 24 names (a bit per direction; 0: every direction).
+        let hook_dirs = p._pad3 >> 24u;
+        let hook_dir = hook_dirs == 0u || ((hook_dirs >> 0u) & 1u) == 1u;
+        if ((p._pad3 & 0xffffffu) == b + 1u && hook_dir) {
             atomicOr(&sync_0[0], POISON);
             c = POISON;
         }
@@ -638,8 +641,11 @@ fn grid_sync_1(lid: u32, b: u32, groups: u32) -> bool {
         var spins = 0u;
         var c = atomicLoad(&sync_1[0]);
         var arrived = false;
-        // Test hook: this workgroup "never arrives" at barrier _pad3 - 1.
-        if (p._pad3 == b + 1u) {
+        // Test hook: this workgroup "never arrives" at barrier (_pad3 & 0xffffff) - 1, in
+        // the directions _pad3 >> 24 names (a bit per direction; 0: every direction).
+        let hook_dirs = p._pad3 >> 24u;
+        let hook_dir = hook_dirs == 0u || ((hook_dirs >> 1u) & 1u) == 1u;
+        if ((p._pad3 & 0xffffffu) == b + 1u && hook_dir) {
             atomicOr(&sync_1[0], POISON);
             c = POISON;
         }

@@ -4,7 +4,9 @@
 //
 // What it provides:
 //   Params        as rnn_common.wgsl; Grid also reads _pad1 = S (slices of hidden units),
-//                 _pad2 = U (units per slice), _pad3 = test hook (fail at barrier _pad3-1)
+//                 _pad2 = U (units per slice), _pad3 = test hook (fail at barrier
+//                 (_pad3 & 0xffffff) - 1, in the directions whose bit is set in _pad3 >> 24,
+//                 all when none is)
 //   WG, VB, SB    pipeline-overridable sizes (host plan, src/kernels/grid.rs)
 //   gvec, gsb     workgroup memory: the vector the weight chunks multiply (one batch tile),
 //                 the partial sums
@@ -108,8 +110,11 @@ fn grid_sync(lid: u32, b: u32, groups: u32) -> bool {
         var spins = 0u;
         var c = atomicLoad(&sync[0]);
         var arrived = false;
-        // Test hook: this workgroup "never arrives" at barrier _pad3 - 1.
-        if (p._pad3 == b + 1u) {
+        // Test hook: this workgroup "never arrives" at barrier (_pad3 & 0xffffff) - 1, in
+        // the directions _pad3 >> 24 names (a bit per direction; 0: every direction).
+        let hook_dirs = p._pad3 >> 24u;
+        let hook_dir = hook_dirs == 0u || ((hook_dirs >> p.dir) & 1u) == 1u;
+        if ((p._pad3 & 0xffffffu) == b + 1u && hook_dir) {
             atomicOr(&sync[0], POISON);
             c = POISON;
         }

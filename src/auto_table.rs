@@ -10,7 +10,9 @@
 //! [`Context::set_auto_table`](crate::Context::set_auto_table).
 //!
 //! A layer asks for the entry of its cell and pass nearest to its batch and hidden size
-//! (distance in octaves: |log2 B/B'| + |log2 H/H'|, at most [`MAX_OCTAVES`]); the algorithms
+//! (distance in octaves: |log2 B/B'| + |log2 H/H'|, at most [`MAX_OCTAVES`]; ties go to the
+//! nearest sequence length; the input size is not a key, since the input projection is the
+//! same GEMM under every algorithm); the algorithms
 //! of that entry are tried fastest first, and the first one the layer can run (its limits,
 //! activations and masks checked as if it had been forced) is chosen. No entry close enough,
 //! or none that runs: the built-in rules decide.
@@ -108,7 +110,7 @@ impl AutoTable {
         };
         check_entry(&entry)?;
         self.entries
-            .retain(|e| (&e.cell, &e.pass, e.b, e.h) != (&entry.cell, &entry.pass, b, h));
+            .retain(|e| (&e.cell, &e.pass, e.b, e.t, e.h) != (&entry.cell, &entry.pass, b, t, h));
         self.entries.push(entry);
         Ok(())
     }
@@ -134,7 +136,9 @@ impl AutoTable {
             .get("results")
             .and_then(|r| r.as_array())
             .ok_or_else(|| bad("no results array"))?;
-        type Key = (String, String, usize, usize);
+        // Keyed by (cell, pass, B, T, H), with I kept to refuse a report that times one
+        // such shape at two input sizes (their rows would mix in one entry).
+        type Key = (String, String, usize, usize, usize);
         let mut groups: BTreeMap<Key, (usize, BTreeMap<String, f64>)> = BTreeMap::new();
         for r in rows {
             let s = |k: &str| r.get(k).and_then(|v| v.as_str()).unwrap_or("");
@@ -146,16 +150,24 @@ impl AutoTable {
             let (Some(b), Some(t), Some(h)) = (n("B"), n("T"), n("H")) else {
                 return Err(bad(&format!("a {cell} {imp} row lacks B, T or H")));
             };
+            let i = n("I").unwrap_or(h);
             let ms = ["device_wall_ms", "wall_ms", "median_ms"]
                 .iter()
                 .find_map(|k| r.get(*k).and_then(|v| v.as_f64()))
                 .ok_or_else(|| bad(&format!("a {cell} {imp} row has no time")))?;
             let g = groups
-                .entry((cell.to_string(), s("pass").to_string(), b, h))
-                .or_insert((t, BTreeMap::new()));
+                .entry((cell.to_string(), s("pass").to_string(), b, t, h))
+                .or_insert((i, BTreeMap::new()));
+            if g.0 != i {
+                return Err(bad(&format!(
+                    "{cell} B{b} T{t} H{h} is timed at I = {} and I = {i}; a table keys on \
+                     (B, T, H): bench one input size per shape",
+                    g.0
+                )));
+            }
             g.1.insert(imp.to_string(), ms);
         }
-        for ((cell, pass, b, h), (t, ms)) in groups {
+        for ((cell, pass, b, t, h), (_, ms)) in groups {
             table.insert((&cell, &pass), (b, t, h), ms)?;
         }
         if table.entries.is_empty() {
@@ -196,17 +208,23 @@ impl AutoTable {
     }
 
     /// The algorithms of the entry nearest to (cell, pass, b, h), fastest first; empty when
-    /// no entry of that cell and pass lies within [`MAX_OCTAVES`].
-    pub fn ranked(&self, cell: &str, train: bool, b: usize, h: usize) -> Vec<Algorithm> {
+    /// no entry of that cell and pass lies within [`MAX_OCTAVES`]. Among equally near
+    /// entries the one nearest in sequence length `t` decides.
+    pub fn ranked(
+        &self,
+        cell: &str,
+        train: bool,
+        (b, t, h): (usize, usize, usize),
+    ) -> Vec<Algorithm> {
         let pass = if train { "forward_backward" } else { "forward" };
         let oct = |x: usize, y: usize| ((x.max(1) as f64) / (y.max(1) as f64)).log2().abs();
         let best = self
             .entries
             .iter()
             .filter(|e| e.cell == cell && e.pass == pass)
-            .map(|e| (oct(e.b, b) + oct(e.h, h), e))
-            .filter(|(d, _)| *d <= MAX_OCTAVES + 1e-9)
-            .min_by(|x, y| x.0.total_cmp(&y.0));
+            .map(|e| ((oct(e.b, b) + oct(e.h, h), oct(e.t, t)), e))
+            .filter(|((d, _), _)| *d <= MAX_OCTAVES + 1e-9)
+            .min_by(|x, y| x.0.0.total_cmp(&y.0.0).then(x.0.1.total_cmp(&y.0.1)));
         best.map(|(_, e)| e.ranked.iter().filter_map(|n| algorithm(n).ok()).collect())
             .unwrap_or_default()
     }

@@ -43,48 +43,74 @@ fn table() -> AutoTable {
 fn entries_rank_their_algorithms_fastest_first() {
     let t = table();
     assert_eq!(
-        t.ranked("lstm", false, 64, 256),
+        t.ranked("lstm", false, (64, 100, 256)),
         [Algorithm::Stepwise, Algorithm::Grid, Algorithm::Persistent]
     );
     assert_eq!(
-        t.ranked("lstm", false, 1, 64),
+        t.ranked("lstm", false, (1, 100, 64)),
         [Algorithm::Resident, Algorithm::Stepwise]
     );
     // The pass is part of the key: training looks at forward_backward rows only.
     assert_eq!(
-        t.ranked("lstm", true, 1, 64),
+        t.ranked("lstm", true, (1, 100, 64)),
         [Algorithm::Persistent, Algorithm::Resident]
     );
     // Another cell has no entries.
-    assert!(t.ranked("gru", false, 1, 64).is_empty());
+    assert!(t.ranked("gru", false, (1, 100, 64)).is_empty());
 }
 
 #[test]
 fn the_nearest_entry_within_two_octaves_decides() {
     let t = table();
     // B2 H128: 1 + 1 octaves from B1 H64, far from B64 H256.
-    assert_eq!(t.ranked("lstm", false, 2, 128)[0], Algorithm::Resident);
+    assert_eq!(
+        t.ranked("lstm", false, (2, 100, 128))[0],
+        Algorithm::Resident
+    );
     // B32 H128: 1 + 1 octaves from B64 H256.
-    assert_eq!(t.ranked("lstm", false, 32, 128)[0], Algorithm::Stepwise);
+    assert_eq!(
+        t.ranked("lstm", false, (32, 100, 128))[0],
+        Algorithm::Stepwise
+    );
     // B4 H128: 2 + 1 = 3 octaves from B1 H64, 4 + 1 from B64 H256: nothing decides.
-    assert!(t.ranked("lstm", false, 4, 128).is_empty());
+    assert!(t.ranked("lstm", false, (4, 100, 128)).is_empty());
     // Exactly two octaves still counts (B4 H64).
-    assert_eq!(t.ranked("lstm", false, 4, 64)[0], Algorithm::Resident);
+    assert_eq!(
+        t.ranked("lstm", false, (4, 100, 64))[0],
+        Algorithm::Resident
+    );
     // No training entry near B64 H256.
-    assert!(t.ranked("lstm", true, 64, 256).is_empty());
+    assert!(t.ranked("lstm", true, (64, 100, 256)).is_empty());
 }
 
 #[test]
 fn insert_replaces_the_same_shape_and_refuses_bad_times() {
     let mut t = table();
+    // Another sequence length is another entry; the nearest T decides between them.
     t.insert(
         ("lstm", "forward"),
-        (1, 50, 64),
+        (1, 1000, 64),
         ms(&[("stepwise", 0.1), ("resident", 0.5)]),
     )
     .unwrap();
-    assert_eq!(t.entries.len(), 3);
-    assert_eq!(t.ranked("lstm", false, 1, 64)[0], Algorithm::Stepwise);
+    assert_eq!(t.entries.len(), 4);
+    assert_eq!(
+        t.ranked("lstm", false, (1, 800, 64))[0],
+        Algorithm::Stepwise
+    );
+    assert_eq!(
+        t.ranked("lstm", false, (1, 120, 64))[0],
+        Algorithm::Resident
+    );
+    // The same (cell, pass, B, T, H) replaces the entry.
+    t.insert(
+        ("lstm", "forward"),
+        (1, 100, 64),
+        ms(&[("grid", 0.1), ("resident", 0.5)]),
+    )
+    .unwrap();
+    assert_eq!(t.entries.len(), 4);
+    assert_eq!(t.ranked("lstm", false, (1, 100, 64))[0], Algorithm::Grid);
     for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
         let r = t.insert(("rnn", "forward"), (1, 10, 8), ms(&[("grid", bad)]));
         assert!(matches!(r, Err(Error::Format(_))), "{bad}: {r:?}");
@@ -130,13 +156,20 @@ fn a_bench_report_becomes_a_table_by_wall_time() {
     assert_eq!(t.adapter, adapter());
     assert_eq!(t.entries.len(), 2);
     assert_eq!(
-        t.ranked("gru", false, 8, 128),
+        t.ranked("gru", false, (8, 100, 128)),
         [Algorithm::Stepwise, Algorithm::Persistent]
     );
     assert_eq!(
-        t.ranked("gru", true, 8, 128),
+        t.ranked("gru", true, (8, 100, 128)),
         [Algorithm::Grid, Algorithm::Resident, Algorithm::Stepwise]
     );
+    // One shape timed at two input sizes would mix in one entry: refused, naming them.
+    let mut other_i = row("grid", "forward", None, 1.0);
+    other_i["I"] = serde_json::json!(64);
+    let mut mixed = report.clone();
+    mixed["results"].as_array_mut().unwrap().push(other_i);
+    let e = AutoTable::from_bench(&mixed).unwrap_err().to_string();
+    assert!(e.contains("I = 128 and I = 64"), "{e}");
     // A report with no recurrent algorithm row is an error naming what was missing.
     let empty = serde_json::json!({"adapter": report["adapter"], "results": []});
     assert!(

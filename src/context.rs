@@ -74,6 +74,8 @@ pub struct Context {
     pub(crate) totals: Totals,
     /// A measured `Algorithm::Auto` table for this adapter (`crate::auto_table`), if any.
     auto_table: std::sync::RwLock<Option<Arc<AutoTable>>>,
+    /// Why `WGPU_RNN_AUTO_TABLE`'s table is not used here (measured on another adapter).
+    auto_table_skipped: Option<String>,
 }
 
 /// Counters behind [`Context::totals`].
@@ -257,17 +259,29 @@ impl Context {
             .with_env_auto_table()
     }
 
-    /// Loads the table `WGPU_RNN_AUTO_TABLE` names, if set: a file that cannot be read, or
-    /// one measured on another adapter, is an error here rather than a silent fallback.
-    fn with_env_auto_table(self) -> Result<Self> {
+    /// Loads the table `WGPU_RNN_AUTO_TABLE` names, if set. A file that cannot be read or is
+    /// not a table is an error. A table measured on another adapter is left unused on this
+    /// context (the variable is process-wide, and a host may open several adapters) and the
+    /// reason kept for [`auto_table_skipped`](Self::auto_table_skipped).
+    fn with_env_auto_table(mut self) -> Result<Self> {
         if let Some(path) = std::env::var_os(AUTO_TABLE_ENV) {
             let path = std::path::PathBuf::from(path);
             let table = AutoTable::load(&path)
                 .map_err(|e| Error::Config(format!("{AUTO_TABLE_ENV}={}: {e}", path.display())))?;
-            self.set_auto_table(Some(table))
-                .map_err(|e| Error::Config(format!("{AUTO_TABLE_ENV}={}: {e}", path.display())))?;
+            if let Err(e) = self.set_auto_table(Some(table)) {
+                self.auto_table_skipped = Some(format!(
+                    "{AUTO_TABLE_ENV}={} is not used: {e}",
+                    path.display()
+                ));
+            }
         }
         Ok(self)
+    }
+
+    /// Why the table `WGPU_RNN_AUTO_TABLE` names is not used on this context (it was
+    /// measured on another adapter), if so.
+    pub fn auto_table_skipped(&self) -> Option<&str> {
+        self.auto_table_skipped.as_deref()
     }
 
     /// Sets (or with `None` removes) the measured table `Algorithm::Auto` consults before its
@@ -284,17 +298,20 @@ impl Context {
                 )));
             }
         }
-        let mut slot = self
-            .auto_table
-            .write()
-            .map_err(|_| Error::Device("auto table lock poisoned".into()))?;
+        // The slot holds a plain Option<Arc>: a panic elsewhere cannot leave it half-written,
+        // so a poisoned lock is simply taken over.
+        let mut slot = self.auto_table.write().unwrap_or_else(|e| e.into_inner());
         *slot = table.map(Arc::new);
         Ok(())
     }
 
-    /// The measured Auto table in use, if any.
+    /// The measured Auto table in use, if any. A layer call takes it once, so every
+    /// layer-direction of that call follows the same table.
     pub fn auto_table(&self) -> Option<Arc<AutoTable>> {
-        self.auto_table.read().ok().and_then(|t| t.clone())
+        self.auto_table
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     fn assemble(
@@ -321,6 +338,7 @@ impl Context {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             totals: Totals::default(),
             auto_table: std::sync::RwLock::new(None),
+            auto_table_skipped: None,
         }
     }
 

@@ -209,9 +209,15 @@ proptest! {
 
     /// One slice holding every unit: a grid of one workgroup per batch tile, whose barrier
     /// completes alone. With a barrier forced to fail after a chosen step, the grid runs
-    /// the steps before it and the fallback the rest: the same numbers, bit for bit.
+    /// the steps before it and the fallback the rest: the same numbers, bit for bit. Also
+    /// with the barrier failing in one direction only (bidirectional layers run both in one
+    /// dispatch: one direction's grid finishes while the other resumes in the fallback).
     #[test]
-    fn one_slice_grid_and_its_forced_fallback_match_cpu(c in case(), fail in 0usize..8) {
+    fn one_slice_grid_and_its_forced_fallback_match_cpu(
+        c in case(),
+        fail in 0usize..8,
+        dir in 0usize..2,
+    ) {
         let _g = HOOK.lock().unwrap_or_else(|e| e.into_inner());
         let one = Some(c.h);
         let plain = check(&c, GridHook { units_per_slice: one, ..GridHook::default() });
@@ -220,7 +226,14 @@ proptest! {
             fail_at_barrier: Some(fail % c.t),
             ..GridHook::default()
         });
+        let one_dir = check(&c, GridHook {
+            units_per_slice: one,
+            fail_at_barrier: Some(fail % c.t),
+            fail_direction: Some(dir),
+            ..GridHook::default()
+        });
         prop_assert_eq!(&plain, &forced);
+        prop_assert_eq!(&plain, &one_dir);
     }
 }
 

@@ -455,7 +455,10 @@ fn info() -> ExitCode {
                     t.entries.len(),
                     wgpu_rnn::auto_table::AUTO_TABLE_ENV
                 ),
-                None => println!("auto table: none (the built-in rules decide)"),
+                None => match ctx.auto_table_skipped() {
+                    Some(why) => println!("auto table: none ({why})"),
+                    None => println!("auto table: none (the built-in rules decide)"),
+                },
             }
             ExitCode::SUCCESS
         }

@@ -171,6 +171,9 @@ pub(crate) fn record_forward(
     let cn_buf = al.zeros(rec, "c_n", if kind.has_c() { cells_n * b * h } else { 1 })?;
     let slots = if train { t + 1 } else { 2 };
 
+    // One snapshot of the measured Auto table for the whole call: every layer-direction
+    // follows the same table even if another thread replaces it meanwhile.
+    let table = ctx.auto_table();
     let mut inputs = vec![inp.x.clone()];
     let mut cells = Vec::with_capacity(cells_n);
     let mut last_out = None;
@@ -187,7 +190,13 @@ pub(crate) fn record_forward(
             if drop.is_some() {
                 s.rmask = rec::u32_of(mask_offset(ci, (g, b, p)), "mask offset")?;
             }
-            let algo = rec::resolve(ctx, algo, &s, train, &kind.pool_need(&s))?;
+            let algo = rec::resolve(
+                ctx,
+                (algo, table.as_deref()),
+                &s,
+                train,
+                &kind.pool_need(&s),
+            )?;
             rec.note_algorithm(algo);
             let gx = al.zeros(rec, "gates", t * b * g * h)?;
             let input = inputs

@@ -67,12 +67,16 @@ pub struct GridHook {
     pub fail_at_barrier: Option<usize>,
     /// Dispatch boundaries instead of the grid barrier: one dispatch per step.
     pub step_mode: bool,
+    /// The direction (0 forward, 1 reverse) whose barrier `fail_at_barrier` fails (None:
+    /// every direction's): lets a two-direction dispatch fail one grid and not the other.
+    pub fail_direction: Option<usize>,
 }
 
 static HOOK: Mutex<GridHook> = Mutex::new(GridHook {
     units_per_slice: None,
     fail_at_barrier: None,
     step_mode: false,
+    fail_direction: None,
 });
 
 /// Sets the Grid test hooks for later calls (process-wide).
@@ -80,6 +84,22 @@ pub fn set_hook(h: GridHook) {
     if let Ok(mut g) = HOOK.lock() {
         *g = h;
     }
+}
+
+/// `Params._pad3` of a grid dispatch (grid_common.wgsl): the barrier to fail + 1 in the low
+/// 24 bits, a bit per direction above (none: every direction).
+fn hook_word(hk: &GridHook) -> Result<u32> {
+    let Some(f) = hk.fail_at_barrier else {
+        return Ok(0);
+    };
+    if f + 1 >= 1 << 24 || hk.fail_direction.is_some_and(|d| d > 1) {
+        return Err(Error::Config(format!(
+            "grid test hook: barrier {f} (below 2^24 - 1) in direction {:?} (0 or 1)",
+            hk.fail_direction
+        )));
+    }
+    let dirs = hk.fail_direction.map_or(0, |d| 1u32 << d);
+    Ok((f as u32 + 1) | dirs << 24)
 }
 
 fn hook() -> GridHook {
@@ -297,7 +317,7 @@ fn record(
     prm._pad = [
         u32_of(plan.slices, "slices")?,
         u32_of(plan.units, "units")?,
-        hk.fail_at_barrier.map_or(0, |f| f as u32 + 1),
+        hook_word(&hk)?,
     ];
     let base = prm.flags;
     let grid = u32_of(dirs * plan.slices * plan.tiles, "workgroups")?;

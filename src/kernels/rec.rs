@@ -151,10 +151,11 @@ fn persistent_device_ok(ctx: &Context) -> Result<()> {
 }
 
 /// Decides the algorithm for one shape: the caller's choice when it can run (an error naming
-/// the limit when it cannot), else the heuristic. `train` also requires the backward tile.
+/// the limit when it cannot), else `table`'s (the context's measured Auto table, taken once
+/// per call by the caller), else the heuristic. `train` also requires the backward tile.
 pub(crate) fn resolve(
     ctx: &Context,
-    algo: Algorithm,
+    (algo, table): (Algorithm, Option<&crate::auto_table::AutoTable>),
     s: &RecShape,
     train: bool,
     need: &PoolNeed,
@@ -220,14 +221,14 @@ pub(crate) fn resolve(
         Algorithm::Auto | Algorithm::Tiled => {
             // A table measured on this adapter (crate::auto_table) decides first: its
             // nearest entry's algorithms, fastest first, the first one this layer can run.
-            if let Some(table) = ctx.auto_table() {
+            if let Some(table) = table {
                 let name = match need.cell {
                     super::resident::Cell::Lstm => "lstm",
                     super::resident::Cell::Gru { .. } => "gru",
                     super::resident::Cell::Rnn => "rnn",
                 };
-                for a in table.ranked(name, train, s.b, s.h) {
-                    if let Ok(a) = resolve(ctx, a, s, train, need) {
+                for a in table.ranked(name, train, (s.b, s.t, s.h)) {
+                    if let Ok(a) = resolve(ctx, (a, None), s, train, need) {
                         return Ok(a);
                     }
                 }
