@@ -11,10 +11,12 @@
 //! the numbers, and Auto trains with another algorithm.
 
 mod common;
+#[macro_use]
+#[path = "support/bidir.rs"]
+mod bidir;
 
 use std::sync::{Arc, Mutex};
 
-use ndarray::{Array3, ArrayD};
 use wgpu_rnn::algorithm::{GridHook, set_grid_test_hook};
 use wgpu_rnn::{
     Algorithm, Backend, Context, Error, Gru, GruConfig, Lstm, LstmConfig, Nonlinearity, SimpleRnn,
@@ -46,52 +48,12 @@ fn ctx_with_storage(storage: u32) -> Arc<Context> {
     })
 }
 
-struct Run {
-    values: Vec<(String, ArrayD<f32>)>,
-    forward_dispatches: usize,
-    backward_dispatches: usize,
-}
-
-macro_rules! run {
-    ($layer:expr $(, $c_n:ident)?) => {{
-        let layer = $layer;
-        let x = common::rand3((T, B, I), 11, 1.0);
-        let (out, tape) = layer.forward_train(x.view(), None, Some(&LENS)).unwrap();
-        let forward_dispatches = layer.last_stats().dispatches;
-        let dy: Array3<f32> = common::rand3(out.out.dim(), 12, 1.0);
-        let grads = layer.backward(&tape, dy.view(), None).unwrap();
-        let backward_dispatches = layer.last_stats().dispatches;
-        #[allow(unused_mut)]
-        let mut values = vec![
-            ("out".to_string(), out.out.into_dyn()),
-            ("h_n".to_string(), out.h_n.into_dyn()),
-            ("dx".to_string(), grads.dx.into_dyn()),
-            ("dh0".to_string(), grads.dh0.into_dyn()),
-        ];
-        $(values.push(("c_n".to_string(), out.$c_n.into_dyn()));)?
-        let mut names: Vec<_> = grads.weights.keys().cloned().collect();
-        names.sort();
-        for k in names {
-            values.push((k.clone(), grads.weights[&k].clone().into_dyn()));
-        }
-        Run {
-            values,
-            forward_dispatches,
-            backward_dispatches,
-        }
-    }};
-}
-
-fn compare(one: &Run, two: &Run, cpu: &Run, what: &str, step_mode: bool) {
-    assert_eq!(one.values.len(), two.values.len());
-    for ((name, a), (_, b)) in one.values.iter().zip(&two.values) {
-        assert!(
-            a.iter()
-                .zip(b.iter())
-                .all(|(x, y)| x.to_bits() == y.to_bits()),
-            "{what} {name}: one dispatch and one per direction differ"
-        );
-    }
+fn compare(one: &bidir::Run, two: &bidir::Run, cpu: &bidir::Run, what: &str, step_mode: bool) {
+    bidir::assert_same_bits(
+        one,
+        two,
+        &format!("{what}: one dispatch vs one per direction"),
+    );
     for ((name, a), (_, c)) in one.values.iter().zip(&cpu.values) {
         common::assert_close(&format!("{what} {name}"), a.view(), c.view(), ATOL, RTOL);
     }
@@ -144,11 +106,11 @@ const fn hook(
 }
 
 /// Runs `build` on the 16-binding device, the 9-binding one and the CPU in every mode.
-fn each_mode(what: &str, go: impl Fn(Backend) -> Run) {
+fn each_mode(what: &str, go: impl Fn(Backend) -> bidir::Run) {
     let _g = HOOK.lock().unwrap_or_else(|e| e.into_inner());
     let (wide, narrow) = (ctx_with_storage(16), ctx_with_storage(9));
     let cpu = go(Backend::Cpu);
-    let mut first: Option<Run> = None;
+    let mut first: Option<bidir::Run> = None;
     for hook in MODES {
         set_grid_test_hook(hook);
         let one = go(Backend::Gpu(wide.clone()));
@@ -163,14 +125,7 @@ fn each_mode(what: &str, go: impl Fn(Backend) -> Run) {
         );
         // Every mode gives the same numbers.
         if let Some(f) = &first {
-            for ((name, a), (_, b)) in one.values.iter().zip(&f.values) {
-                assert!(
-                    a.iter()
-                        .zip(b.iter())
-                        .all(|(x, y)| x.to_bits() == y.to_bits()),
-                    "{what} {hook:?} {name}: differs from the one-slice grid"
-                );
-            }
+            bidir::assert_same_bits(&one, f, &format!("{what} {hook:?} vs the one-slice grid"));
         } else {
             first = Some(one);
         }
@@ -187,7 +142,7 @@ fn lstm_with_and_without_projection() {
         each_mode(&format!("LSTM proj {proj}"), |backend| {
             let mut l = Lstm::new(cfg, backend, 3).unwrap();
             l.set_algorithm(Algorithm::Grid);
-            run!(l, c_n)
+            bidir_run!(l, c_n)
         });
     }
 }
@@ -202,7 +157,7 @@ fn gru_reset_after_and_before() {
         each_mode(&format!("GRU reset_after {reset_after}"), |backend| {
             let mut l = Gru::new(cfg, backend, 5).unwrap();
             l.set_algorithm(Algorithm::Grid);
-            run!(l)
+            bidir_run!(l)
         });
     }
 }
@@ -217,7 +172,7 @@ fn simple_rnn_tanh_and_relu() {
         each_mode(&format!("RNN {nl:?}"), |backend| {
             let mut l = SimpleRnn::new(cfg, backend, 9).unwrap();
             l.set_algorithm(Algorithm::Grid);
-            run!(l)
+            bidir_run!(l)
         });
     }
 }

@@ -6,10 +6,12 @@
 //! dispatch fewer per layer and chunk in the forward and in the backward.
 
 mod common;
+#[macro_use]
+#[path = "support/bidir.rs"]
+mod bidir;
 
 use std::sync::Arc;
 
-use ndarray::{Array3, ArrayD};
 use wgpu_rnn::{
     Algorithm, Backend, Context, Gru, GruConfig, Lstm, LstmConfig, Nonlinearity, SimpleRnn,
     SimpleRnnConfig,
@@ -37,56 +39,14 @@ fn ctx_with_storage(storage: u32) -> Arc<Context> {
     })
 }
 
-/// Everything a forward and backward produce, flattened, with both passes' dispatch counts.
-struct Run {
-    values: Vec<(String, ArrayD<f32>)>,
-    forward_dispatches: usize,
-    backward_dispatches: usize,
-}
-
-/// Runs forward_train and backward of `$layer` (a freshly built layer) on fixed inputs.
-macro_rules! run {
-    ($layer:expr $(, $c_n:ident)?) => {{
-        let layer = $layer;
-        let x = common::rand3((T, B, I), 11, 1.0);
-        let (out, tape) = layer.forward_train(x.view(), None, Some(&LENS)).unwrap();
-        let forward_dispatches = layer.last_stats().dispatches;
-        let dy: Array3<f32> = common::rand3(out.out.dim(), 12, 1.0);
-        let grads = layer.backward(&tape, dy.view(), None).unwrap();
-        let backward_dispatches = layer.last_stats().dispatches;
-        #[allow(unused_mut)]
-        let mut values = vec![
-            ("out".to_string(), out.out.into_dyn()),
-            ("h_n".to_string(), out.h_n.into_dyn()),
-            ("dx".to_string(), grads.dx.into_dyn()),
-            ("dh0".to_string(), grads.dh0.into_dyn()),
-        ];
-        $(values.push(("c_n".to_string(), out.$c_n.into_dyn()));)?
-        let mut names: Vec<_> = grads.weights.keys().cloned().collect();
-        names.sort();
-        for k in names {
-            values.push((k.clone(), grads.weights[&k].clone().into_dyn()));
-        }
-        Run {
-            values,
-            forward_dispatches,
-            backward_dispatches,
-        }
-    }};
-}
-
 /// One dispatch vs two give identical numbers, both close to the CPU, and the dispatch
 /// counts differ by one per layer (T = 7 fits one chunk on every adapter).
-fn compare(one: Run, two: Run, cpu: Run, what: &str) {
-    assert_eq!(one.values.len(), two.values.len());
-    for ((name, a), (_, b)) in one.values.iter().zip(&two.values) {
-        assert!(
-            a.iter()
-                .zip(b.iter())
-                .all(|(x, y)| x.to_bits() == y.to_bits()),
-            "{what} {name}: one dispatch and one per direction differ"
-        );
-    }
+fn compare(one: bidir::Run, two: bidir::Run, cpu: bidir::Run, what: &str) {
+    bidir::assert_same_bits(
+        &one,
+        &two,
+        &format!("{what}: one dispatch vs one per direction"),
+    );
     for ((name, a), (_, c)) in one.values.iter().zip(&cpu.values) {
         common::assert_close(&format!("{what} {name}"), a.view(), c.view(), ATOL, RTOL);
     }
@@ -119,9 +79,9 @@ fn lstm_with_and_without_projection() {
             l.set_algorithm(Algorithm::Resident);
             l
         };
-        let one = run!(build(Backend::Gpu(wide.clone())), c_n);
-        let two = run!(build(Backend::Gpu(narrow.clone())), c_n);
-        let cpu = run!(build(Backend::Cpu), c_n);
+        let one = bidir_run!(build(Backend::Gpu(wide.clone())), c_n);
+        let two = bidir_run!(build(Backend::Gpu(narrow.clone())), c_n);
+        let cpu = bidir_run!(build(Backend::Cpu), c_n);
         compare(one, two, cpu, &format!("LSTM proj {proj}"));
     }
 }
@@ -139,9 +99,9 @@ fn gru_reset_after_and_before() {
             l.set_algorithm(Algorithm::Resident);
             l
         };
-        let one = run!(build(Backend::Gpu(wide.clone())));
-        let two = run!(build(Backend::Gpu(narrow.clone())));
-        let cpu = run!(build(Backend::Cpu));
+        let one = bidir_run!(build(Backend::Gpu(wide.clone())));
+        let two = bidir_run!(build(Backend::Gpu(narrow.clone())));
+        let cpu = bidir_run!(build(Backend::Cpu));
         compare(one, two, cpu, &format!("GRU reset_after {reset_after}"));
     }
 }
@@ -159,9 +119,9 @@ fn simple_rnn_tanh_and_relu() {
             l.set_algorithm(Algorithm::Resident);
             l
         };
-        let one = run!(build(Backend::Gpu(wide.clone())));
-        let two = run!(build(Backend::Gpu(narrow.clone())));
-        let cpu = run!(build(Backend::Cpu));
+        let one = bidir_run!(build(Backend::Gpu(wide.clone())));
+        let two = bidir_run!(build(Backend::Gpu(narrow.clone())));
+        let cpu = bidir_run!(build(Backend::Cpu));
         compare(one, two, cpu, &format!("RNN {nl:?}"));
     }
 }
