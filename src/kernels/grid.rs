@@ -414,15 +414,11 @@ pub(crate) fn record_forward_bi(
         Cell::Gru { .. } => &BI_FWD_GRU,
         Cell::Rnn => &BI_FWD_RNN,
     };
-    let (a, b) = (bufs[0].list(), bufs[1].list());
     let sync = [
         buffers::zeros(rec.ctx(), "grid sync", 1)?,
         buffers::zeros(rec.ctx(), "grid sync", 1)?,
     ];
-    // Direction 1's own: gx, w_rec, hseq, cseq, aux, sync (lens and out are shared).
-    let list = [
-        a[0], a[1], a[2], a[3], a[4], a[5], a[6], &sync[0], b[0], b[1], b[3], b[4], b[6], &sync[1],
-    ];
+    let list = FwdBufs::bi_list(bufs, [&[&sync[0]], &[&sync[1]]]);
     prm.dir = 0;
     record(rec, k, &plan, prm, &list, s.t, 2, |i| i)
 }
@@ -444,16 +440,11 @@ pub(crate) fn record_backward_bi(
         Cell::Gru { .. } => &BI_BWD_GRU,
         Cell::Rnn => &BI_BWD_RNN,
     };
-    let (a, b) = (bufs[0].list(), bufs[1].list());
     let sync = [
         buffers::zeros(rec.ctx(), "grid sync", 1)?,
         buffers::zeros(rec.ctx(), "grid sync", 1)?,
     ];
-    // Direction 1's own: gates, w_rec, seq, dgates, state, aux, sync (lens and dy shared).
-    let list = [
-        a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], &sync[0], b[0], b[1], b[3], b[5], b[6],
-        b[7], &sync[1],
-    ];
+    let list = BwdBufs::bi_list(bufs, [&[&sync[0]], &[&sync[1]]]);
     prm.dir = 0;
     let t = s.t;
     record(rec, k, &plan, prm, &list, t, 2, |i| t - 1 - i)

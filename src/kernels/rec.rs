@@ -414,6 +414,18 @@ impl<'a> FwdBufs<'a> {
             self.gx, self.w_rec, self.lens, self.hseq, self.cseq, self.out, self.aux,
         ]
     }
+
+    /// The bindings of a two-direction kernel (scripts/gen_bidirectional.py): direction 0's
+    /// list and its `extra` buffers, then direction 1's own gx, w_rec, hseq, cseq, aux and
+    /// its extras (lens and out are shared).
+    pub fn bi_list(dirs: [&Self; 2], extra: [&[&'a wgpu::Buffer]; 2]) -> Vec<&'a wgpu::Buffer> {
+        let (a, b) = (dirs[0].list(), dirs[1].list());
+        let mut v = a.to_vec();
+        v.extend(extra[0]);
+        v.extend([b[0], b[1], b[3], b[4], b[6]]);
+        v.extend(extra[1]);
+        v
+    }
 }
 
 /// Buffers of one layer-direction's backward recurrence (bindings 1..8 in this order).
@@ -441,6 +453,17 @@ impl<'a> BwdBufs<'a> {
             self.state,
             self.aux,
         ]
+    }
+
+    /// As [`FwdBufs::bi_list`]: direction 0's list and extras, then direction 1's own
+    /// gates, w_rec, seq, dgates, state, aux and extras (lens and dy are shared).
+    pub fn bi_list(dirs: [&Self; 2], extra: [&[&'a wgpu::Buffer]; 2]) -> Vec<&'a wgpu::Buffer> {
+        let (a, b) = (dirs[0].list(), dirs[1].list());
+        let mut v = a.to_vec();
+        v.extend(extra[0]);
+        v.extend([b[0], b[1], b[3], b[5], b[6], b[7]]);
+        v.extend(extra[1]);
+        v
     }
 }
 

@@ -448,11 +448,7 @@ pub(crate) fn record_forward_bi(
     prm: &mut Params,
     bufs: [&FwdBufs<'_>; 2],
 ) -> Result<()> {
-    let (a, b) = (bufs[0].list(), bufs[1].list());
-    // Direction 1's own buffers: gx, w_rec, hseq, cseq, aux (lens and out are shared).
-    let list = [
-        a[0], a[1], a[2], a[3], a[4], a[5], a[6], b[0], b[1], b[3], b[4], b[6],
-    ];
+    let list = FwdBufs::bi_list(bufs, [&[], &[]]);
     prm.dir = 0;
     record_chunks(rec, (cell, false, true), s, prm, &list)
 }
@@ -467,11 +463,7 @@ pub(crate) fn record_backward_bi(
     prm: &mut Params,
     bufs: [&BwdBufs<'_>; 2],
 ) -> Result<()> {
-    let (a, b) = (bufs[0].list(), bufs[1].list());
-    // Direction 1's own: gates, w_rec, seq, dgates, state, aux (lens and dy are shared).
-    let list = [
-        a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], b[0], b[1], b[3], b[5], b[6], b[7],
-    ];
+    let list = BwdBufs::bi_list(bufs, [&[], &[]]);
     prm.dir = 0;
     record_chunks(rec, (cell, true, true), s, prm, &list)
 }
