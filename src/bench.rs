@@ -118,10 +118,33 @@ fn median(v: &mut [f64]) -> (f64, f64, f64) {
 }
 
 /// Runs `f` once to warm up, then `runs` times; each call returns the stats of its submits.
+/// With GPU timestamps (`gpu_timed`, on `backend`'s profiling context) the wall times come
+/// from another warm-up and `runs` calls with profiling off: a profiled submit waits for
+/// the GPU and reads its timestamps back, a round trip no user's call pays.
 fn measure(
     runs: usize,
-    gpu_timed: bool,
+    (gpu_timed, backend): (bool, &Backend),
     mut f: impl FnMut() -> Result<Vec<RecordStats>>,
+) -> Result<(Vec<Sample>, bool)> {
+    let mut out = timed_calls(runs, gpu_timed, &mut f)?;
+    let all_gpu = out.1;
+    if let (true, Backend::Gpu(ctx)) = (gpu_timed, backend) {
+        ctx.set_profiling(false);
+        let walls = timed_calls(runs, false, &mut f);
+        ctx.set_profiling(true);
+        for (s, w) in out.0.iter_mut().zip(walls?.0) {
+            s.wall = w.wall;
+        }
+    }
+    out.1 = all_gpu;
+    Ok(out)
+}
+
+/// One warm-up call, then `runs` measured ones.
+fn timed_calls(
+    runs: usize,
+    gpu_timed: bool,
+    f: &mut impl FnMut() -> Result<Vec<RecordStats>>,
 ) -> Result<(Vec<Sample>, bool)> {
     f()?;
     let mut out = Vec::with_capacity(runs);
@@ -397,11 +420,11 @@ fn bench_unfused(
     let x = Array3::from_shape_fn((case.t, case.b, i), |(t, b, k)| {
         ((t * 31 + b * 7 + k) as f32 * 0.01).sin()
     });
-    let (fwd, all_gpu) = measure(runs, gpu_timed, || {
+    let (fwd, all_gpu) = measure(runs, (gpu_timed, gpu), || {
         l.forward_unfused_baseline(x.view())
             .map(|_| vec![l.last_stats()])
     })?;
-    let (both, all_gpu_b) = measure(runs, gpu_timed, || {
+    let (both, all_gpu_b) = measure(runs, (gpu_timed, gpu), || {
         l.forward_backward_unfused_baseline(x.view())
             .map(|_| vec![l.last_stats()])
     })?;
@@ -442,6 +465,7 @@ fn bench_case(
     gpu_timed: bool,
 ) -> Result<Vec<BenchResult>> {
     let (mut l1, mut l2, mut l3, l4);
+    let prof = backend.clone();
     let x3 = rec_input(case);
     let (mut fwd, mut fb): Passes<'_> = match case.cell {
         "lstm" => {
@@ -502,7 +526,7 @@ fn bench_case(
         ("forward", &mut fwd, 1.0),
         ("forward_backward", &mut fb, 3.0),
     ] {
-        let (samples, all_gpu) = measure(runs, gpu_timed, f)?;
+        let (samples, all_gpu) = measure(runs, (gpu_timed, &prof), f)?;
         out.push(summarize(
             case, pass, mult, &samples, all_gpu, gpu_timed, "",
         ));
