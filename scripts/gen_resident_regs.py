@@ -22,14 +22,18 @@ HEADER = f"""\
 // What it computes: WRow holds {4 * KC} consecutive floats of one weight row as {KC} named
 // vec4 members (constant indices only, so the compiler can keep them in registers);
 //   load_wrow(at, n)  reads w_rec[at + i] for i < n (0 for i ≥ n: the chunk past the row end)
-//   dot_wrow(w, v)    Σ_k dot(w.wk, vbuf[v + k]), k < {KC}: the chunk times {KC} vec4 of the
-//                     workgroup vector buffer starting at vec4 index v.
+//   dot_wrow(w, v)    Σ_k w.wk · vbuf[v + k], k < {KC}: the chunk times {KC} vec4 of the
+//                     workgroup vector buffer starting at vec4 index v, summed in four
+//                     independent vec4 accumulators (k mod 4) and then pairwise, so one
+//                     invocation's chain is {KC // 4} multiply-adds deep instead of {4 * KC}
+//                     (a batch-1 step is latency-bound: this is its critical path).
 // Bindings: none of its own; uses `w_rec` (binding 2) and `vbuf` (resident_common.wgsl) of
 // the module it is part of (resident_forward.wgsl or resident_backward.wgsl).
 // Memory plan: {KC} vec4 registers per invocation; reads vbuf (workgroup memory).
 // Limits: the caller guarantees v + {KC} ≤ VB and at + n ≤ len(w_rec) (host-validated plan in
-// src/kernels/resident.rs). Caveats: the dot order is fixed (k ascending), so every kernel
-// using these helpers sums a chunk the same way.
+// src/kernels/resident.rs). Caveats: the summation order is fixed (accumulator k mod 4 in
+// k order, then (a0 + a1) + (a2 + a3), then (x + y) + (z + w)), so every kernel using these
+// helpers sums a chunk the same way.
 """
 
 
@@ -56,10 +60,13 @@ def main():
     out.append("}")
     out.append("")
     out.append("fn dot_wrow(w: WRow, v: u32) -> f32 {")
-    out.append("    var acc = dot(w.w0, vbuf[v]);")
-    for k in range(1, KC):
-        out.append(f"    acc += dot(w.w{k}, vbuf[v + {k}u]);")
-    out.append("    return acc;")
+    for k in range(4):
+        at = "v" if k == 0 else f"v + {k}u"
+        out.append(f"    var a{k} = w.w{k} * vbuf[{at}];")
+    for k in range(4, KC):
+        out.append(f"    a{k % 4} = fma(w.w{k}, vbuf[v + {k}u], a{k % 4});")
+    out.append("    let s = (a0 + a1) + (a2 + a3);")
+    out.append("    return (s.x + s.y) + (s.z + s.w);")
     out.append("}")
     root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "shaders")
     with open(os.path.join(root, "resident_regs.wgsl"), "w", encoding="utf-8") as f:

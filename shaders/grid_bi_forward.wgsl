@@ -115,23 +115,24 @@ struct WRow {
 }
 
 fn dot_wrow(w: WRow, v: u32) -> f32 {
-    var acc = dot(w.w0, gvec[v]);
-    acc += dot(w.w1, gvec[v + 1u]);
-    acc += dot(w.w2, gvec[v + 2u]);
-    acc += dot(w.w3, gvec[v + 3u]);
-    acc += dot(w.w4, gvec[v + 4u]);
-    acc += dot(w.w5, gvec[v + 5u]);
-    acc += dot(w.w6, gvec[v + 6u]);
-    acc += dot(w.w7, gvec[v + 7u]);
-    acc += dot(w.w8, gvec[v + 8u]);
-    acc += dot(w.w9, gvec[v + 9u]);
-    acc += dot(w.w10, gvec[v + 10u]);
-    acc += dot(w.w11, gvec[v + 11u]);
-    acc += dot(w.w12, gvec[v + 12u]);
-    acc += dot(w.w13, gvec[v + 13u]);
-    acc += dot(w.w14, gvec[v + 14u]);
-    acc += dot(w.w15, gvec[v + 15u]);
-    return acc;
+    var a0 = w.w0 * gvec[v];
+    var a1 = w.w1 * gvec[v + 1u];
+    var a2 = w.w2 * gvec[v + 2u];
+    var a3 = w.w3 * gvec[v + 3u];
+    a0 = fma(w.w4, gvec[v + 4u], a0);
+    a1 = fma(w.w5, gvec[v + 5u], a1);
+    a2 = fma(w.w6, gvec[v + 6u], a2);
+    a3 = fma(w.w7, gvec[v + 7u], a3);
+    a0 = fma(w.w8, gvec[v + 8u], a0);
+    a1 = fma(w.w9, gvec[v + 9u], a1);
+    a2 = fma(w.w10, gvec[v + 10u], a2);
+    a3 = fma(w.w11, gvec[v + 11u], a3);
+    a0 = fma(w.w12, gvec[v + 12u], a0);
+    a1 = fma(w.w13, gvec[v + 13u], a1);
+    a2 = fma(w.w14, gvec[v + 14u], a2);
+    a3 = fma(w.w15, gvec[v + 15u], a3);
+    let s = (a0 + a1) + (a2 + a3);
+    return (s.x + s.y) + (s.z + s.w);
 }
 
 const TRAIN: u32 = 1u;

@@ -4,14 +4,18 @@
 // What it computes: WRow holds 64 consecutive floats of one weight row as 16 named
 // vec4 members (constant indices only, so the compiler can keep them in registers);
 //   load_wrow(at, n)  reads w_rec[at + i] for i < n (0 for i ≥ n: the chunk past the row end)
-//   dot_wrow(w, v)    Σ_k dot(w.wk, gvec[v + k]), k < 16: the chunk times 16 vec4 of the
-//                     workgroup vector buffer starting at vec4 index v.
+//   dot_wrow(w, v)    Σ_k w.wk · gvec[v + k], k < 16: the chunk times 16 vec4 of the
+//                     workgroup vector buffer starting at vec4 index v, summed in four
+//                     independent vec4 accumulators (k mod 4) and then pairwise, so one
+//                     invocation's chain is 4 multiply-adds deep instead of 64
+//                     (a batch-1 step is latency-bound: this is its critical path).
 // Bindings: none of its own; uses `w_rec` (binding 2) and `gvec` (grid_common.wgsl) of
 // the module it is part of (grid_forward.wgsl or grid_backward.wgsl).
 // Memory plan: 16 vec4 registers per invocation; reads gvec (workgroup memory).
 // Limits: the caller guarantees v + 16 ≤ VB and at + n ≤ len(w_rec) (host-validated plan in
-// src/kernels/grid.rs). Caveats: the dot order is fixed (k ascending), so every kernel
-// using these helpers sums a chunk the same way.
+// src/kernels/grid.rs). Caveats: the summation order is fixed (accumulator k mod 4 in
+// k order, then (a0 + a1) + (a2 + a3), then (x + y) + (z + w)), so every kernel using these
+// helpers sums a chunk the same way.
 
 
 const KC: u32 = 16u;
@@ -62,21 +66,22 @@ fn load_wrow(at: u32, n: u32) -> WRow {
 }
 
 fn dot_wrow(w: WRow, v: u32) -> f32 {
-    var acc = dot(w.w0, gvec[v]);
-    acc += dot(w.w1, gvec[v + 1u]);
-    acc += dot(w.w2, gvec[v + 2u]);
-    acc += dot(w.w3, gvec[v + 3u]);
-    acc += dot(w.w4, gvec[v + 4u]);
-    acc += dot(w.w5, gvec[v + 5u]);
-    acc += dot(w.w6, gvec[v + 6u]);
-    acc += dot(w.w7, gvec[v + 7u]);
-    acc += dot(w.w8, gvec[v + 8u]);
-    acc += dot(w.w9, gvec[v + 9u]);
-    acc += dot(w.w10, gvec[v + 10u]);
-    acc += dot(w.w11, gvec[v + 11u]);
-    acc += dot(w.w12, gvec[v + 12u]);
-    acc += dot(w.w13, gvec[v + 13u]);
-    acc += dot(w.w14, gvec[v + 14u]);
-    acc += dot(w.w15, gvec[v + 15u]);
-    return acc;
+    var a0 = w.w0 * gvec[v];
+    var a1 = w.w1 * gvec[v + 1u];
+    var a2 = w.w2 * gvec[v + 2u];
+    var a3 = w.w3 * gvec[v + 3u];
+    a0 = fma(w.w4, gvec[v + 4u], a0);
+    a1 = fma(w.w5, gvec[v + 5u], a1);
+    a2 = fma(w.w6, gvec[v + 6u], a2);
+    a3 = fma(w.w7, gvec[v + 7u], a3);
+    a0 = fma(w.w8, gvec[v + 8u], a0);
+    a1 = fma(w.w9, gvec[v + 9u], a1);
+    a2 = fma(w.w10, gvec[v + 10u], a2);
+    a3 = fma(w.w11, gvec[v + 11u], a3);
+    a0 = fma(w.w12, gvec[v + 12u], a0);
+    a1 = fma(w.w13, gvec[v + 13u], a1);
+    a2 = fma(w.w14, gvec[v + 14u], a2);
+    a3 = fma(w.w15, gvec[v + 15u], a3);
+    let s = (a0 + a1) + (a2 + a3);
+    return (s.x + s.y) + (s.z + s.w);
 }

@@ -45,23 +45,24 @@ struct WRow {
 }
 
 fn dot_wrow(w: WRow, v: u32) -> f32 {
-    var acc = dot(w.w0, vbuf[v]);
-    acc += dot(w.w1, vbuf[v + 1u]);
-    acc += dot(w.w2, vbuf[v + 2u]);
-    acc += dot(w.w3, vbuf[v + 3u]);
-    acc += dot(w.w4, vbuf[v + 4u]);
-    acc += dot(w.w5, vbuf[v + 5u]);
-    acc += dot(w.w6, vbuf[v + 6u]);
-    acc += dot(w.w7, vbuf[v + 7u]);
-    acc += dot(w.w8, vbuf[v + 8u]);
-    acc += dot(w.w9, vbuf[v + 9u]);
-    acc += dot(w.w10, vbuf[v + 10u]);
-    acc += dot(w.w11, vbuf[v + 11u]);
-    acc += dot(w.w12, vbuf[v + 12u]);
-    acc += dot(w.w13, vbuf[v + 13u]);
-    acc += dot(w.w14, vbuf[v + 14u]);
-    acc += dot(w.w15, vbuf[v + 15u]);
-    return acc;
+    var a0 = w.w0 * vbuf[v];
+    var a1 = w.w1 * vbuf[v + 1u];
+    var a2 = w.w2 * vbuf[v + 2u];
+    var a3 = w.w3 * vbuf[v + 3u];
+    a0 = fma(w.w4, vbuf[v + 4u], a0);
+    a1 = fma(w.w5, vbuf[v + 5u], a1);
+    a2 = fma(w.w6, vbuf[v + 6u], a2);
+    a3 = fma(w.w7, vbuf[v + 7u], a3);
+    a0 = fma(w.w8, vbuf[v + 8u], a0);
+    a1 = fma(w.w9, vbuf[v + 9u], a1);
+    a2 = fma(w.w10, vbuf[v + 10u], a2);
+    a3 = fma(w.w11, vbuf[v + 11u], a3);
+    a0 = fma(w.w12, vbuf[v + 12u], a0);
+    a1 = fma(w.w13, vbuf[v + 13u], a1);
+    a2 = fma(w.w14, vbuf[v + 14u], a2);
+    a3 = fma(w.w15, vbuf[v + 15u], a3);
+    let s = (a0 + a1) + (a2 + a3);
+    return (s.x + s.y) + (s.z + s.w);
 }
 
 const PROJ: u32 = 2u;
