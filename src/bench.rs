@@ -127,7 +127,6 @@ fn measure(
     mut f: impl FnMut() -> Result<Vec<RecordStats>>,
 ) -> Result<(Vec<Sample>, bool)> {
     let mut out = timed_calls(runs, gpu_timed, &mut f)?;
-    let all_gpu = out.1;
     if let (true, Backend::Gpu(ctx)) = (gpu_timed, backend) {
         ctx.set_profiling(false);
         let walls = timed_calls(runs, false, &mut f);
@@ -136,7 +135,6 @@ fn measure(
             s.wall = w.wall;
         }
     }
-    out.1 = all_gpu;
     Ok(out)
 }
 

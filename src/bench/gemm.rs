@@ -83,6 +83,9 @@ fn fill(len: usize, seed: usize) -> Vec<f32> {
         .collect()
 }
 
+/// One call's (time, timed on the GPU, wall time, dispatches).
+type Call = (f64, bool, f64, usize);
+
 /// One submit of one GEMM; GPU time when timestamps are on, else wall time to completion.
 fn run_once(
     ctx: &Context,
@@ -90,7 +93,7 @@ fn run_once(
     s: &Shape,
     bufs: &[wgpu::Buffer; 4],
     gpu_timed: bool,
-) -> Result<(f64, bool, f64, usize)> {
+) -> Result<Call> {
     let [a, b, bias, c] = bufs;
     let t0 = std::time::Instant::now();
     let mut rec = Recorder::new(ctx);
@@ -139,43 +142,44 @@ pub(super) fn run(
             buffers::upload(ctx, "gemm bias", &fill(s.n, 3))?,
             buffers::zeros(ctx, "gemm c", s.m * s.n)?,
         ];
-        let mut times = vec![Vec::with_capacity(runs); kernels.len()];
-        let mut walls = vec![Vec::with_capacity(runs); kernels.len()];
-        let mut all_gpu = vec![gpu_timed; kernels.len()];
-        let mut dispatches = vec![1; kernels.len()];
-        for round in 0..=runs {
-            for (i, &kern) in kernels.iter().enumerate() {
-                let (ms, on_gpu, wall, n) = run_once(ctx, kern, s, &bufs, gpu_timed)?;
-                dispatches[i] = n;
-                if round > 0 {
-                    times[i].push(ms);
-                    walls[i].push(wall);
-                    all_gpu[i] &= on_gpu;
-                }
-            }
-        }
-        if gpu_timed {
-            // Wall times again with profiling off: a profiled submit also waits for the
-            // GPU and reads its timestamps back, a round trip torch.matmul's clock lacks.
-            ctx.set_profiling(false);
-            let mut again = || -> Result<()> {
-                for w in &mut walls {
-                    w.clear();
-                }
-                for round in 0..=runs {
-                    for (i, &kern) in kernels.iter().enumerate() {
-                        let wall = run_once(ctx, kern, s, &bufs, false)?.2;
-                        if round > 0 {
-                            walls[i].push(wall);
-                        }
+        // One warm-up round, then `runs` rounds with every kernel interleaved: per kernel,
+        // each round's (time, timed on the GPU, wall time, dispatches).
+        let sweep = |timed: bool| -> Result<Vec<Vec<Call>>> {
+            let mut per = vec![Vec::with_capacity(runs); kernels.len()];
+            for round in 0..=runs {
+                for (i, &kern) in kernels.iter().enumerate() {
+                    let r = run_once(ctx, kern, s, &bufs, timed)?;
+                    if round > 0 {
+                        per[i].push(r);
                     }
                 }
-                Ok(())
-            };
-            let r = again();
+            }
+            Ok(per)
+        };
+        let timed = sweep(gpu_timed)?;
+        // Wall times from calls with profiling off: a profiled submit also waits for the GPU
+        // and reads its timestamps back, a round trip torch.matmul's clock lacks.
+        let untimed = if gpu_timed {
+            ctx.set_profiling(false);
+            let r = sweep(false);
             ctx.set_profiling(true);
-            r?;
-        }
+            r?
+        } else {
+            timed.clone()
+        };
+        let mut times: Vec<Vec<f64>> = timed
+            .iter()
+            .map(|v| v.iter().map(|r| r.0).collect())
+            .collect();
+        let mut walls: Vec<Vec<f64>> = untimed
+            .iter()
+            .map(|v| v.iter().map(|r| r.2).collect())
+            .collect();
+        let all_gpu: Vec<bool> = timed
+            .iter()
+            .map(|v| v.iter().all(|r| r.1) && gpu_timed)
+            .collect();
+        let dispatches: Vec<usize> = timed.iter().map(|v| v.last().map_or(1, |r| r.3)).collect();
         let flops = 2.0 * (s.m * s.n * s.k) as f64;
         for (i, kern) in kernels.iter().enumerate() {
             let (med, lo, hi) = median(&mut times[i]);

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Serialize;
 use wgpu_rnn::golden::{Golden, model_case, run_case_with};
 use wgpu_rnn::models::keras::{CpuBackend, GpuBackend, ModelBackend, Precision};
@@ -85,28 +85,7 @@ enum Cmd {
     /// Measures which recurrence algorithm is fastest on this adapter for each cell, pass and
     /// shape, and writes the table `Algorithm::Auto` then follows (load it with
     /// WGPU_RNN_AUTO_TABLE=FILE or Context::set_auto_table). Prints it as Markdown.
-    Tune {
-        /// Where to write the table (JSON, format wgpu-rnn-auto-v1).
-        #[arg(long)]
-        out: PathBuf,
-        /// Build the table from a `bench --json` report instead of measuring (no adapter is
-        /// opened; the report's adapter is the table's).
-        #[arg(long)]
-        from: Option<PathBuf>,
-        /// Cells to measure, comma-separated: lstm, gru, rnn.
-        #[arg(long, default_value = "lstm,gru,rnn")]
-        cells: String,
-        /// Shapes "B,T,I,H;…" instead of the defaults (B 1, 8, 64, 256 × H = I 64, 128, 256,
-        /// 512 at T 100; with --quick B 1, 8 × H 16, 32 at T 20).
-        #[arg(long)]
-        shapes: Option<String>,
-        /// The small default shapes, for software adapters.
-        #[arg(long)]
-        quick: bool,
-        /// Timed runs per algorithm and shape (median; at least 5).
-        #[arg(long, default_value_t = 5)]
-        runs: usize,
-    },
+    Tune(TuneArgs),
     /// Joins two bench JSON reports (e.g. this crate's and bench/pytorch_baseline.py's) into a
     /// side-by-side table with the ratio of their best medians.
     Compare {
@@ -142,12 +121,27 @@ fn compare(a: &PathBuf, b: &PathBuf) -> ExitCode {
 }
 
 /// What `tune` was asked for.
+#[derive(Args)]
 struct TuneArgs {
+    /// Where to write the table (JSON, format wgpu-rnn-auto-v1).
+    #[arg(long)]
     out: PathBuf,
+    /// Build the table from a `bench --json` report instead of measuring (no adapter is
+    /// opened; the report's adapter is the table's).
+    #[arg(long)]
     from: Option<PathBuf>,
+    /// Cells to measure, comma-separated: lstm, gru, rnn.
+    #[arg(long, default_value = "lstm,gru,rnn")]
     cells: String,
+    /// Shapes "B,T,I,H;…" instead of the defaults (B 1, 8, 64, 256 × H = I 64, 128, 256,
+    /// 512 at T 100; with --quick B 1, 8 × H 16, 32 at T 20).
+    #[arg(long)]
     shapes: Option<String>,
+    /// The small default shapes, for software adapters.
+    #[arg(long)]
     quick: bool,
+    /// Timed runs per algorithm and shape (median; at least 5).
+    #[arg(long, default_value_t = 5)]
     runs: usize,
 }
 
@@ -495,21 +489,7 @@ fn main() -> ExitCode {
             (shapes.as_deref(), gemm_shapes.as_deref()),
         ),
         Cmd::Compare { a, b } => compare(&a, &b),
-        Cmd::Tune {
-            out,
-            from,
-            cells,
-            shapes,
-            quick,
-            runs,
-        } => tune(TuneArgs {
-            out,
-            from,
-            cells,
-            shapes,
-            quick,
-            runs,
-        }),
+        Cmd::Tune(a) => tune(a),
         Cmd::Summary { config } => summary(&config),
     }
 }

@@ -354,6 +354,55 @@ fn record(
     Ok(())
 }
 
+/// The kernel of `cell`, forward or backward, one direction or both (`bi`).
+fn kernel(cell: Cell, backward: bool, bi: bool) -> &'static KernelDef {
+    match (backward, bi, cell) {
+        (false, false, Cell::Lstm) => &FWD_LSTM,
+        (false, false, Cell::Gru { .. }) => &FWD_GRU,
+        (false, false, Cell::Rnn) => &FWD_RNN,
+        (true, false, Cell::Lstm) => &BWD_LSTM,
+        (true, false, Cell::Gru { .. }) => &BWD_GRU,
+        (true, false, Cell::Rnn) => &BWD_RNN,
+        (false, true, Cell::Lstm) => &BI_FWD_LSTM,
+        (false, true, Cell::Gru { .. }) => &BI_FWD_GRU,
+        (false, true, Cell::Rnn) => &BI_FWD_RNN,
+        (true, true, Cell::Lstm) => &BI_BWD_LSTM,
+        (true, true, Cell::Gru { .. }) => &BI_BWD_GRU,
+        (true, true, Cell::Rnn) => &BI_BWD_RNN,
+    }
+}
+
+/// Fresh zeroed barrier counters, one per direction.
+fn syncs(rec: &Recorder<'_>, dirs: usize) -> Result<Vec<wgpu::Buffer>> {
+    (0..dirs)
+        .map(|_| buffers::zeros(rec.ctx(), "grid sync", 1))
+        .collect()
+}
+
+/// Plans and records one layer's recurrence over `dirs` directions (2: the two-direction
+/// kernels), forward from step 0 or backward from T-1, with `list` its bindings (the
+/// counters of [`syncs`] included).
+fn record_family(
+    rec: &mut Recorder<'_>,
+    (cell, backward, dirs): (Cell, bool, usize),
+    s: &RecShape,
+    prm: &mut Params,
+    list: &[&wgpu::Buffer],
+) -> Result<()> {
+    memory_model_ok(rec.ctx())?;
+    let plan = plan(rec.ctx(), cell, s, backward)?;
+    let k = kernel(cell, backward, dirs == 2);
+    if dirs == 2 {
+        prm.dir = 0;
+    }
+    let t = s.t;
+    if backward {
+        record(rec, k, &plan, prm, list, t, dirs, |i| t - 1 - i)
+    } else {
+        record(rec, k, &plan, prm, list, t, dirs, |i| i)
+    }
+}
+
 /// Records the forward recurrence.
 pub(crate) fn record_forward(
     rec: &mut Recorder<'_>,
@@ -362,17 +411,10 @@ pub(crate) fn record_forward(
     prm: &mut Params,
     bufs: &FwdBufs<'_>,
 ) -> Result<()> {
-    memory_model_ok(rec.ctx())?;
-    let plan = plan(rec.ctx(), cell, s, false)?;
-    let k = match cell {
-        Cell::Lstm => &FWD_LSTM,
-        Cell::Gru { .. } => &FWD_GRU,
-        Cell::Rnn => &FWD_RNN,
-    };
-    let sync = buffers::zeros(rec.ctx(), "grid sync", 1)?;
+    let sync = syncs(rec, 1)?;
     let mut list = bufs.list().to_vec();
-    list.push(&sync);
-    record(rec, k, &plan, prm, &list, s.t, 1, |i| i)
+    list.push(&sync[0]);
+    record_family(rec, (cell, false, 1), s, prm, &list)
 }
 
 /// Records the backward recurrence (T-1 down); the caller runs the cell's FINAL pass.
@@ -383,18 +425,10 @@ pub(crate) fn record_backward(
     prm: &mut Params,
     bufs: &BwdBufs<'_>,
 ) -> Result<()> {
-    memory_model_ok(rec.ctx())?;
-    let plan = plan(rec.ctx(), cell, s, true)?;
-    let k = match cell {
-        Cell::Lstm => &BWD_LSTM,
-        Cell::Gru { .. } => &BWD_GRU,
-        Cell::Rnn => &BWD_RNN,
-    };
-    let sync = buffers::zeros(rec.ctx(), "grid sync", 1)?;
+    let sync = syncs(rec, 1)?;
     let mut list = bufs.list().to_vec();
-    list.push(&sync);
-    let t = s.t;
-    record(rec, k, &plan, prm, &list, t, 1, |i| t - 1 - i)
+    list.push(&sync[0]);
+    record_family(rec, (cell, true, 1), s, prm, &list)
 }
 
 /// Records the forward recurrence of both directions of a layer in one dispatch per chunk
@@ -407,20 +441,9 @@ pub(crate) fn record_forward_bi(
     prm: &mut Params,
     bufs: [&FwdBufs<'_>; 2],
 ) -> Result<()> {
-    memory_model_ok(rec.ctx())?;
-    let plan = plan(rec.ctx(), cell, s, false)?;
-    let k = match cell {
-        Cell::Lstm => &BI_FWD_LSTM,
-        Cell::Gru { .. } => &BI_FWD_GRU,
-        Cell::Rnn => &BI_FWD_RNN,
-    };
-    let sync = [
-        buffers::zeros(rec.ctx(), "grid sync", 1)?,
-        buffers::zeros(rec.ctx(), "grid sync", 1)?,
-    ];
+    let sync = syncs(rec, 2)?;
     let list = FwdBufs::bi_list(bufs, [&[&sync[0]], &[&sync[1]]]);
-    prm.dir = 0;
-    record(rec, k, &plan, prm, &list, s.t, 2, |i| i)
+    record_family(rec, (cell, false, 2), s, prm, &list)
 }
 
 /// Records the backward recurrence of both directions of a layer (T-1 down) in one dispatch
@@ -433,21 +456,9 @@ pub(crate) fn record_backward_bi(
     prm: &mut Params,
     bufs: [&BwdBufs<'_>; 2],
 ) -> Result<()> {
-    memory_model_ok(rec.ctx())?;
-    let plan = plan(rec.ctx(), cell, s, true)?;
-    let k = match cell {
-        Cell::Lstm => &BI_BWD_LSTM,
-        Cell::Gru { .. } => &BI_BWD_GRU,
-        Cell::Rnn => &BI_BWD_RNN,
-    };
-    let sync = [
-        buffers::zeros(rec.ctx(), "grid sync", 1)?,
-        buffers::zeros(rec.ctx(), "grid sync", 1)?,
-    ];
+    let sync = syncs(rec, 2)?;
     let list = BwdBufs::bi_list(bufs, [&[&sync[0]], &[&sync[1]]]);
-    prm.dir = 0;
-    let t = s.t;
-    record(rec, k, &plan, prm, &list, t, 2, |i| t - 1 - i)
+    record_family(rec, (cell, true, 2), s, prm, &list)
 }
 
 #[cfg(test)]
